@@ -1,0 +1,245 @@
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Vector(_message.Message):
+    __slots__ = ("values", "f32")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    F32_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    f32: bytes
+    def __init__(self, values: _Optional[_Iterable[float]] = ..., f32: _Optional[bytes] = ...) -> None: ...
+
+class Audio(_message.Message):
+    __slots__ = ("content", "sample_rate")
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    content: bytes
+    sample_rate: int
+    def __init__(self, content: _Optional[bytes] = ..., sample_rate: _Optional[int] = ...) -> None: ...
+
+class IdList(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Query(_message.Message):
+    __slots__ = ("id", "ids", "text", "audio", "vector")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    ids: IdList
+    text: str
+    audio: Audio
+    vector: Vector
+    def __init__(self, id: _Optional[str] = ..., ids: _Optional[_Union[IdList, _Mapping]] = ..., text: _Optional[str] = ..., audio: _Optional[_Union[Audio, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ...) -> None: ...
+
+class EmbedRequest(_message.Message):
+    __slots__ = ("inputs",)
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    inputs: _containers.RepeatedCompositeFieldContainer[Query]
+    def __init__(self, inputs: _Optional[_Iterable[_Union[Query, _Mapping]]] = ...) -> None: ...
+
+class EmbedResponse(_message.Message):
+    __slots__ = ("dim", "count", "vectors", "model_version")
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    dim: int
+    count: int
+    vectors: bytes
+    model_version: str
+    def __init__(self, dim: _Optional[int] = ..., count: _Optional[int] = ..., vectors: _Optional[bytes] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("query", "k", "modalities", "exclude_keys")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    MODALITIES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    query: Query
+    k: int
+    modalities: _containers.RepeatedScalarFieldContainer[str]
+    exclude_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., k: _Optional[int] = ..., modalities: _Optional[_Iterable[str]] = ..., exclude_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Hit(_message.Message):
+    __slots__ = ("key", "score", "modality", "metadata")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    score: float
+    modality: str
+    metadata: _struct_pb2.Struct
+    def __init__(self, key: _Optional[str] = ..., score: _Optional[float] = ..., modality: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("hits", "generation")
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[Hit]
+    generation: str
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., generation: _Optional[str] = ...) -> None: ...
+
+class BatchSearchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SearchRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SearchRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchSearchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SearchResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
+
+class GetIndexInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class IndexInfo(_message.Message):
+    __slots__ = ("generation", "size", "dim", "index_type", "model_version", "size_by_modality", "query_modalities", "bytes_per_vector")
+    class SizeByModalityEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BY_MODALITY_FIELD_NUMBER: _ClassVar[int]
+    QUERY_MODALITIES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    generation: str
+    size: int
+    dim: int
+    index_type: str
+    model_version: str
+    size_by_modality: _containers.ScalarMap[str, int]
+    query_modalities: _containers.RepeatedScalarFieldContainer[str]
+    bytes_per_vector: float
+    def __init__(self, generation: _Optional[str] = ..., size: _Optional[int] = ..., dim: _Optional[int] = ..., index_type: _Optional[str] = ..., model_version: _Optional[str] = ..., size_by_modality: _Optional[_Mapping[str, int]] = ..., query_modalities: _Optional[_Iterable[str]] = ..., bytes_per_vector: _Optional[float] = ...) -> None: ...
+
+class CatalogEntry(_message.Message):
+    __slots__ = ("key", "id", "text", "audio", "vector", "metadata")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    id: str
+    text: str
+    audio: Audio
+    vector: Vector
+    metadata: _struct_pb2.Struct
+    def __init__(self, key: _Optional[str] = ..., id: _Optional[str] = ..., text: _Optional[str] = ..., audio: _Optional[_Union[Audio, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class RebuildIndexRequest(_message.Message):
+    __slots__ = ("catalog_paths", "index_type", "request_id")
+    CATALOG_PATHS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    catalog_paths: _containers.RepeatedScalarFieldContainer[str]
+    index_type: str
+    request_id: str
+    def __init__(self, catalog_paths: _Optional[_Iterable[str]] = ..., index_type: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class OperationProgress(_message.Message):
+    __slots__ = ("phase", "done", "total")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    done: int
+    total: int
+    def __init__(self, phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class OperationError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Operation(_message.Message):
+    __slots__ = ("name", "done", "progress", "error", "generation")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    done: bool
+    progress: OperationProgress
+    error: OperationError
+    generation: str
+    def __init__(self, name: _Optional[str] = ..., done: _Optional[bool] = ..., progress: _Optional[_Union[OperationProgress, _Mapping]] = ..., error: _Optional[_Union[OperationError, _Mapping]] = ..., generation: _Optional[str] = ...) -> None: ...
+
+class GetOperationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListOperationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListOperationsResponse(_message.Message):
+    __slots__ = ("operations",)
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    operations: _containers.RepeatedCompositeFieldContainer[Operation]
+    def __init__(self, operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ...) -> None: ...
+
+class CancelOperationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class UpsertRequest(_message.Message):
+    __slots__ = ("entries", "request_id")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[CatalogEntry]
+    request_id: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[CatalogEntry, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class UpsertResponse(_message.Message):
+    __slots__ = ("upserted",)
+    UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    upserted: int
+    def __init__(self, upserted: _Optional[int] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("keys", "request_id")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    request_id: str
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
