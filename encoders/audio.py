@@ -1,0 +1,172 @@
+"""Audio clips: log-mel features in the graph, a small convolutional net, masked pooling.
+
+Decoding and resampling need librosa/soundfile and stay on the host (`audio_frontend`); every
+step after the waveform runs in TensorFlow, so the exported SavedModel takes float32 waveforms at
+the manifest's rate. Training computes the log-mel features once up front instead of each epoch:
+they are the costly, deterministic part, and SpecAugment on the features gives the variation.
+Per-clip mean/variance normalisation of each mel band removes much of what differs between
+microphones and voices, which is what a held-out speaker needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from jointspace.encoders.audio_frontend import AudioConfig, decode_audio, log_mel, pad_batch
+from jointspace.encoders.base import (
+    Arrays,
+    Encoder,
+    ServingEncoder,
+    l2_normalize,
+    load_serving,
+    save_serving,
+    tf,
+)
+from jointspace.encoders.registry import EncoderPlugin, register
+from jointspace.errors import InvalidInput
+from jointspace.limits import DEFAULT_LIMITS, Limits
+
+
+def _span_mask(batch: tf.Tensor, length: tf.Tensor, max_width: int) -> tf.Tensor:
+    """One random span per row, [batch, length] with 0 inside the span and 1 elsewhere."""
+    width = tf.random.uniform([batch, 1], 0, max_width + 1, dtype=tf.int32)
+    room = tf.cast(tf.maximum(length - width, 1), tf.float32)
+    start = tf.cast(tf.random.uniform([batch, 1]) * room, tf.int32)
+    position = tf.range(length)[None, :]
+    return tf.cast((position < start) | (position >= start + width), tf.float32)
+
+
+class AudioTower(tf.keras.layers.Layer):
+    def __init__(self, config: AudioConfig, dim: int, channels: Sequence[int], hidden: int,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.blocks = [
+            (
+                tf.keras.layers.Conv2D(c, 3, padding="same", use_bias=False),
+                tf.keras.layers.BatchNormalization(),
+                tf.keras.layers.MaxPool2D(2, padding="same"),
+            )
+            for c in channels
+        ]
+        self.hidden = tf.keras.layers.Dense(hidden, activation="relu")
+        self.projection = tf.keras.layers.Dense(dim)
+
+    def features(self, waveform: tf.Tensor, num_samples: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return log_mel(waveform, self.config), 1 + num_samples // self.config.hop_length
+
+    def call(self, inputs: tuple[tf.Tensor, tf.Tensor], training: bool = False) -> tf.Tensor:
+        logmel, frames = inputs
+        shape = tf.shape(logmel)
+        mask = tf.sequence_mask(frames, shape[1], dtype=tf.float32)[..., None]
+        count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
+        mean = tf.reduce_sum(logmel * mask, axis=1, keepdims=True) / count
+        var = tf.reduce_sum(tf.square(logmel - mean) * mask, axis=1, keepdims=True) / count
+        x = (logmel - mean) * tf.math.rsqrt(var + 1e-3) * mask
+        if training:
+            x *= _span_mask(shape[0], shape[1], 12)[..., None]
+            x *= _span_mask(shape[0], shape[2], 6)[:, None, :]
+        x = x[..., None]
+        mask = mask[..., 0]
+        for conv, norm, pool in self.blocks:
+            x = pool(tf.nn.relu(norm(conv(x), training=training)))
+            mask = tf.nn.max_pool1d(mask[..., None], 2, 2, "SAME")[..., 0]
+        x = tf.reshape(x, [shape[0], tf.shape(x)[1], x.shape[2] * x.shape[3]])
+        x = self.hidden(x)
+        weights = mask[..., None]
+        mean_pool = tf.reduce_sum(x * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, 1), 1.0)
+        max_pool = tf.reduce_max(x * weights - (1.0 - weights) * 1e4, axis=1)
+        return l2_normalize(self.projection(tf.concat([mean_pool, max_pool], axis=-1)))
+
+
+def audio_config(settings: dict[str, Any]) -> AudioConfig:
+    fields = AudioConfig.__dataclass_fields__
+    defaults = {"n_mels": 40}
+    return AudioConfig(**{**defaults, **{k: v for k, v in settings.items() if k in fields}})
+
+
+class AudioEncoder(Encoder):
+    name = "audio"
+    modalities = ("audio",)
+
+    def adapt(self, values: Sequence[Any]) -> None:
+        self.config = audio_config(self.settings)
+        self.train_seconds = float(self.settings.get("train_seconds", 2.0))
+        self.channels = tuple(self.settings.get("channels", (16, 32, 64)))
+        self.hidden = int(self.settings.get("hidden", 128))
+        self.distinct_clips = len(set(map(str, values)))
+
+    def num_values(self) -> int:
+        return self.distinct_clips
+
+    def prepare(self, modality: str, values: Sequence[Any]) -> Arrays:
+        """Decode every clip once and keep log-mel features cut to `train_seconds`."""
+        max_samples = int(self.train_seconds * self.config.sample_rate)
+        max_frames = self.config.num_frames(max_samples)
+        logmels = np.zeros((len(values), max_frames, self.config.n_mels), np.float32)
+        frames = np.zeros(len(values), np.int32)
+        chunk = 256
+        for start in range(0, len(values), chunk):
+            clips = [decode_audio(v, self.config)[:max_samples] for v in values[start : start + chunk]]
+            waveform, lengths = pad_batch(clips)
+            features = log_mel(tf.constant(waveform), self.config).numpy()
+            width = min(features.shape[1], max_frames)
+            logmels[start : start + len(clips), :width] = features[:, :width]
+            frames[start : start + len(clips)] = [self.config.num_frames(n) for n in lengths]
+        return {"logmel": logmels, "frames": frames}
+
+    def build_tower(self) -> tf.keras.layers.Layer:
+        tower = AudioTower(self.config, self.dim, self.channels, self.hidden, name="audio_tower")
+        return _FeatureView(tower)
+
+    def export(self, tower: tf.keras.layers.Layer, path: Path) -> dict[str, Any]:
+        inner: AudioTower = tower.inner
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, None], tf.float32, name="waveform"),
+            tf.TensorSpec([None], tf.int32, name="num_samples"),
+        ])
+        def serve(waveform: tf.Tensor, num_samples: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"embedding": inner(inner.features(waveform, num_samples), training=False)}
+
+        save_serving(path, inner, serve)
+        return {"audio": self.config.to_dict()}
+
+
+class _FeatureView(tf.keras.layers.Layer):
+    """Training-time face of the audio tower: feeds precomputed log-mel features."""
+
+    def __init__(self, inner: AudioTower, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inner = inner
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        return self.inner((inputs["logmel"], inputs["frames"]), training=training)
+
+
+class ServingAudioEncoder(ServingEncoder):
+    """Request values are `(content: bytes | path, pcm_sample_rate: int | None)` pairs."""
+
+    modalities = AudioEncoder.modalities
+
+    def __init__(self, path: Path, entry: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> None:
+        self.signature = load_serving(path)
+        self.config = AudioConfig.from_dict(entry["audio"])
+        self.limits = limits
+
+    def decode(self, value: Any) -> np.ndarray:
+        content, rate = value if isinstance(value, tuple) else (value, None)
+        if isinstance(content, (bytes, bytearray)) and not content:
+            raise InvalidInput("audio: content is empty")
+        return decode_audio(content, self.config, pcm_sample_rate=rate, limits=self.limits)
+
+    def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
+        waveform, lengths = pad_batch([self.decode(v) for v in values])
+        out = self.signature(waveform=tf.constant(waveform), num_samples=tf.constant(lengths))
+        return out["embedding"].numpy()
+
+
+register(EncoderPlugin(AudioEncoder.name, AudioEncoder.modalities, AudioEncoder, ServingAudioEncoder))

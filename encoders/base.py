@@ -1,0 +1,98 @@
+"""The contract between the core and a modality encoder.
+
+An encoder owns everything modality-specific at both ends of a model's life: during training it
+turns raw view values into arrays and builds a Keras tower that maps them to unit vectors of the
+shared space; at export it writes a SavedModel whose signature takes what a caller has (strings,
+waveforms); at serving time it turns request values into that signature's inputs. The core
+(model, training, export, index, server) never branches on a modality name, which is what lets a
+third-party encoder join through the registry.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+import jointspace  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import tensorflow as tf
+
+Arrays = dict[str, np.ndarray]
+
+
+def l2_normalize(x: tf.Tensor) -> tf.Tensor:
+    """Unit vectors make the inner product a cosine, which FAISS and the loss both rely on."""
+    return tf.math.l2_normalize(x, axis=-1, epsilon=1e-12)
+
+
+class TowerView(tf.keras.layers.Layer):
+    """Training-time face of a tower: takes one field of the batch dict and keeps only the
+    embedding, dropping the extra serving output (a count used to reject empty queries)."""
+
+    def __init__(self, inner: tf.keras.layers.Layer, field: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inner = inner
+        self.field = field
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        return self.inner(inputs[self.field], training=training)[0]
+
+
+def save_serving(path: Path, tower: tf.keras.layers.Layer, serve: Any) -> None:
+    """Save `serve` (a tf.function with an input signature) as the SavedModel's default
+    signature, with the tower tracked so its variables travel along."""
+    module = tf.Module()
+    module.tower = tower
+    module.serve = serve
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+
+
+def load_serving(path: Path) -> Any:
+    return tf.saved_model.load(str(path)).signatures["serving_default"]
+
+
+class Encoder(ABC):
+    """Training half of a modality encoder. One instance per model, shared by every view whose
+    modality is in `modalities` (an `id` view and an `ids` bag use the same table)."""
+
+    name: ClassVar[str]
+    modalities: ClassVar[tuple[str, ...]]
+
+    dim: int  # set by the trainer after `adapt`, since `--dim auto` depends on what was seen
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        self.settings = dict(settings or {})
+
+    @abstractmethod
+    def adapt(self, values: Sequence[Any]) -> None:
+        """Learn vocabularies or statistics from every training value of this encoder's views."""
+
+    @abstractmethod
+    def num_values(self) -> int:
+        """How many distinct values the encoder has seen; feeds the `--dim auto` rule."""
+
+    @abstractmethod
+    def prepare(self, modality: str, values: Sequence[Any]) -> Arrays:
+        """Raw view values (as read from pair rows, audio as absolute paths) to training arrays,
+        all with the row count as first dimension."""
+
+    @abstractmethod
+    def build_tower(self) -> tf.keras.layers.Layer:
+        """A layer mapping a dict of prepared arrays (batched) to unit vectors [batch, dim]."""
+
+    @abstractmethod
+    def export(self, tower: tf.keras.layers.Layer, path: Path) -> dict[str, Any]:
+        """Write a self-contained SavedModel (preprocessing inside) and return its manifest entry."""
+
+
+class ServingEncoder(ABC):
+    """Serving half: wraps a loaded SavedModel and validates request values for it."""
+
+    modalities: tuple[str, ...]
+
+    @abstractmethod
+    def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
+        """Request values of one modality to float32 unit vectors [n, dim]. Raises
+        `InvalidInput`/`NotFound`/`LimitExceeded` naming what was wrong with which value."""

@@ -1,0 +1,134 @@
+"""Categorical ids and bags of ids (histories) in one embedding table.
+
+A single id is a bag of one, so "films like this film" and "films for this history" go through
+the same table and projection; a history never becomes a one-hot vector. Ids absent from the
+vocabulary are left out of the pooling at serving time (and reported as NOT_FOUND when nothing
+known remains), because a hashed bucket's vector says nothing about a particular new id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from jointspace.encoders.base import (
+    Arrays,
+    Encoder,
+    ServingEncoder,
+    TowerView,
+    l2_normalize,
+    load_serving,
+    save_serving,
+    tf,
+)
+from jointspace.encoders.registry import EncoderPlugin, register
+from jointspace.errors import InvalidInput, LimitExceeded, NotFound
+from jointspace.limits import DEFAULT_LIMITS, Limits
+
+PAD = ""
+
+
+def pad_bags(bags: Sequence[Sequence[str]], max_len: int | None = None) -> np.ndarray:
+    """Bags to a dense [n, L] string array, padded with the mask token and cut to the last
+    `max_len` entries (the most recent ones, for a time-ordered history)."""
+    if max_len is not None:
+        bags = [list(b)[-max_len:] for b in bags]
+    width = max(1, max((len(b) for b in bags), default=1))
+    out = np.full((len(bags), width), PAD, dtype=object)
+    for row, bag in enumerate(bags):
+        out[row, : len(bag)] = list(bag)
+    return out.astype(str)
+
+
+class IdTower(tf.keras.layers.Layer):
+    """Mean of the known ids' embeddings, projected and normalised. Returns the embedding and
+    the number of known ids per row (0 means the query is made only of unknown ids)."""
+
+    def __init__(self, vocabulary: list[str], dim: int, oov_buckets: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lookup = tf.keras.layers.StringLookup(
+            vocabulary=vocabulary, mask_token=PAD, num_oov_indices=oov_buckets
+        )
+        self.first_known_index = 1 + oov_buckets
+        self.table = tf.keras.layers.Embedding(self.lookup.vocabulary_size(), dim)
+        self.projection = tf.keras.layers.Dense(dim, use_bias=False)
+
+    def call(self, ids: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        index = self.lookup(ids)
+        # In training every non-pad id counts (rare ids share hashed buckets); at serving time
+        # only vocabulary ids do.
+        keep = index >= (1 if training else self.first_known_index)
+        weights = tf.cast(keep, tf.float32)
+        count = tf.reduce_sum(weights, axis=1, keepdims=True)
+        pooled = tf.reduce_sum(self.table(index) * weights[..., None], axis=1) / tf.maximum(count, 1.0)
+        return l2_normalize(self.projection(pooled)), tf.cast(count[:, 0], tf.int32)
+
+
+class IdEncoder(Encoder):
+    name = "id"
+    modalities = ("id", "ids")
+
+    def adapt(self, values: Sequence[Any]) -> None:
+        counts: Counter[str] = Counter()
+        for value in values:
+            counts.update([value] if isinstance(value, str) else value)
+        min_count = int(self.settings.get("min_count", 1))
+        self.vocabulary = sorted(v for v, c in counts.items() if c >= min_count and v != PAD)
+        self.oov_buckets = int(self.settings.get("oov_buckets", 8))
+        self.max_bag = int(self.settings.get("max_bag", 200))
+
+    def num_values(self) -> int:
+        return len(self.vocabulary)
+
+    def prepare(self, modality: str, values: Sequence[Any]) -> Arrays:
+        bags = [[v] for v in values] if modality == "id" else list(values)
+        return {"ids": pad_bags(bags, self.max_bag)}
+
+    def build_tower(self) -> tf.keras.layers.Layer:
+        tower = IdTower(self.vocabulary, self.dim, self.oov_buckets, name="id_tower")
+        return TowerView(tower, "ids")
+
+    def export(self, tower: tf.keras.layers.Layer, path: Path) -> dict[str, Any]:
+        inner: IdTower = tower.inner
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="ids")])
+        def serve(ids: tf.Tensor) -> dict[str, tf.Tensor]:
+            embedding, known = inner(ids, training=False)
+            return {"embedding": embedding, "known": known}
+
+        save_serving(path, inner, serve)
+        return {
+            "vocab_size": len(self.vocabulary),
+            "oov_buckets": self.oov_buckets,
+            "max_bag": self.max_bag,
+        }
+
+
+class ServingIdEncoder(ServingEncoder):
+    modalities = IdEncoder.modalities
+
+    def __init__(self, path: Path, entry: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> None:
+        self.signature = load_serving(path)
+        self.max_bag = int(entry.get("max_bag", 200))
+        self.limits = limits
+
+    def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
+        bags = [[v] for v in values] if modality == "id" else [list(v) for v in values]
+        for bag in bags:
+            if len(bag) > self.limits.max_ids:
+                raise LimitExceeded(f"{modality}: {len(bag)} ids, over the limit of {self.limits.max_ids}")
+            if not bag or any(not isinstance(i, str) or not i for i in bag):
+                raise InvalidInput(f"{modality}: ids must be non-empty strings")
+        out = self.signature(ids=tf.constant(pad_bags(bags, self.max_bag)))
+        known = out["known"].numpy()
+        if (known == 0).any():
+            unknown = bags[int(np.argmin(known))]
+            if len(unknown) == 1:
+                raise NotFound(f"{modality}: id {unknown[0]!r} is not in the model's vocabulary")
+            raise NotFound(f"{modality}: none of the {len(unknown)} ids is in the model's vocabulary")
+        return out["embedding"].numpy()
+
+
+register(EncoderPlugin(IdEncoder.name, IdEncoder.modalities, IdEncoder, ServingIdEncoder))

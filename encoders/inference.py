@@ -1,0 +1,71 @@
+"""The exported model at serving time: request values of any modality to unit vectors.
+
+Used by the index builder and the server alike, so catalog entries and queries are embedded by
+the same code. Raw vectors (`vector`) need no encoder: they are checked and normalised here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from jointspace.encoders import registry
+from jointspace.encoders.base import ServingEncoder
+from jointspace.encoders.export import read_manifest
+from jointspace.errors import InvalidInput
+from jointspace.limits import DEFAULT_LIMITS, Limits
+
+VECTOR = "vector"
+
+
+def normalize_vectors(vectors: np.ndarray, dim: int, field: str = VECTOR) -> np.ndarray:
+    """Validate raw vectors (length D, finite, not zero) and scale them to unit length."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        got = vectors.shape[-1] if vectors.ndim else 0
+        raise InvalidInput(f"{field}: expected {dim} values, got {got}")
+    if not np.isfinite(vectors).all():
+        raise InvalidInput(f"{field}: values must be finite (no NaN or Inf)")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise InvalidInput(f"{field}: the zero vector has no direction")
+    return np.ascontiguousarray(vectors / norms)
+
+
+class EncoderSet:
+    """Every encoder of one exported model, keyed by the modality it answers."""
+
+    def __init__(self, model_dir: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.model_dir = Path(model_dir)
+        self.manifest = read_manifest(self.model_dir)
+        self.dim: int = int(self.manifest["dim"])
+        self.version: str = self.manifest["model_version"]
+        self.limits = limits
+        self._by_modality: dict[str, ServingEncoder] = {}
+        for name, entry in self.manifest["encoders"].items():
+            encoder = registry.by_name(name).load(self.model_dir / entry["path"], entry, limits)
+            for modality in entry["modalities"]:
+                self._by_modality[modality] = encoder
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted([*self._by_modality, VECTOR])
+
+    def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
+        """float32 [len(values), D], unit rows."""
+        if modality == VECTOR:
+            rows = [np.asarray(v, dtype=np.float32).ravel() for v in values]
+            wrong = next((r for r in rows if r.size != self.dim), None)
+            if wrong is not None:
+                raise InvalidInput(f"vector: expected {self.dim} values, got {wrong.size}")
+            return normalize_vectors(np.stack(rows) if rows else np.zeros((0, self.dim)), self.dim)
+        encoder = self._by_modality.get(modality)
+        if encoder is None:
+            raise InvalidInput(
+                f"the model cannot encode {modality!r} queries; it knows {', '.join(self.modalities)}"
+            )
+        if not values:
+            return np.zeros((0, self.dim), np.float32)
+        return encoder.embed(modality, values)

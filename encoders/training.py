@@ -1,0 +1,244 @@
+"""Training the joint model on pair rows.
+
+The loop is our own rather than `model.fit` because one step trains one pair type, and pair types
+have different towers and input shapes: each gets its own compiled step, and batches of all pair
+types are interleaved at random within an epoch in proportion to their size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from jointspace.data.pairs import PairRows, modality_of
+from jointspace.encoders import registry
+from jointspace.encoders.base import Arrays, Encoder, tf
+from jointspace.encoders.model import JointModel, PairType
+from jointspace.errors import InvalidInput
+from jointspace.progress import Progress, log
+
+
+def auto_dim(num_values: int) -> int:
+    """The rule of thumb D ≈ (number of possible values)^(1/4), as a multiple of 8 (at least 8)."""
+    return max(8, 8 * round(num_values**0.25 / 8))
+
+
+@dataclass
+class TrainConfig:
+    dim: int | None = None  # None: auto
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 0.003
+    temperature: float = 0.05
+    validation_split: float = 0.1
+    seed: int = 0
+    pairs: list[tuple[str, str]] | None = None
+    pair_weights: dict[str, float] = field(default_factory=dict)
+    encoder_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class ViewData:
+    """One view's prepared arrays for the rows that have it. `position[row]` indexes the arrays
+    (-1 where the row lacks the view); `codes[row]` numbers distinct values, so equal values get
+    equal codes (for accidental hits and for relevance in evaluation)."""
+
+    arrays: Arrays
+    position: np.ndarray
+    codes: np.ndarray
+
+    def take(self, rows: np.ndarray) -> Arrays:
+        at = self.position[rows]
+        return {k: v[at] for k, v in self.arrays.items()}
+
+
+@dataclass
+class TrainedModel:
+    encoders: dict[str, Encoder]
+    towers: dict[str, tf.keras.layers.Layer]
+    pair_types: list[PairType]
+    dim: int
+    config: TrainConfig
+    metrics: dict[str, dict[str, float]]
+    history: list[float]
+
+
+def _value_key(value: Any) -> str:
+    return "\x1f".join(value) if isinstance(value, list) else str(value)
+
+
+def _view_data(encoder: Encoder, view: str, values: list[Any]) -> ViewData:
+    present = np.array([v is not None for v in values])
+    rows = np.flatnonzero(present)
+    position = np.full(len(values), -1, np.int64)
+    position[rows] = np.arange(len(rows))
+    arrays = encoder.prepare(modality_of(view), [values[i] for i in rows])
+    codes = np.full(len(values), -1, np.int64)
+    _, codes[rows] = np.unique(np.array([_value_key(values[i]) for i in rows]), return_inverse=True)
+    return ViewData(arrays, position, codes)
+
+
+def _make_encoders(rows: PairRows, views: set[str], config: TrainConfig) -> dict[str, Encoder]:
+    encoders: dict[str, Encoder] = {}
+    values: dict[str, list[Any]] = {}
+    for view in sorted(views):
+        plugin = registry.for_modality(modality_of(view))
+        if plugin.name not in encoders:
+            encoders[plugin.name] = plugin.encoder_class(config.encoder_settings.get(plugin.name))
+        values.setdefault(plugin.name, []).extend(v for v in rows.views[view] if v is not None)
+    for name, encoder in encoders.items():
+        encoder.adapt(values[name])
+    return encoders
+
+
+def _batch(pair: PairType, data: dict[str, ViewData], weights: np.ndarray, rows: np.ndarray) -> dict:
+    return {
+        "a": data[pair.a].take(rows),
+        "b": data[pair.b].take(rows),
+        "codes_a": data[pair.a].codes[rows],
+        "codes_b": data[pair.b].codes[rows],
+        "weight": weights[rows],
+    }
+
+
+def _make_step(model: JointModel, pair: PairType, optimizer: Any) -> Callable[[dict], tf.Tensor]:
+    towers = {pair.encoder_a, pair.encoder_b}
+    variables = [v for name in sorted(towers) for v in model.towers[name].trainable_variables]
+
+    @tf.function(reduce_retracing=True)
+    def step(batch: dict) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = model.pair_loss(pair, batch, training=True)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return step
+
+
+def embed_arrays(tower: tf.keras.layers.Layer, arrays: Arrays, batch_size: int = 1024) -> np.ndarray:
+    """Unit vectors for prepared arrays, in batches to bound memory."""
+    count = len(next(iter(arrays.values())))
+    chunks = [
+        tower({k: v[start : start + batch_size] for k, v in arrays.items()}, training=False).numpy()
+        for start in range(0, count, batch_size)
+    ]
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def retrieval_metrics(
+    query_vectors: np.ndarray,
+    candidate_vectors: np.ndarray,
+    relevant: Sequence[set[int]],
+    ks: Sequence[int] = (1, 10),
+) -> dict[str, float]:
+    """recall@k (share of queries with a relevant candidate in the top k) and precision@k over
+    the full candidate set, with exact search."""
+    import faiss
+
+    index = faiss.IndexFlatIP(candidate_vectors.shape[1])
+    index.add(np.ascontiguousarray(candidate_vectors))
+    depth = min(max(ks), len(candidate_vectors))
+    _, found = index.search(np.ascontiguousarray(query_vectors), depth)
+    is_relevant = np.array([[c in rel for c in row] for row, rel in zip(found, relevant)])
+    out: dict[str, float] = {}
+    for k in ks:
+        top = is_relevant[:, : min(k, depth)]
+        out[f"recall@{k}"] = float(top.any(axis=1).mean())
+        out[f"precision@{k}"] = float(top.mean())
+    return out
+
+
+def validation_metrics(
+    model: JointModel, pairs: list[PairType], data: dict[str, ViewData], val_rows: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """For each pair type in both directions: held-out rows' queries against every distinct value
+    of the other view. A candidate counts as relevant if any row pairs it with the query."""
+    results = {}
+    for pair in pairs:
+        for q_view, q_enc, c_view, c_enc in (
+            (pair.a, pair.encoder_a, pair.b, pair.encoder_b),
+            (pair.b, pair.encoder_b, pair.a, pair.encoder_a),
+        ):
+            both = np.flatnonzero((data[q_view].codes >= 0) & (data[c_view].codes >= 0))
+            queries = np.intersect1d(val_rows, both)
+            if len(queries) == 0:
+                continue
+            c_codes, first = np.unique(data[c_view].codes[both], return_index=True)
+            relevant_of: dict[int, set[int]] = {}
+            for q, c in zip(data[q_view].codes[both], np.searchsorted(c_codes, data[c_view].codes[both])):
+                relevant_of.setdefault(int(q), set()).add(int(c))
+            q_vectors = embed_arrays(model.towers[q_enc], data[q_view].take(queries))
+            c_vectors = embed_arrays(model.towers[c_enc], data[c_view].take(both[first]))
+            relevant = [relevant_of[int(q)] for q in data[q_view].codes[queries]]
+            results[f"{q_view}->{c_view}"] = retrieval_metrics(q_vectors, c_vectors, relevant)
+    return results
+
+
+def train(rows: PairRows, config: TrainConfig) -> TrainedModel:
+    rng = np.random.default_rng(config.seed)
+    tf.random.set_seed(config.seed)
+    view_pairs = rows.pair_types(config.pairs)
+    views = {v for pair in view_pairs for v in pair}
+    encoders = _make_encoders(rows, views, config)
+    num_values = sum(e.num_values() for e in encoders.values())
+    dim = config.dim or auto_dim(num_values)
+    log(f"training: {len(rows)} rows, pair types {', '.join(f'{a}={b}' for a, b in view_pairs)}, "
+        f"{num_values} distinct values, dim {dim}{'' if config.dim else ' (auto)'}")
+    pairs = []
+    for a, b in view_pairs:
+        name = f"{a}={b}"
+        pairs.append(PairType(a, b, registry.for_modality(modality_of(a)).name,
+                              registry.for_modality(modality_of(b)).name,
+                              config.pair_weights.get(name, 1.0)))
+    unknown = set(config.pair_weights) - {p.name for p in pairs}
+    if unknown:
+        raise InvalidInput(f"pair weights name unknown pair types: {', '.join(sorted(unknown))}")
+
+    with Progress(len(views), "preparing views", unit="view") as progress:
+        data = {}
+        for view in sorted(views):
+            data[view] = _view_data(encoders[registry.for_modality(modality_of(view)).name],
+                                    view, rows.views[view])
+            progress.update()
+    for encoder in encoders.values():
+        encoder.dim = dim
+    towers = {name: encoder.build_tower() for name, encoder in encoders.items()}
+    model = JointModel(towers, config.temperature)
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+
+    order = rng.permutation(len(rows))
+    val_count = int(len(rows) * config.validation_split)
+    val_rows, train_rows = np.sort(order[:val_count]), order[val_count:]
+    weights = np.asarray(rows.weights, np.float32)
+    pair_rows = [
+        train_rows[(data[p.a].position[train_rows] >= 0) & (data[p.b].position[train_rows] >= 0)]
+        for p in pairs
+    ]
+    for pair, members in zip(pairs, pair_rows):  # build every tower's variables before tracing
+        model.pair_loss(pair, _batch(pair, data, weights, members[:2]), training=False)
+    steps = [_make_step(model, p, optimizer) for p in pairs]
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        batches = []
+        for index, members in enumerate(pair_rows):
+            shuffled = rng.permutation(members)
+            usable = max(len(shuffled) // config.batch_size, 1) * config.batch_size
+            batches += [(index, shuffled[s : s + config.batch_size])
+                        for s in range(0, min(usable, len(shuffled)), config.batch_size)]
+        rng.shuffle(batches)
+        batches = [(i, b) for i, b in batches if len(b) >= 2]
+        total = 0.0
+        progress = Progress(len(batches), f"epoch {epoch}/{config.epochs}", unit="batch")
+        for index, batch_rows in batches:
+            loss = float(steps[index](_batch(pairs[index], data, weights, batch_rows)))
+            total += loss
+            progress.update(loss=f"{loss:.3f}")
+        history.append(total / max(len(batches), 1))
+        progress.close(loss=f"{history[-1]:.4f}")
+
+    metrics = validation_metrics(model, pairs, data, val_rows) if val_count else {}
+    for direction, values in metrics.items():
+        log(f"validation {direction}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+    return TrainedModel(encoders, towers, pairs, dim, config, metrics, history)

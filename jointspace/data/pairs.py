@@ -1,0 +1,101 @@
+"""Pair rows: two or more views of the same thing per row (DESIGN.md §2).
+
+A view is a column named by its modality, optionally with a role (`id:user`, `id:item`) when a
+row holds two views of one modality. Every two views in a row form a positive pair unless the
+caller restricts the pair types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from jointspace.data.rows import iter_rows, resolve_audio
+from jointspace.errors import InvalidInput
+
+NOT_VIEWS = {"weight"}
+
+
+def modality_of(view: str) -> str:
+    return view.split(":", 1)[0]
+
+
+@dataclass
+class PairRows:
+    """Column-wise rows: `views[name][i]` is row i's value of that view, or None."""
+
+    views: dict[str, list[Any]] = field(default_factory=dict)
+    weights: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def has(self, view: str) -> np.ndarray:
+        return np.array([v is not None for v in self.views[view]], dtype=bool)
+
+    def pair_types(self, restrict: Sequence[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+        """The view pairs that co-occur in at least one row, in a stable order."""
+        present = {
+            tuple(sorted(pair))
+            for i in range(len(self))
+            for pair in combinations([v for v in self.views if self.views[v][i] is not None], 2)
+        }
+        if restrict is None:
+            return sorted(present)
+        chosen = []
+        for a, b in restrict:
+            pair = tuple(sorted((a, b)))
+            if pair not in present:
+                raise InvalidInput(f"--pairs {a}={b}: no row has both views; have {_names(present)}")
+            chosen.append(pair)
+        return chosen
+
+
+def _names(pairs: set[tuple[str, str]]) -> str:
+    return ", ".join(f"{a}={b}" for a, b in sorted(pairs)) or "none"
+
+
+def read_pairs(paths: Sequence[Path]) -> PairRows:
+    rows: list[dict[str, Any]] = []
+    weights: list[float] = []
+    for path in map(Path, paths):
+        for number, row in iter_rows(path):
+            where = f"{path}:{number}"
+            views = {k: v for k, v in row.items() if k not in NOT_VIEWS and v is not None}
+            if len(views) < 2:
+                raise InvalidInput(f"{where}: a pair row needs at least two views, got {sorted(views)}")
+            for name, value in views.items():
+                if modality_of(name) == "audio":
+                    views[name] = resolve_audio(path, value, where)
+                elif modality_of(name) == "ids" and not (
+                    isinstance(value, list) and value and all(isinstance(i, str) for i in value)
+                ):
+                    raise InvalidInput(f"{where}: {name} must be a non-empty list of strings")
+                elif modality_of(name) in ("id", "text") and not (isinstance(value, str) and value):
+                    raise InvalidInput(f"{where}: {name} must be a non-empty string")
+            rows.append(views)
+            try:
+                weights.append(float(row.get("weight", 1.0)))
+            except (TypeError, ValueError):
+                raise InvalidInput(f"{where}: weight must be a number") from None
+    if not rows:
+        raise InvalidInput(f"no pair rows in {', '.join(map(str, paths))}")
+    names = sorted({name for row in rows for name in row})
+    return PairRows({n: [row.get(n) for row in rows] for n in names}, weights)
+
+
+def parse_pair_spec(spec: str | None) -> list[tuple[str, str]] | None:
+    """`"ids=id,text=id"` to view pairs."""
+    if not spec:
+        return None
+    pairs = []
+    for item in spec.split(","):
+        a, sep, b = item.strip().partition("=")
+        if not sep or not a or not b:
+            raise InvalidInput(f"--pairs: {item!r} is not VIEW=VIEW")
+        pairs.append((a, b))
+    return pairs

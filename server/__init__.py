@@ -1,0 +1,2 @@
+"""The serving side (`jointspace.server`): index generations, the catalog store, index builders
+and the gRPC service."""

@@ -1,0 +1,65 @@
+"""Protocol messages ↔ engine values, with the checks that only the wire format needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format, struct_pb2
+
+from jointspace.errors import InvalidInput
+from jointspace.server.engine import Query
+from jointspace.server.generation import Hit
+from jointspace.v1 import jointspace_pb2 as pb
+
+
+def vector_from_proto(vector: pb.Vector, field: str) -> np.ndarray:
+    if vector.values and vector.f32:
+        raise InvalidInput(f"{field}: set values or f32, not both")
+    if vector.f32:
+        if len(vector.f32) % 4:
+            raise InvalidInput(f"{field}.f32: {len(vector.f32)} bytes is not a whole number of float32")
+        return np.frombuffer(vector.f32, dtype="<f4")
+    return np.asarray(vector.values, dtype=np.float32)
+
+
+def query_from_proto(query: pb.Query, field: str = "query") -> Query:
+    kind = query.WhichOneof("kind")
+    if kind is None:
+        raise InvalidInput(f"{field}: empty; set one of id, ids, text, audio, vector")
+    if kind == "id":
+        if not query.id:
+            raise InvalidInput(f"{field}.id: empty")
+        return "id", query.id
+    if kind == "ids":
+        if not query.ids.ids:
+            raise InvalidInput(f"{field}.ids: the list is empty")
+        return "ids", list(query.ids.ids)
+    if kind == "text":
+        if not query.text.strip():
+            raise InvalidInput(f"{field}.text: empty")
+        return "text", query.text
+    if kind == "audio":
+        if not query.audio.content:
+            raise InvalidInput(f"{field}.audio.content: empty")
+        if query.audio.sample_rate < 0:
+            raise InvalidInput(f"{field}.audio.sample_rate: must be positive")
+        return "audio", (query.audio.content, query.audio.sample_rate or None)
+    return "vector", vector_from_proto(query.vector, f"{field}.vector")
+
+
+def struct_from_dict(values: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    if values:
+        json_format.ParseDict(values, message)
+    return message
+
+
+def hits_to_proto(hits: list[Hit], generation: str) -> pb.SearchResponse:
+    return pb.SearchResponse(
+        hits=[
+            pb.Hit(key=h.key, score=h.score, modality=h.modality, metadata=struct_from_dict(h.metadata))
+            for h in hits
+        ],
+        generation=generation,
+    )

@@ -1,0 +1,99 @@
+"""An index directory holds generations; `CURRENT` names the live one.
+
+    INDEX/CURRENT            "gen-000002\n"
+    INDEX/gen-000001/        generation.json, index-<modality>.faiss, catalog.sqlite
+    INDEX/gen-000002/
+    INDEX/.staging-<random>/ a build in progress (removed on the next start if it died)
+
+A generation is written completely in a staging directory, renamed into place, and only then
+named by `CURRENT`, which is replaced by an atomic rename. A crash at any point therefore leaves
+`CURRENT` naming a complete generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+
+from jointspace.errors import NotFound, NotReady
+
+CURRENT = "CURRENT"
+MANIFEST = "generation.json"
+_GENERATION = re.compile(r"^gen-(\d{6,})$")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class IndexDirectory:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def generations(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if _GENERATION.match(p.name) and p.is_dir())
+
+    def current_name(self) -> str | None:
+        marker = self.root / CURRENT
+        if not marker.is_file():
+            return None
+        name = marker.read_text().strip()
+        return name if _GENERATION.match(name) and (self.root / name).is_dir() else None
+
+    def current_path(self) -> Path:
+        if not self.root.is_dir():
+            raise NotFound(f"{self.root}: no such index directory")
+        name = self.current_name()
+        if name is None:
+            raise NotReady(f"{self.root}: no live generation (no valid {CURRENT} file)")
+        return self.root / name
+
+    def staging(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f".staging-{secrets.token_hex(6)}"
+        path.mkdir()
+        return path
+
+    def publish(self, staging: Path) -> str:
+        """Move a complete staging directory into place and make it live."""
+        for file in staging.iterdir():
+            with file.open("rb") as handle:
+                os.fsync(handle.fileno())
+        existing = [int(_GENERATION.match(n).group(1)) for n in self.generations()]
+        name = f"gen-{max(existing, default=0) + 1:06d}"
+        os.replace(staging, self.root / name)
+        marker = self.root / f".{CURRENT}.{secrets.token_hex(4)}"
+        marker.write_text(name + "\n")
+        with marker.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(marker, self.root / CURRENT)
+        _fsync_dir(self.root)
+        return name
+
+    def remove_partials(self) -> list[str]:
+        """Delete leftovers of builds that died; returns what was removed."""
+        removed = []
+        if self.root.is_dir():
+            for path in self.root.iterdir():
+                if path.name.startswith((".staging-", f".{CURRENT}.")):
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                    removed.append(path.name)
+        return removed

@@ -1,0 +1,79 @@
+"""The catalog store of one generation: SQLite mapping (modality, FAISS row) ↔ key + metadata.
+
+SQLite rather than a JSON file so that a million entries do not need to be parsed to start, and
+so that later online changes can be written durably. Keys are also kept in memory per modality
+because every search needs them; metadata is read from SQLite only for the hits returned.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+STORE_FILE = "catalog.sqlite"
+
+SCHEMA = """
+CREATE TABLE entries (
+    modality TEXT NOT NULL,
+    row INTEGER NOT NULL,
+    key TEXT NOT NULL UNIQUE,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (modality, row)
+);
+CREATE TABLE info (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def write_store(path: Path, rows: Iterable[tuple[str, int, str, dict[str, Any]]],
+                info: dict[str, str]) -> None:
+    """Write a new store in one transaction."""
+    connection = sqlite3.connect(path)
+    try:
+        connection.executescript(SCHEMA)
+        connection.executemany(
+            "INSERT INTO entries VALUES (?, ?, ?, ?)",
+            ((m, r, k, json.dumps(meta, separators=(",", ":"))) for m, r, k, meta in rows),
+        )
+        connection.executemany("INSERT INTO info VALUES (?, ?)", info.items())
+        connection.commit()
+    finally:
+        connection.close()
+
+
+class StoreReader:
+    """Read-only access; one SQLite connection per thread (connections are not shared)."""
+
+    def __init__(self, path: Path) -> None:
+        self.uri = f"file:{path}?mode=ro"
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.uri, uri=True, check_same_thread=False)
+            self._local.connection = connection
+        return connection
+
+    def keys_by_modality(self) -> dict[str, list[str]]:
+        keys: dict[str, list[str]] = {}
+        for modality, key in self._connection().execute(
+            "SELECT modality, key FROM entries ORDER BY modality, row"
+        ):
+            keys.setdefault(modality, []).append(key)
+        return keys
+
+    def metadata(self, modality: str, rows: list[int]) -> dict[int, dict[str, Any]]:
+        if not rows:
+            return {}
+        marks = ",".join("?" * len(rows))
+        cursor = self._connection().execute(
+            f"SELECT row, metadata FROM entries WHERE modality = ? AND row IN ({marks})",
+            [modality, *rows],
+        )
+        return {row: json.loads(text) for row, text in cursor}
+
+    def info(self) -> dict[str, str]:
+        return dict(self._connection().execute("SELECT name, value FROM info"))
