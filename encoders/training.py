@@ -218,6 +218,7 @@ def train(rows: PairRows, config: TrainConfig) -> TrainedModel:
     ]
     for pair, members in zip(pairs, pair_rows):  # build every tower's variables before tracing
         model.pair_loss(pair, _batch(pair, data, weights, members[:2]), training=False)
+    optimizer.build(model.trainable_variables)  # one optimizer, steps update disjoint subsets
     steps = [_make_step(model, p, optimizer) for p in pairs]
     history = []
     for epoch in range(1, config.epochs + 1):

@@ -17,7 +17,7 @@ from jointspace.data import fsdd, synthetic
 from jointspace.progress import log
 
 HELD_OUT_SPEAKER = "theo"
-DEMO_EPOCHS = 25
+DEMO_EPOCHS = 30
 DEMO_FILMS, DEMO_USERS = 1000, 3000
 
 
@@ -81,7 +81,7 @@ def run_demo(out: Path, port: int = 50051, epochs: int | None = None, keep_servi
     pairs, catalogs, films, held_out = prepare_data(out)
     log(f"demo data in {out}: spoken digits (held-out speaker: {HELD_OUT_SPEAKER}), "
         f"{DEMO_FILMS} films, {DEMO_USERS} users")
-    trained = train(read_pairs(pairs), TrainConfig(epochs=epochs or DEMO_EPOCHS))
+    trained = train(read_pairs(pairs), TrainConfig(epochs=epochs or DEMO_EPOCHS, batch_size=128))
     export_model(trained, out / "model")
     build_generation(EncoderSet(out / "model"), catalogs, out / "index")
     running = start_server(Engine(out / "model", out / "index"), port=port)
