@@ -103,6 +103,27 @@ def _batch(pair: PairType, data: dict[str, ViewData], weights: np.ndarray, rows:
     }
 
 
+def _epoch_batches(pair_rows: list[np.ndarray], batch_size: int,
+                   rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    """One epoch's (pair type, rows) batches in random order.
+
+    Each pair type gets its own share of batches, but at least half of an equal share: a small
+    pair type (600 spoken clips beside 100,000 watch histories) would otherwise get a handful of
+    steps per epoch and never be learnt. Its rows are then cycled more than once per epoch.
+    """
+    own = [max(len(rows) // batch_size, 1) for rows in pair_rows]
+    floor = sum(own) // (2 * len(pair_rows))
+    batches = []
+    for index, rows in enumerate(pair_rows):
+        count = max(own[index], floor)
+        passes = -(-count * batch_size // max(len(rows), 1))
+        order = np.concatenate([rng.permutation(rows) for _ in range(passes)])
+        size = min(batch_size, len(rows))
+        batches += [(index, order[s * size : (s + 1) * size]) for s in range(count)]
+    rng.shuffle(batches)
+    return [(i, b) for i, b in batches if len(b) >= 2]
+
+
 def _make_step(model: JointModel, pair: PairType, optimizer: Any) -> Callable[[dict], tf.Tensor]:
     towers = {pair.encoder_a, pair.encoder_b}
     variables = [v for name in sorted(towers) for v in model.towers[name].trainable_variables]
@@ -222,14 +243,7 @@ def train(rows: PairRows, config: TrainConfig) -> TrainedModel:
     steps = [_make_step(model, p, optimizer) for p in pairs]
     history = []
     for epoch in range(1, config.epochs + 1):
-        batches = []
-        for index, members in enumerate(pair_rows):
-            shuffled = rng.permutation(members)
-            usable = max(len(shuffled) // config.batch_size, 1) * config.batch_size
-            batches += [(index, shuffled[s : s + config.batch_size])
-                        for s in range(0, min(usable, len(shuffled)), config.batch_size)]
-        rng.shuffle(batches)
-        batches = [(i, b) for i, b in batches if len(b) >= 2]
+        batches = _epoch_batches(pair_rows, config.batch_size, rng)
         total = 0.0
         progress = Progress(len(batches), f"epoch {epoch}/{config.epochs}", unit="batch")
         for index, batch_rows in batches:

@@ -66,9 +66,20 @@ def make_query(
     return pb.Query(vector=pb.Vector(f32=packed))
 
 
+def _plain(value: Any) -> Any:
+    """Struct numbers are doubles; give back integers where the value is one (a digit, a year)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def hits_from_proto(response: pb.SearchResponse) -> list[Hit]:
     return [
-        Hit(h.key, h.score, h.modality, json_format.MessageToDict(h.metadata) if h.HasField("metadata") else {})
+        Hit(h.key, h.score, h.modality, _plain(json_format.MessageToDict(h.metadata)))
         for h in response.hits
     ]
 
@@ -104,7 +115,16 @@ class Client:
 
     def info(self) -> dict[str, Any]:
         response = self.stub.GetIndexInfo(pb.GetIndexInfoRequest(), timeout=self.timeout)
-        return json_format.MessageToDict(response, preserving_proto_field_name=True)
+        return {
+            "generation": response.generation,
+            "size": response.size,
+            "dim": response.dim,
+            "index_type": response.index_type,
+            "model_version": response.model_version,
+            "size_by_modality": dict(response.size_by_modality),
+            "query_modalities": list(response.query_modalities),
+            "bytes_per_vector": response.bytes_per_vector,
+        }
 
     def close(self) -> None:
         self.channel.close()

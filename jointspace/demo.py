@@ -17,7 +17,8 @@ from jointspace.data import fsdd, synthetic
 from jointspace.progress import log
 
 HELD_OUT_SPEAKER = "theo"
-DEMO_EPOCHS = 30
+DEMO_EPOCHS = 20
+DEMO_DIM = 32  # three kinds of data share the space: more room than the rule's 8
 DEMO_FILMS, DEMO_USERS = 1000, 3000
 
 
@@ -39,7 +40,7 @@ def _show(title: str, hits: list[Any]) -> None:
     print(f"\n{title}")
     for rank, hit in enumerate(hits, 1):
         label = hit.metadata.get("title") or hit.metadata.get("word") or ""
-        extra = f"  speaker={hit.metadata['speaker']}" if "speaker" in hit.metadata else ""
+        extra = "".join(f"  {k}={hit.metadata[k]}" for k in ("speaker", "taste") if k in hit.metadata)
         print(f"  {rank}. {hit.score:6.3f}  {hit.modality:5s}  {hit.key}  {label}{extra}")
 
 
@@ -81,7 +82,7 @@ def run_demo(out: Path, port: int = 50051, epochs: int | None = None, keep_servi
     pairs, catalogs, films, held_out = prepare_data(out)
     log(f"demo data in {out}: spoken digits (held-out speaker: {HELD_OUT_SPEAKER}), "
         f"{DEMO_FILMS} films, {DEMO_USERS} users")
-    trained = train(read_pairs(pairs), TrainConfig(epochs=epochs or DEMO_EPOCHS, batch_size=128))
+    trained = train(read_pairs(pairs), TrainConfig(dim=DEMO_DIM, epochs=epochs or DEMO_EPOCHS, batch_size=128))
     export_model(trained, out / "model")
     build_generation(EncoderSet(out / "model"), catalogs, out / "index")
     running = start_server(Engine(out / "model", out / "index"), port=port)

@@ -2,9 +2,11 @@
 
 Films belong to hidden taste clusters; each cluster prefers a few genres, and a film's title
 names its genres, so text carries part of the signal. Users hold one or two tastes and watch
-popular films of those tastes (plus a little noise). Because the clusters are known, tests can
-check that a trained space recovers them; because generation is vectorised, a million films and
-half a million users take seconds, not hours.
+popular films of those tastes (plus a little noise). Because the clusters are known, tests and
+the demo can check that a trained space recovers them; because generation is vectorised (no
+Python loop per user or per watch), a million films and half a million users take seconds.
+
+Film and user ids are `m:<n>` / `u:<n>` with n the 0-based row index into the arrays here.
 """
 
 from __future__ import annotations
@@ -12,119 +14,212 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+
+from jointspace.errors import InvalidInput
 
 GENRES = (
     "action", "adventure", "animation", "comedy", "crime", "documentary", "drama", "fantasy",
     "horror", "musical", "mystery", "romance", "scifi", "thriller", "war", "western", "family", "noir",
 )
+# MovieLens-100K's 19 genre columns, in file order, and which of ours each one is.
+MOVIELENS_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+)
+_TO_MOVIELENS = {"family": "Children's", "noir": "Film-Noir", "scifi": "Sci-Fi"}
 _ADJECTIVES = (
     "Silent", "Last", "Broken", "Golden", "Hidden", "Crimson", "Lonely", "Endless", "Frozen",
     "Burning", "Secret", "Distant", "Wild", "Quiet", "Electric", "Midnight", "Lost", "Bright",
 )
+# Two latin-1 nouns, as in MovieLens titles, so that encodings are exercised end to end.
 _NOUNS = (
     "Harbor", "Empire", "River", "Garden", "Station", "Kingdom", "Letter", "Mountain", "Mirror",
     "Horizon", "Island", "Machine", "Promise", "Shadow", "Voyage", "Winter", "Signal", "Orchard",
+    "Château", "Fiancée",
 )
-NOISE = 0.05  # share of watches drawn from all films, whatever the user's tastes
+NOISE = 0.02  # share of watches drawn uniformly from all films, whatever the user's tastes
+ZIPF_EXPONENT = 0.8  # popularity by rank within a taste
+SECOND_TASTE = 0.4  # share of users with two tastes
+_CHUNK = 200_000  # films per chunk where a step needs [films, genres] floats
+_EPOCH = 852_076_800  # 1997-01-01, MovieLens-ish
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
+    """Sizes and seed; the same config always yields the same data."""
+
     n_films: int = 2000
     n_users: int = 3000
     n_tastes: int = 20
     mean_history: int = 20
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("n_films", "n_users", "n_tastes"):
+            if getattr(self, name) < 1:
+                raise InvalidInput(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.mean_history < 2:
+            raise InvalidInput(f"mean_history must be at least 2, got {self.mean_history}")
+
 
 @dataclass
 class SyntheticData:
-    film_ids: np.ndarray  # "m:<n>"
-    film_titles: list[str]
-    film_taste: np.ndarray  # hidden cluster of each film
-    film_genres: list[tuple[str, ...]]
-    user_ids: np.ndarray  # "u:<n>"
-    user_tastes: np.ndarray  # [users, 2], -1 where a user has one taste
-    event_user: np.ndarray  # events sorted by user, then time
-    event_film: np.ndarray
-    event_time: np.ndarray
+    """Films, users and watch events; the hidden labels (`film_taste`, `user_tastes`) are what a
+    good embedding should recover."""
+
+    film_ids: np.ndarray  # str "m:<n>"
+    film_titles: list[str]  # "The Silent Harbor (1987) | drama romance"
+    film_taste: np.ndarray  # int, hidden cluster of each film
+    film_genres: list[tuple[str, ...]]  # 1-3 of GENRES, all named in the title
+    film_years: np.ndarray  # int, the year in the title
+    user_ids: np.ndarray  # str "u:<n>"
+    user_tastes: np.ndarray  # int [users, 2]; column 1 is -1 where a user has one taste
+    event_user: np.ndarray  # int, events sorted by user, then time
+    event_film: np.ndarray  # int
+    event_time: np.ndarray  # int64 Unix seconds, strictly increasing within a user
     user_offsets: np.ndarray  # events of user u: [user_offsets[u], user_offsets[u + 1])
 
     def events_of_user(self, user: int) -> np.ndarray:
-        """The user's films in watch order."""
+        """The user's film indices in watch order."""
         return self.event_film[self.user_offsets[user] : self.user_offsets[user + 1]]
+
+    def history_lengths(self) -> np.ndarray:
+        """Events per user."""
+        return np.diff(self.user_offsets)
 
 
 def _film_genres(rng: np.random.Generator, taste_genre: np.ndarray, film_taste: np.ndarray) -> np.ndarray:
-    """1-3 distinct genres per film from its cluster's distribution (Gumbel top-k)."""
-    gumbel = -np.log(-np.log(rng.random((len(film_taste), taste_genre.shape[1]))))
-    order = np.argsort(-(np.log(taste_genre[film_taste] + 1e-12) + gumbel), axis=1)[:, :3]
+    """1-3 distinct genres per film drawn from its cluster's distribution, without replacement
+    (Gumbel top-k), as [films, 3] with -1 padding. Chunked to bound memory at a million films."""
     count = rng.integers(1, 4, len(film_taste))
-    return np.where(np.arange(3)[None, :] < count[:, None], order, -1)
+    log_p = np.log(taste_genre + 1e-12)
+    out = np.empty((len(film_taste), 3), np.int64)
+    for start in range(0, len(film_taste), _CHUNK):
+        tastes = film_taste[start : start + _CHUNK]
+        gumbel = -np.log(-np.log(rng.random((len(tastes), taste_genre.shape[1])) + 1e-300))
+        out[start : start + len(tastes)] = np.argsort(-(log_p[tastes] + gumbel), axis=1)[:, :3]
+    return np.where(np.arange(3)[None, :] < count[:, None], out, -1)
 
 
 def _sample_films(rng: np.random.Generator, tastes: np.ndarray, film_taste: np.ndarray,
-                  popularity: np.ndarray) -> np.ndarray:
-    """One popularity-weighted film of the given taste per event, vectorised with a cumulative
-    sum over films grouped by taste."""
+                  popularity: np.ndarray, n_tastes: int) -> np.ndarray:
+    """One popularity-weighted film of the given taste per event: one cumulative sum over films
+    grouped by taste, then a uniform draw inside the taste's slice and a searchsorted."""
     by_taste = np.argsort(film_taste, kind="stable")
     cumulative = np.cumsum(popularity[by_taste])
-    bounds = np.searchsorted(film_taste[by_taste], np.arange(film_taste.max() + 2))
-    low = np.where(bounds[:-1] > 0, cumulative[np.maximum(bounds[:-1] - 1, 0)], 0.0)
-    high = cumulative[np.maximum(bounds[1:] - 1, 0)]
+    bounds = np.searchsorted(film_taste[by_taste], np.arange(n_tastes + 1))
+    low = np.concatenate([[0.0], cumulative])[bounds[:-1]]
+    high = cumulative[bounds[1:] - 1]
     target = low[tastes] + rng.random(len(tastes)) * (high[tastes] - low[tastes])
-    position = np.minimum(np.searchsorted(cumulative, target, side="right"), len(by_taste) - 1)
+    position = np.searchsorted(cumulative, target, side="right")
+    # Clamp into the taste's slice: guards against float ties at the slice edges.
+    position = np.clip(position, bounds[:-1][tastes], bounds[1:][tastes] - 1)
     return by_taste[position]
 
 
+def _zipf_popularity(rng: np.random.Generator, film_taste: np.ndarray, tastes: int) -> np.ndarray:
+    """(rank + 1) ** -ZIPF_EXPONENT, with each film's rank random within its taste: a long tail
+    of the same shape in every taste, rather than one taste swamped by a single random outlier."""
+    order = np.lexsort((rng.random(len(film_taste)), film_taste))
+    starts = np.searchsorted(film_taste[order], np.arange(tastes))
+    rank = np.empty(len(film_taste), np.int64)
+    rank[order] = np.arange(len(film_taste)) - starts[film_taste[order]]
+    return (rank + 1.0) ** -ZIPF_EXPONENT
+
+
+def _titles(rng: np.random.Generator, film_genres: list[tuple[str, ...]]) -> tuple[list[str], np.ndarray]:
+    years = rng.integers(1930, 2026, len(film_genres))
+    adjectives = rng.integers(0, len(_ADJECTIVES), len(film_genres))
+    nouns = rng.integers(0, len(_NOUNS), len(film_genres))
+    titles = [
+        f"The {_ADJECTIVES[a]} {_NOUNS[n]} ({y}) | {' '.join(g)}"
+        for a, n, y, g in zip(adjectives.tolist(), nouns.tolist(), years.tolist(), film_genres)
+    ]
+    return titles, years
+
+
+def _prefixed(prefix: str, n: int) -> np.ndarray:
+    return np.char.add(prefix, np.arange(n).astype(str))
+
+
 def generate(config: SyntheticConfig) -> SyntheticData:
+    """Draw a data set; deterministic given `config` (including its seed).
+
+    Model: each of T tastes is a sparse distribution over GENRES (Dirichlet, α=0.2); each film
+    has one taste (its hidden label), 1-3 genres from that taste, and a Zipf popularity by its
+    random rank within the taste. Each user has one or two tastes and a history length
+    from a clipped lognormal (mean ≈ mean_history, 2..200); watches are popularity-weighted films
+    of the user's tastes, 2% noise from all films, no film twice, times increasing.
+    """
     rng = np.random.default_rng(config.seed)
-    films, users, tastes = config.n_films, config.n_users, min(config.n_tastes, config.n_films)
+    films, users = config.n_films, config.n_users
+    tastes = min(config.n_tastes, films)
+
     taste_genre = rng.dirichlet(np.full(len(GENRES), 0.2), size=tastes)
+    # Every taste gets at least one film; the rest are uniform over tastes.
     film_taste = np.concatenate([np.arange(tastes), rng.integers(0, tastes, films - tastes)])
     rng.shuffle(film_taste)
     genres = _film_genres(rng, taste_genre, film_taste)
-    popularity = rng.pareto(1.2, films) + 1.0
-    years = rng.integers(1930, 2026, films)
-    adjectives = rng.integers(0, len(_ADJECTIVES), films)
-    nouns = rng.integers(0, len(_NOUNS), films)
-    film_genres = [tuple(GENRES[g] for g in row if g >= 0) for row in genres]
-    titles = [
-        f"The {_ADJECTIVES[a]} {_NOUNS[n]} ({y}) | {' '.join(g)}"
-        for a, n, y, g in zip(adjectives, nouns, years, film_genres)
-    ]
+    genre_names = np.array(GENRES + ("",), dtype=object)
+    film_genres = [tuple(g for g in row if g) for row in genre_names[genres].tolist()]
+    titles, years = _titles(rng, film_genres)
+    popularity = _zipf_popularity(rng, film_taste, tastes)
 
     user_tastes = np.full((users, 2), -1, np.int64)
     user_tastes[:, 0] = rng.integers(0, tastes, users)
-    two = rng.random(users) < 0.4
-    user_tastes[two, 1] = rng.integers(0, tastes, int(two.sum()))
+    if tastes > 1:
+        two = np.flatnonzero(rng.random(users) < SECOND_TASTE)
+        user_tastes[two, 1] = (user_tastes[two, 0] + rng.integers(1, tastes, len(two))) % tastes
+    second_share = rng.uniform(0.2, 0.5, users)
     sigma = 0.8
     lengths = rng.lognormal(np.log(config.mean_history) - sigma**2 / 2, sigma, users)
     lengths = np.clip(np.round(lengths), 2, 200).astype(np.int64)
+    lengths = np.minimum(lengths, films)
 
-    event_user = np.repeat(np.arange(users), lengths)
-    second = (user_tastes[event_user, 1] >= 0) & (rng.random(len(event_user)) < 0.4)
+    # Draw more watches than needed, drop repeats of a (user, film), keep the first `length`.
+    draws = 2 * lengths + 3
+    event_user = np.repeat(np.arange(users), draws)
+    del draws
+    second = (user_tastes[event_user, 1] >= 0) & (rng.random(len(event_user)) < second_share[event_user])
     event_taste = np.where(second, user_tastes[event_user, 1], user_tastes[event_user, 0])
-    event_film = _sample_films(rng, event_taste, film_taste, popularity)
+    del second
+    event_film = _sample_films(rng, event_taste, film_taste, popularity, tastes)
+    del event_taste
     noise = rng.random(len(event_film)) < NOISE
     event_film[noise] = rng.integers(0, films, int(noise.sum()))
+    del noise
 
-    # Mostly no repeats: keep each (user, film) once, then order each user's events by time.
-    _, first = np.unique(event_user * films + event_film, return_index=True)
+    _, first = np.unique(event_user * np.int64(films) + event_film, return_index=True)
+    first.sort()  # back to draw order, which is grouped by user
     event_user, event_film = event_user[first], event_film[first]
-    event_time = 946_684_800 + rng.integers(0, 20 * 365 * 86_400, len(event_user))
-    order = np.lexsort((event_time, event_user))
-    event_user, event_film, event_time = event_user[order], event_film[order], event_time[order]
+    del first
+    starts = np.searchsorted(event_user, np.arange(users))
+    keep = (np.arange(len(event_user)) - starts[event_user]) < lengths[event_user]
+    event_user, event_film = event_user[keep], event_film[keep]
+    del keep
     offsets = np.searchsorted(event_user, np.arange(users + 1))
 
+    # Times: a start per user, then gaps of at least a minute (mean about three days).
+    gaps = rng.exponential(3 * 86_400, len(event_user)).astype(np.int64) + 60
+    elapsed = np.cumsum(gaps)
+    del gaps
+    before = np.concatenate([[0], elapsed])[offsets[:-1]]
+    start = _EPOCH + rng.integers(0, 15 * 365 * 86_400, users)
+    event_time = start[event_user] + elapsed - before[event_user]
+    del elapsed
+
     return SyntheticData(
-        film_ids=np.char.add("m:", np.arange(films).astype(str)),
+        film_ids=_prefixed("m:", films),
         film_titles=titles,
         film_taste=film_taste,
         film_genres=film_genres,
-        user_ids=np.char.add("u:", np.arange(users).astype(str)),
+        film_years=years,
+        user_ids=_prefixed("u:", users),
         user_tastes=user_tastes,
         event_user=event_user,
         event_film=event_film,
@@ -133,38 +228,133 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     )
 
 
-def write_pairs(data: SyntheticData, out: Path, *, max_history: int = 50, extra_positions: int = 3,
+def _positions(data: SyntheticData, extra_positions: int, rng: np.random.Generator) -> np.ndarray:
+    """Global event indices used as prediction targets: each user's last watch and up to
+    `extra_positions` random earlier ones (never the first, which has no history), sorted."""
+    lengths = data.history_lengths()
+    n = len(data.event_user)
+    user = data.event_user
+    rank = np.arange(n) - data.user_offsets[user]
+    last = (rank == lengths[user] - 1) & (lengths[user] >= 2)
+    if extra_positions <= 0:
+        return np.flatnonzero(last)
+    candidates = np.flatnonzero((rank >= 1) & (rank < lengths[user] - 1))
+    order = candidates[np.lexsort((rng.random(len(candidates)), user[candidates]))]
+    group_start = np.searchsorted(user[order], user[order], side="left")
+    chosen = order[(np.arange(len(order)) - group_start) < extra_positions]
+    return np.sort(np.concatenate([np.flatnonzero(last), chosen]))
+
+
+def _history_lines(data: SyntheticData, positions: np.ndarray, max_history: int) -> Iterator[str]:
+    quoted = np.array([json.dumps(str(f)) for f in data.film_ids.tolist()], dtype=object)
+    events = quoted[data.event_film].tolist()
+    users = data.event_user
+    offsets = data.user_offsets
+    for p in positions.tolist():
+        begin = max(int(offsets[users[p]]), p - max_history)
+        yield f'{{"ids": [{", ".join(events[begin:p])}], "id": {events[p]}}}\n'
+
+
+def _write_chunked(handle, lines: Iterator[str], chunk: int = 20_000) -> int:
+    written, buffer = 0, []
+    for line in lines:
+        buffer.append(line)
+        if len(buffer) >= chunk:
+            handle.write("".join(buffer))
+            written += len(buffer)
+            buffer.clear()
+    handle.write("".join(buffer))
+    return written + len(buffer)
+
+
+def write_pairs(data: SyntheticData, out: Path | str, *, max_history: int = 50, extra_positions: int = 3,
                 title_pairs: bool = True, user_pairs: bool = False, seed: int = 0) -> int:
-    """History → next film rows (the last watch of every user, plus a few earlier positions),
-    title ↔ film rows, and optionally user ↔ film rows. Streams to disk."""
-    rng = np.random.default_rng(seed)
-    ids = data.film_ids
-    rows = 0
-    with Path(out).open("w") as handle:
-        for user in range(len(data.user_ids)):
-            films = data.events_of_user(user)
-            if len(films) < 2:
-                continue
-            earlier = rng.choice(np.arange(1, len(films) - 1), min(extra_positions, len(films) - 2),
-                                 replace=False) if len(films) > 2 else []
-            for position in [len(films) - 1, *earlier]:
-                history = ids[films[max(0, position - max_history) : position]].tolist()
-                handle.write(json.dumps({"ids": history, "id": str(ids[films[position]])}) + "\n")
-                rows += 1
-            if user_pairs:
-                for film in films:
-                    handle.write(json.dumps({"id:user": str(data.user_ids[user]), "id:item": str(ids[film])}) + "\n")
-                rows += len(films) if user_pairs else 0
+    """Write pair rows as JSON Lines, streaming (no list of row dicts, whatever the size):
+
+    - history → next film, `{"ids": [up to max_history previous films], "id": film}`, for every
+      user's last watch plus up to `extra_positions` random earlier watches (more rows per user
+      without letting heavy users dominate);
+    - `{"id": film, "text": title}` for every film if `title_pairs`, tying ids to text;
+    - `{"id:user": user, "id:item": film}` for every watch if `user_pairs`.
+
+    Returns the rows written. Which earlier positions are used depends only on `seed`.
+    """
+    if max_history < 1:
+        raise InvalidInput(f"max_history must be at least 1, got {max_history}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    positions = _positions(data, extra_positions, np.random.default_rng(seed))
+    with out.open("w", encoding="utf-8") as handle:
+        rows = _write_chunked(handle, _history_lines(data, positions, max_history))
         if title_pairs:
-            for film_id, title in zip(ids, data.film_titles):
-                handle.write(json.dumps({"id": str(film_id), "text": title}) + "\n")
-            rows += len(ids)
+            rows += _write_chunked(handle, (
+                f'{{"id": "{film_id}", "text": {json.dumps(title)}}}\n'
+                for film_id, title in zip(data.film_ids.tolist(), data.film_titles)))
+        if user_pairs:
+            film_ids = data.film_ids.tolist()
+            user_ids = data.user_ids.tolist()
+            rows += _write_chunked(handle, (
+                f'{{"id:user": "{user_ids[u]}", "id:item": "{film_ids[f]}"}}\n'
+                for u, f in zip(data.event_user.tolist(), data.event_film.tolist())))
     return rows
 
 
-def write_catalog(data: SyntheticData, out: Path) -> int:
-    with Path(out).open("w") as handle:
-        for film_id, title, taste in zip(data.film_ids, data.film_titles, data.film_taste):
-            handle.write(json.dumps({"key": str(film_id), "id": str(film_id),
-                                     "metadata": {"title": title, "taste": int(taste)}}) + "\n")
-    return len(data.film_ids)
+def write_catalog(data: SyntheticData, out: Path | str) -> int:
+    """One catalog row per film, `{"key": id, "id": id, "metadata": {"title", "taste"}}`: the
+    hidden taste rides along so search results can be judged. Returns the rows written."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as handle:
+        return _write_chunked(handle, (
+            json.dumps({"key": film_id, "id": film_id, "metadata": {"title": title, "taste": taste}}) + "\n"
+            for film_id, title, taste in zip(data.film_ids.tolist(), data.film_titles,
+                                             data.film_taste.tolist())))
+
+
+def _bare_title(title: str) -> str:
+    return title.split(" | ", 1)[0]
+
+
+def write_movielens(data: SyntheticData, out_dir: Path | str) -> tuple[Path, Path]:
+    """Write the data as MovieLens-100K files, so a MovieLens importer can be tested without the
+    real (non-redistributable) data set. Returns the paths of `u.data` and `u.item`.
+
+    - `u.data`: `user\\titem\\trating\\ttimestamp`, one line per watch. Ids are the numbers of
+      `u:<n>` / `m:<n>` (0-based, unlike real MovieLens which starts at 1), so imported ids match
+      `film_ids` / `user_ids`. Ratings are 1-5, higher for films of the user's own tastes.
+    - `u.item`: `id|title|release date|video release date|IMDb URL|19 genre flags`, latin-1, the
+      title without the genre suffix (genres are in the flags, as in MovieLens).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    films, users = data.event_film, data.event_user
+    own = (data.film_taste[films] == data.user_tastes[users, 0]) | (data.film_taste[films] == data.user_tastes[users, 1])
+    liked = rng.choice(5, len(films), p=[0.03, 0.07, 0.25, 0.37, 0.28]) + 1
+    other = rng.choice(5, len(films), p=[0.15, 0.25, 0.35, 0.2, 0.05]) + 1
+    ratings = np.where(own, liked, other)
+    data_path, item_path = out_dir / "u.data", out_dir / "u.item"
+    with data_path.open("w", encoding="latin-1", newline="\n") as handle:
+        _write_chunked(handle, (
+            f"{u}\t{f}\t{r}\t{t}\n"
+            for u, f, r, t in zip(users.tolist(), films.tolist(), ratings.tolist(), data.event_time.tolist())))
+    column = {g: MOVIELENS_GENRES.index(_TO_MOVIELENS.get(g, g.capitalize())) for g in GENRES}
+    days = rng.integers(1, 29, len(data.film_ids)).tolist()
+    months = rng.integers(0, 12, len(data.film_ids)).tolist()
+
+    def item_lines() -> Iterator[str]:
+        for n, (title, genres, year, day, month) in enumerate(
+                zip(data.film_titles, data.film_genres, data.film_years.tolist(), days, months)):
+            flags = ["0"] * len(MOVIELENS_GENRES)
+            for g in genres:
+                flags[column[g]] = "1"
+            if not genres:
+                flags[0] = "1"
+            bare = _bare_title(title)
+            url = "http://us.imdb.com/M/title-exact?" + bare.replace(" ", "%20")
+            date = f"{day:02d}-{_MONTH_NAMES[month]}-{year}"
+            yield f"{n}|{bare}|{date}||{url}|{'|'.join(flags)}\n"
+
+    with item_path.open("w", encoding="latin-1", newline="\n") as handle:
+        _write_chunked(handle, item_lines())
+    return data_path, item_path

@@ -1,0 +1,207 @@
+"""Every query kind and every error, through a real gRPC server over loopback."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import numpy as np
+import pytest
+import soundfile
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from jointspace.client import Client, make_query
+from jointspace.v1 import jointspace_pb2 as pb
+
+DIM = 16
+
+
+def _check_hits(hits, k, modalities=None):
+    assert 0 < len(hits) <= k
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert all(-1.0001 <= s <= 1.0001 for s in scores)
+    if modalities:
+        assert {h.modality for h in hits} <= set(modalities)
+    assert len({h.key for h in hits}) == len(hits)
+
+
+def test_id_query_returns_films_with_metadata(client, built):
+    hits = client.search(id="m:5", k=5, modalities=["id"])
+    _check_hits(hits, 5, ["id"])
+    assert len(hits) == 5
+    assert hits[0].key == "m:5"  # a film is its own nearest neighbour
+    assert hits[0].metadata["title"] == built.films.film_titles[5]
+
+
+def test_exclude_keys_drops_them_and_still_returns_k(client):
+    hits = client.search(id="m:5", k=5, modalities=["id"], exclude=["m:5"])
+    assert len(hits) == 5 and "m:5" not in {h.key for h in hits}
+
+
+def test_ids_history_query(client, built):
+    history = [str(built.films.film_ids[f]) for f in built.films.events_of_user(3)]
+    hits = client.search(ids=history, k=10, modalities=["id"], exclude=history)
+    _check_hits(hits, 10, ["id"])
+    assert not set(history) & {h.key for h in hits}
+
+
+def test_bag_with_some_unknown_ids_uses_the_known_ones(client):
+    known = client.search(ids=["m:1", "m:2"], k=3, modalities=["id"])
+    mixed = client.search(ids=["m:1", "never-seen", "m:2"], k=3, modalities=["id"])
+    assert [h.key for h in known] == [h.key for h in mixed]
+
+
+def test_text_query_finds_spoken_clips(client):
+    hits = client.search(text="seven", k=4, modalities=["audio"])
+    _check_hits(hits, 4, ["audio"])
+    assert all(h.metadata["speaker"] == "george" for h in hits)
+
+
+def test_audio_file_bytes_query(client, built):
+    clip = built.indexed_clips[0]
+    hits = client.search(audio=clip.path.read_bytes(), k=3)
+    _check_hits(hits, 3)
+    assert hits[0].key == f"clip:{clip.path.stem}"  # the same clip is its own best match
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_audio_raw_pcm_query_matches_file_query(client, built):
+    clip = built.indexed_clips[1]
+    samples, rate = soundfile.read(clip.path, dtype="float32")
+    from_pcm = client.search(audio=samples.astype("<f4").tobytes(), sample_rate=rate, k=3)
+    from_file = client.search(audio_path=clip.path, k=3)
+    assert [h.key for h in from_pcm] == [h.key for h in from_file]
+
+
+def test_vector_query_and_embed_agree(client):
+    [vector] = client.embed([make_query(text="seven")])
+    assert vector.shape == (DIM,)
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    by_vector = client.search(vector=vector * 3.0, k=5)  # normalised server-side
+    by_text = client.search(text="seven", k=5)
+    assert [h.key for h in by_vector] == [h.key for h in by_text]
+    assert by_vector[0].score == pytest.approx(by_text[0].score, abs=1e-5)
+
+
+def test_vector_values_field_is_accepted(client):
+    request = pb.SearchRequest(query=pb.Query(vector=pb.Vector(values=[1.0] + [0.0] * (DIM - 1))), k=1,
+                               modalities=["vector"])
+    [hit] = client.stub.Search(request, timeout=10).hits
+    assert hit.key == "vec:unit" and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_embed_mixed_batch(client, built):
+    queries = [make_query(id="m:1"), make_query(ids=["m:1", "m:2"]), make_query(text="four"),
+               make_query(audio_path=built.indexed_clips[0].path), make_query(vector=[0.5] * DIM)]
+    vectors = client.embed(queries)
+    assert vectors.shape == (5, DIM)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_batch_search_equals_single_searches(client):
+    queries = [make_query(text="two"), make_query(id="m:7"), make_query(ids=["m:3", "m:4"])]
+    batched = client.batch_search(queries, k=4)
+    single = [client.search(k=4, text="two"), client.search(k=4, id="m:7"),
+              client.search(k=4, ids=["m:3", "m:4"])]
+    assert [[h.key for h in r] for r in batched] == [[h.key for h in r] for r in single]
+
+
+def test_modality_filter_spans_several_indexes(client):
+    hits = client.search(text="three", k=20, modalities=["audio", "text"])
+    assert {h.modality for h in hits} == {"audio", "text"}
+
+
+def test_index_info(client, built):
+    info = client.info()
+    assert info["dim"] == DIM
+    assert info["generation"] == "gen-000001"
+    assert info["size"] == len(built.catalog.read_text().splitlines())
+    assert set(info["size_by_modality"]) == {"audio", "text", "id", "vector"}
+    assert {"id", "ids", "text", "audio", "vector"} <= set(info["query_modalities"])
+    assert info["model_version"] and info["bytes_per_vector"] > 0
+
+
+def test_health_and_reflection(server):
+    with grpc.insecure_channel(server) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        status = health.Check(health_pb2.HealthCheckRequest(service="jointspace.v1.JointSpace"), timeout=5)
+        assert status.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        [reply] = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                                 timeout=5))
+        names = {s.name for s in reply.list_services_response.service}
+        assert "jointspace.v1.JointSpace" in names and "grpc.health.v1.Health" in names
+
+
+BAD_SEARCHES = [
+    ("empty query", pb.SearchRequest(k=3), grpc.StatusCode.INVALID_ARGUMENT, "query"),
+    ("empty id", pb.SearchRequest(query=pb.Query(id=""), k=3), grpc.StatusCode.INVALID_ARGUMENT, "query"),
+    ("empty bag", pb.SearchRequest(query=pb.Query(ids=pb.IdList()), k=3), grpc.StatusCode.INVALID_ARGUMENT, "ids"),
+    ("blank text", pb.SearchRequest(query=pb.Query(text="   "), k=3), grpc.StatusCode.INVALID_ARGUMENT, "text"),
+    ("text without words", pb.SearchRequest(query=pb.Query(text="?!."), k=3),
+     grpc.StatusCode.INVALID_ARGUMENT, "no words"),
+    ("short vector", pb.SearchRequest(query=pb.Query(vector=pb.Vector(values=[1.0, 2.0])), k=3),
+     grpc.StatusCode.INVALID_ARGUMENT, "expected 16 values, got 2"),
+    ("ragged f32", pb.SearchRequest(query=pb.Query(vector=pb.Vector(f32=b"\x00" * 7)), k=3),
+     grpc.StatusCode.INVALID_ARGUMENT, "float32"),
+    ("nan vector", pb.SearchRequest(query=pb.Query(vector=pb.Vector(values=[math.nan] * DIM)), k=3),
+     grpc.StatusCode.INVALID_ARGUMENT, "finite"),
+    ("zero vector", pb.SearchRequest(query=pb.Query(vector=pb.Vector(values=[0.0] * DIM)), k=3),
+     grpc.StatusCode.INVALID_ARGUMENT, "zero"),
+    ("undecodable audio", pb.SearchRequest(query=pb.Query(audio=pb.Audio(content=b"not audio at all")), k=3),
+     grpc.StatusCode.INVALID_ARGUMENT, "audio"),
+    ("empty audio", pb.SearchRequest(query=pb.Query(audio=pb.Audio(content=b"")), k=3),
+     grpc.StatusCode.INVALID_ARGUMENT, "audio"),
+    ("ragged pcm", pb.SearchRequest(query=pb.Query(audio=pb.Audio(content=b"\x00" * 6, sample_rate=8000)), k=3),
+     grpc.StatusCode.INVALID_ARGUMENT, "float32"),
+    ("unknown id", pb.SearchRequest(query=pb.Query(id="m:999999"), k=3), grpc.StatusCode.NOT_FOUND, "m:999999"),
+    ("all ids unknown", pb.SearchRequest(query=pb.Query(ids=pb.IdList(ids=["x", "y"])), k=3),
+     grpc.StatusCode.NOT_FOUND, "none of the 2 ids"),
+    ("k zero", pb.SearchRequest(query=pb.Query(text="one"), k=0), grpc.StatusCode.INVALID_ARGUMENT, "k"),
+    ("k negative", pb.SearchRequest(query=pb.Query(text="one"), k=-4), grpc.StatusCode.INVALID_ARGUMENT, "k"),
+    ("k huge", pb.SearchRequest(query=pb.Query(text="one"), k=10**9), grpc.StatusCode.RESOURCE_EXHAUSTED, "k"),
+    ("unknown modality", pb.SearchRequest(query=pb.Query(text="one"), k=3, modalities=["smell"]),
+     grpc.StatusCode.INVALID_ARGUMENT, "smell"),
+]
+
+
+@pytest.mark.parametrize("request_, code, words", [b[1:] for b in BAD_SEARCHES], ids=[b[0] for b in BAD_SEARCHES])
+def test_bad_search_gets_a_clear_status_and_the_server_keeps_serving(client, request_, code, words):
+    before = client.search(id="m:5", k=3)
+    with pytest.raises(grpc.RpcError) as raised:
+        client.stub.Search(request_, timeout=10)
+    assert raised.value.code() == code
+    assert words in raised.value.details()
+    assert [h.key for h in client.search(id="m:5", k=3)] == [h.key for h in before]
+
+
+def test_bad_batch_entries_name_their_position(client):
+    request = pb.BatchSearchRequest(requests=[pb.SearchRequest(query=pb.Query(text="one"), k=2),
+                                              pb.SearchRequest(k=2)])
+    with pytest.raises(grpc.RpcError) as raised:
+        client.stub.BatchSearch(request, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "requests[1]" in raised.value.details()
+
+
+def test_empty_embed_and_batch_are_rejected(client):
+    for call, request in ((client.stub.Embed, pb.EmbedRequest()), (client.stub.BatchSearch, pb.BatchSearchRequest())):
+        with pytest.raises(grpc.RpcError) as raised:
+            call(request, timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_lifecycle_methods_answer_unimplemented_with_a_reason(client):
+    with pytest.raises(grpc.RpcError) as raised:
+        client.stub.Upsert(pb.UpsertRequest(), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "Upsert" in raised.value.details()
+
+
+def test_unreachable_server_fails_fast_with_a_deadline():
+    with Client("127.0.0.1:1", timeout=1.0) as dead:
+        with pytest.raises(grpc.RpcError) as raised:
+            dead.search(text="one")
+    assert raised.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
