@@ -29,6 +29,7 @@ from jointspace.errors import InvalidInput, LimitExceeded, NotFound
 from jointspace.limits import DEFAULT_LIMITS, Limits
 
 LOG_FLOOR = 1e-6
+MAX_SAMPLE_MAGNITUDE = 1e6  # float PCM is normally within ±1; int16 scale fits easily
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,9 @@ def decode_audio(
         raise InvalidInput("audio: contains no samples")
     if not np.isfinite(samples).all():
         raise InvalidInput("audio: samples must be finite (no NaN or Inf)")
+    if np.abs(samples).max() > MAX_SAMPLE_MAGNITUDE:
+        # Their power would overflow float32 and turn the embedding into NaN.
+        raise InvalidInput(f"audio: sample values must lie within ±{MAX_SAMPLE_MAGNITUDE:g}")
     if rate != config.sample_rate:
         samples = soxr.resample(samples, rate, config.sample_rate, quality="HQ")
         if samples.size == 0:  # downsampling a clip shorter than one output period

@@ -24,15 +24,15 @@ from jointspace.errors import InvalidInput, LimitExceeded, NotFound
 from jointspace.limits import Limits
 
 CONFIG = AudioConfig()
-CLIPS = ["7_theo_3.wav", "0_george_0.wav", "3_jackson_12.wav", "9_nicolas_40.wav", "5_yweweler_7.wav"]
+CLIPS = ["7_theo_3.wav", "0_george_0.wav", "3_jackson_11.wav", "9_nicolas_10.wav", "5_yweweler_7.wav"]
 
 
 @pytest.fixture(scope="session")
 def fsdd_dir() -> Path:
-    path = Path(os.environ.get("JOINTSPACE_FSDD_DIR", "/work/shared/data/fsdd/recordings"))
-    if not path.is_dir():
-        pytest.skip(f"FSDD recordings not found at {path} (set JOINTSPACE_FSDD_DIR)")
-    return path
+    """The clips shipped with the package (always there); JOINTSPACE_FSDD_DIR points elsewhere."""
+    from jointspace.data.fsdd import shipped_fsdd_dir
+
+    return Path(os.environ.get("JOINTSPACE_FSDD_DIR", shipped_fsdd_dir() / "recordings"))
 
 
 def librosa_mel(y: np.ndarray, config: AudioConfig) -> np.ndarray:
@@ -216,3 +216,9 @@ def test_non_audio_file_is_invalid(tmp_path: Path) -> None:
     path.write_text("not audio at all\n" * 50)
     with pytest.raises(InvalidInput, match="^audio: could not decode notes.wav"):
         decode_audio(path, CONFIG)
+
+
+def test_huge_sample_values_are_rejected_before_they_overflow() -> None:
+    pcm = np.full(800, 1e30, dtype="<f4").tobytes()
+    with pytest.raises(InvalidInput, match="within"):
+        decode_audio(pcm, CONFIG, pcm_sample_rate=8000)

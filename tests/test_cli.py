@@ -1,0 +1,132 @@
+"""The installed `jointspace` command: real subprocesses, one-line errors, non-zero exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def jointspace(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    exe = shutil.which("jointspace", path=str(Path(sys.executable).parent)) or "jointspace"
+    env = {**os.environ}
+    env.pop("JOINTSPACE_DEBUG", None)
+    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode != 0
+    lines = [l for l in result.stderr.splitlines() if l.startswith("jointspace: error:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_query_json_output(server):
+    result = jointspace("query", "--target", server, "--text", "seven", "-k", "3", "--modality", "audio", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert len(payload["hits"]) == 3
+    assert set(payload["hits"][0]) == {"key", "score", "modality", "metadata"}
+    assert all(h["modality"] == "audio" for h in payload["hits"])
+    assert isinstance(payload["hits"][0]["metadata"]["digit"], int)
+
+
+def test_query_by_ids_and_audio_file(server, built):
+    result = jointspace("query", "--target", server, "--ids", "m:1,m:2", "-k", "2")
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 2
+    clip = built.indexed_clips[0]
+    result = jointspace("query", "--target", server, "--audio", str(clip.path), "-k", "1", "--json")
+    assert json.loads(result.stdout)["hits"][0]["key"] == f"clip:{clip.path.stem}"
+
+
+def test_info_command(server):
+    result = jointspace("info", "--target", server, "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["dim"] == 16
+
+
+def test_server_errors_are_one_line(server):
+    assert_one_line_error(jointspace("query", "--target", server, "--id", "nope"), "NOT_FOUND", "nope")
+    assert_one_line_error(jointspace("query", "--target", server, "--text", "one", "-k", "0"), "INVALID_ARGUMENT")
+    assert_one_line_error(jointspace("query", "--target", server, "--vector", "1,2"), "expected 16 values")
+    assert_one_line_error(jointspace("query", "--target", server, "--vector", "a,b"), "--vector")
+
+
+def test_local_errors_are_one_line(tmp_path, built):
+    assert_one_line_error(jointspace("query", "--target", "127.0.0.1:1", "--timeout", "1", "--text", "x"), "UNAVAILABLE")
+    assert_one_line_error(jointspace("query", "--audio", str(tmp_path / "missing.wav")), "no such file")
+    assert_one_line_error(jointspace("train", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "m")),
+                          "no such file")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "one", "id": "a"}\n{not json\n')
+    assert_one_line_error(jointspace("train", str(bad), "--out", str(tmp_path / "m")), "bad.jsonl:2", "JSON")
+    assert_one_line_error(jointspace("index", "build", str(built.catalog), "--model", str(tmp_path),
+                                     "--out", str(tmp_path / "i")), "not a jointspace model")
+    assert_one_line_error(jointspace("serve", "--model", str(built.model), "--index", str(tmp_path / "none")),
+                          "no such index directory")
+
+
+def test_bad_index_type_is_refused_and_the_live_generation_stays(built, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(built.index, index)
+    result = jointspace("index", "build", str(built.catalog), "--model", str(built.model), "--out", str(index),
+                        "--index", "NotAnIndex,Nope")
+    assert_one_line_error(result, "NotAnIndex")
+    assert (index / "CURRENT").read_text().strip() == "gen-000001"
+    assert sorted(p.name for p in index.iterdir()) == sorted(p.name for p in built.index.iterdir())
+
+
+def test_usage_errors_exit_2():
+    result = jointspace("train", "x.jsonl", "--out", "m", "--dim", "minus")
+    assert result.returncode == 2 and "--dim" in result.stderr
+    assert jointspace("query").returncode == 2
+
+
+def test_every_command_has_help():
+    for command in (["demo"], ["train"], ["index", "build"], ["serve"], ["query"], ["info"], ["data", "fsdd"],
+                    ["data", "synthetic"]):
+        result = jointspace(*command, "--help")
+        assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_data_commands_write_files(tmp_path):
+    result = jointspace("data", "fsdd", "--hold-out", "theo", "--out", str(tmp_path / "digits"))
+    assert result.returncode == 0, result.stderr
+    pairs = [json.loads(l) for l in (tmp_path / "digits/pairs.jsonl").read_text().splitlines()]
+    assert pairs and all((tmp_path / "digits" / p["audio"]).is_file() for p in pairs)
+    assert not any("theo" in p["audio"] for p in pairs)
+    result = jointspace("data", "synthetic", "--films", "50", "--users", "40", "--out", str(tmp_path / "films"))
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "films/catalog.jsonl").read_text().splitlines()) == 50
+    assert_one_line_error(jointspace("data", "fsdd", "--hold-out", "nobody", "--out", str(tmp_path / "x")), "nobody")
+
+
+@pytest.mark.slow
+def test_serve_stops_cleanly_on_sigterm(built):
+    import signal
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    exe = shutil.which("jointspace", path=str(Path(sys.executable).parent)) or "jointspace"
+    process = subprocess.Popen([exe, "serve", "--model", str(built.model), "--index", str(built.index),
+                                "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        from jointspace.client import Client
+
+        with Client(f"127.0.0.1:{port}", timeout=10) as client:
+            client.wait_ready(timeout=120)
+            assert client.search(text="one", k=1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "stopped" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()

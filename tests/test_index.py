@@ -1,0 +1,103 @@
+"""Index generations on disk with real FAISS: atomic publishing, checksums, index types."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from jointspace.errors import InvalidInput, NotReady
+from jointspace.server.generation import CorruptGeneration, Generation
+from jointspace.server.generations import IndexDirectory
+from jointspace.server.index_types import factory_string, fill_index, make_index
+
+
+@pytest.mark.parametrize("spec, count, factory", [
+    ("auto", 1_000, "Flat"), ("auto", 100_000, "HNSW32,Flat"), ("auto", 10_000_000, "IVF12649,PQ16"),
+    ("flat", 10, "Flat"), ("hnsw", 10, "HNSW32,Flat"), ("IVF16,Flat", 10, "IVF16,Flat"),
+])
+def test_factory_choice(spec, count, factory):
+    assert factory_string(spec, count, 32) == factory
+
+
+def test_every_index_type_finds_near_duplicates():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(3000, 16)).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    for spec in ("flat", "hnsw", "IVF32,Flat", "ivfpq"):
+        index = make_index(spec, len(data), 16)
+        fill_index(index, data)
+        _, found = index.search(data[:50], 1)
+        recall = (found[:, 0] == np.arange(50)).mean()
+        assert recall >= (0.6 if spec == "ivfpq" else 0.95), spec
+
+
+def test_bad_factory_string_is_invalid_input():
+    with pytest.raises(InvalidInput, match="FAISS"):
+        make_index("Bogus,Thing", 10, 8)
+
+
+def test_generation_layout_and_info(built):
+    directory = IndexDirectory(built.index)
+    assert directory.current_name() == "gen-000001"
+    generation = Generation(directory.current_path())
+    manifest = json.loads((generation.path / "generation.json").read_text())
+    assert manifest["model_version"] == json.loads((built.model / "manifest.json").read_text())["model_version"]
+    assert set(manifest["files"]) == {"catalog.sqlite", *(f"index-{m}.faiss" for m in manifest["counts"])}
+    assert generation.info()["size"] == sum(manifest["counts"].values())
+
+
+def test_publish_makes_a_new_generation_live_and_keeps_the_old(built, tmp_path):
+    root = tmp_path / "index"
+    shutil.copytree(built.index, root)
+    directory = IndexDirectory(root)
+    staging = directory.staging()
+    for file in (root / "gen-000001").iterdir():
+        shutil.copy(file, staging / file.name)
+    assert directory.publish(staging) == "gen-000002"
+    assert directory.current_name() == "gen-000002"
+    assert directory.generations() == ["gen-000001", "gen-000002"]
+    assert Generation(directory.current_path()).size == Generation(root / "gen-000001").size
+
+
+def test_leftovers_of_a_dead_build_are_removed(tmp_path):
+    directory = IndexDirectory(tmp_path)
+    staging = directory.staging()
+    (staging / "index-id.faiss").write_bytes(b"partial")
+    assert directory.remove_partials() == [staging.name]
+    assert not staging.exists()
+    with pytest.raises(NotReady):
+        directory.current_path()
+
+
+def test_corrupt_files_are_detected(built, tmp_path):
+    copy = tmp_path / "gen"
+    shutil.copytree(built.index / "gen-000001", copy)
+    target = copy / "index-id.faiss"
+    target.write_bytes(target.read_bytes()[:-10])
+    with pytest.raises(CorruptGeneration, match="index-id.faiss"):
+        Generation(copy)
+
+
+def test_model_and_index_must_come_from_the_same_model(built, tmp_path):
+    from jointspace.server.engine import Engine
+
+    model = tmp_path / "model"
+    shutil.copytree(built.model, model)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["model_version"] = "another-version"
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(NotReady, match="rebuild the index"):
+        Engine(model, built.index)
+
+
+def test_search_excludes_and_filters(built):
+    generation = Generation(IndexDirectory(built.index).current_path())
+    query = np.zeros((1, 16), np.float32)
+    query[0, 0] = 1.0
+    [hits] = generation.search(query, 3, ["vector"])
+    assert [h.key for h in hits] == ["vec:unit"] and hits[0].metadata == {"kind": "raw"}
+    [hits] = generation.search(query, 3, ["vector"], [{"vec:unit"}])
+    assert hits == []

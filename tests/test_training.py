@@ -1,0 +1,82 @@
+"""Training pieces against real TensorFlow: the dimension rule, the accidental-hit mask, pair-type
+balancing, and that an exported model gives the same vectors as the trained towers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jointspace.encoders.training import _epoch_batches, auto_dim
+
+
+@pytest.mark.parametrize("values, dim", [(1, 8), (10, 8), (4096, 8), (160_000, 16), (1_500_000, 32),
+                                         (100_000_000, 96)])
+def test_auto_dim_is_the_fourth_root_rounded_to_eight(values, dim):
+    assert auto_dim(values) == dim
+
+
+def test_score_mask_hides_repeats_on_either_side_but_keeps_the_positive():
+    from jointspace.encoders.model import score_mask
+
+    codes_a = np.array([0, 1, 2, 3])   # e.g. unique clips
+    codes_b = np.array([7, 7, 8, 9])   # words: rows 0 and 1 say the same word
+    mask = score_mask(codes_a, codes_b).numpy()
+    assert mask.diagonal().all()
+    assert not mask[0, 1] and not mask[1, 0]
+    assert mask[0, 2] and mask[2, 3]
+
+
+def test_small_pair_types_get_a_fair_share_of_batches():
+    rng = np.random.default_rng(0)
+    big, small = np.arange(10_000), np.arange(10_000, 10_100)
+    batches = _epoch_batches([big, small], 100, rng)
+    counts = np.bincount([i for i, _ in batches])
+    assert counts[0] == 100 and counts[1] == 25  # at least half of an equal share
+    assert all(len(b) == 100 for _, b in batches)
+    assert set(np.concatenate([b for i, b in batches if i == 1])) == set(small)
+
+
+def test_training_lowers_the_loss_and_reports_validation(built):
+    import json
+
+    manifest = json.loads((built.model / "manifest.json").read_text())
+    assert manifest["dim"] == 16
+    assert set(manifest["encoders"]) == {"id", "text", "audio"}
+    assert sorted(manifest["pair_types"]) == ["audio=text", "id=ids", "id=text"]
+    assert {"audio->text", "text->audio", "ids->id"} <= set(manifest["metrics"])
+    assert 0.0 <= manifest["metrics"]["audio->text"]["recall@1"] <= 1.0
+    assert manifest["encoders"]["audio"]["audio"]["sample_rate"] == 16000
+
+
+def test_exported_savedmodels_are_self_contained(built):
+    """Any TensorFlow runtime can call the SavedModels with raw inputs, no jointspace code."""
+    import tensorflow as tf
+
+    text = tf.saved_model.load(str(built.model / "text")).signatures["serving_default"]
+    out = text(text=tf.constant(["seven", "Seven!", "a brand new word"]))
+    vectors = out["embedding"].numpy()
+    assert vectors.shape == (3, 16)
+    assert np.allclose(vectors[0], vectors[1], atol=1e-6)  # same words after standardisation
+    ids = tf.saved_model.load(str(built.model / "id")).signatures["serving_default"]
+    out = ids(ids=tf.constant([["m:1", ""], ["m:1", "unknown"]]))
+    assert out["known"].numpy().tolist() == [1, 1]
+    assert np.allclose(out["embedding"].numpy()[0], out["embedding"].numpy()[1], atol=1e-6)
+
+
+def test_encoder_set_matches_server_and_rejects_bad_values(built):
+    from jointspace.encoders.inference import EncoderSet
+    from jointspace.errors import InvalidInput, LimitExceeded, NotFound
+    from jointspace.limits import Limits
+
+    encoders = EncoderSet(built.model, Limits(max_text_chars=20, max_ids=3))
+    assert encoders.embed("id", ["m:1"]).shape == (1, 16)
+    with pytest.raises(NotFound, match="'zzz' is not in"):
+        encoders.embed("id", ["zzz"])
+    with pytest.raises(LimitExceeded, match="text"):
+        encoders.embed("text", ["x" * 21])
+    with pytest.raises(LimitExceeded, match="ids"):
+        encoders.embed("ids", [["m:1", "m:2", "m:3", "m:4"]])
+    with pytest.raises(InvalidInput, match="cannot encode 'image'"):
+        encoders.embed("image", ["x"])
+    with pytest.raises(InvalidInput, match="expected 16 values, got 3"):
+        encoders.embed("vector", [[1, 2, 3]])
