@@ -156,6 +156,14 @@ def cmd_data_fsdd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_speakers(args: argparse.Namespace) -> int:
+    from jointspace.bench import speakers
+
+    result = speakers.run(Path(args.source) if args.source else None, args.speaker, args.epochs)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jointspace",
@@ -235,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     spoken.add_argument("--hold-out", metavar="SPEAKER", help="train on the others, index this speaker")
     spoken.add_argument("--out", required=True, type=Path)
     spoken.set_defaults(func=cmd_data_fsdd)
+    bench = commands.add_parser("bench", help="measure quality and speed")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
+    held_out = bench_commands.add_parser(
+        "speakers", help="leave-one-speaker-out audio<->text quality through a real server")
+    held_out.add_argument("--source", help="a FSDD folder (default: the subset shipped with jointspace)")
+    held_out.add_argument("--speaker", action="append", help="speaker to hold out (repeatable; default all)")
+    held_out.add_argument("--epochs", type=_positive, default=None, help="default: the train command's")
+    held_out.set_defaults(func=cmd_bench_speakers)
     return parser
 
 
