@@ -45,6 +45,7 @@ NOISE = 0.02  # share of watches drawn uniformly from all films, whatever the us
 ZIPF_EXPONENT = 0.8  # popularity by rank within a taste
 SECOND_TASTE = 0.4  # share of users with two tastes
 _CHUNK = 200_000  # films per chunk where a step needs [films, genres] floats
+_USER_BLOCK = 50_000  # users per block of watch sampling (fixed: the output depends on it)
 _EPOCH = 852_076_800  # 1997-01-01, MovieLens-ish
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -77,6 +78,7 @@ class SyntheticData:
     film_taste: np.ndarray  # int, hidden cluster of each film
     film_genres: list[tuple[str, ...]]  # 1-3 of GENRES, all named in the title
     film_years: np.ndarray  # int, the year in the title
+    film_popularity: np.ndarray  # float, chance of being picked for a watch of the film's taste
     user_ids: np.ndarray  # str "u:<n>"
     user_tastes: np.ndarray  # int [users, 2]; column 1 is -1 where a user has one taste
     event_user: np.ndarray  # int, events sorted by user, then time
@@ -106,30 +108,60 @@ def _film_genres(rng: np.random.Generator, taste_genre: np.ndarray, film_taste: 
     return np.where(np.arange(3)[None, :] < count[:, None], out, -1)
 
 
-def _sample_films(rng: np.random.Generator, tastes: np.ndarray, film_taste: np.ndarray,
-                  popularity: np.ndarray, n_tastes: int) -> np.ndarray:
-    """One popularity-weighted film of the given taste per event: one cumulative sum over films
-    grouped by taste, then a uniform draw inside the taste's slice and a searchsorted."""
-    by_taste = np.argsort(film_taste, kind="stable")
-    cumulative = np.cumsum(popularity[by_taste])
-    bounds = np.searchsorted(film_taste[by_taste], np.arange(n_tastes + 1))
-    low = np.concatenate([[0.0], cumulative])[bounds[:-1]]
-    high = cumulative[bounds[1:] - 1]
-    target = low[tastes] + rng.random(len(tastes)) * (high[tastes] - low[tastes])
-    position = np.searchsorted(cumulative, target, side="right")
-    # Clamp into the taste's slice: guards against float ties at the slice edges.
-    position = np.clip(position, bounds[:-1][tastes], bounds[1:][tastes] - 1)
-    return by_taste[position]
+@dataclass(frozen=True)
+class _Catalogue:
+    """Films grouped by taste, each group in random order: a film's place in its group is its
+    popularity rank. Rank r has probability mass (r + 2)^(1-s) - (r + 1)^(1-s) (normalised),
+    which is Zipf-like ((r + 1.5)^-s, up to a constant) and is exactly the floor of a continuous
+    power-law draw, so sampling is O(1) per watch with no cumulative table or search."""
+
+    order: np.ndarray  # film indices, grouped by taste
+    starts: np.ndarray  # group t is order[starts[t] : starts[t + 1]]
+
+    @classmethod
+    def build(cls, rng: np.random.Generator, film_taste: np.ndarray, tastes: int) -> "_Catalogue":
+        order = np.lexsort((rng.random(len(film_taste)), film_taste))
+        return cls(order, np.searchsorted(film_taste[order], np.arange(tastes + 1)))
+
+    def popularity(self) -> np.ndarray:
+        """Each film's probability of being drawn for a watch of its taste."""
+        rank = np.empty(len(self.order), np.float64)
+        sizes = np.diff(self.starts)
+        rank[self.order] = np.arange(len(self.order)) - np.repeat(self.starts[:-1], sizes)
+        taste = np.empty(len(self.order), np.int64)
+        taste[self.order] = np.repeat(np.arange(len(sizes)), sizes)
+        e = 1.0 - ZIPF_EXPONENT
+        return ((rank + 2) ** e - (rank + 1) ** e) / ((sizes[taste] + 1.0) ** e - 1.0)
+
+    def sample(self, rng: np.random.Generator, tastes: np.ndarray) -> np.ndarray:
+        """One popularity-weighted film of each given taste."""
+        e = 1.0 - ZIPF_EXPONENT
+        low = self.starts[:-1][tastes]
+        size = self.starts[1:][tastes] - low
+        x = (1.0 + rng.random(len(tastes)) * ((size + 1.0) ** e - 1.0)) ** (1.0 / e)
+        rank = np.minimum(x.astype(np.int64) - 1, size - 1)
+        return self.order[low + rank]
 
 
-def _zipf_popularity(rng: np.random.Generator, film_taste: np.ndarray, tastes: int) -> np.ndarray:
-    """(rank + 1) ** -ZIPF_EXPONENT, with each film's rank random within its taste: a long tail
-    of the same shape in every taste, rather than one taste swamped by a single random outlier."""
-    order = np.lexsort((rng.random(len(film_taste)), film_taste))
-    starts = np.searchsorted(film_taste[order], np.arange(tastes))
-    rank = np.empty(len(film_taste), np.int64)
-    rank[order] = np.arange(len(film_taste)) - starts[film_taste[order]]
-    return (rank + 1.0) ** -ZIPF_EXPONENT
+def _watches(rng: np.random.Generator, block: np.ndarray, lengths: np.ndarray, user_tastes: np.ndarray,
+             second_share: np.ndarray, catalogue: _Catalogue, films: int) -> tuple[np.ndarray, np.ndarray]:
+    """(user, film) watches of a block of consecutive users, grouped by user in watch order.
+
+    Draws about twice the wanted history of each user, drops repeats of a film (keeping the
+    first), and keeps the first `length`: histories without repeats, at the wanted lengths
+    unless a user's tastes hold fewer films than that."""
+    draws = 2 * lengths[block] + 3
+    user = np.repeat(block, draws)
+    second = (user_tastes[user, 1] >= 0) & (rng.random(len(user)) < second_share[user])
+    film = catalogue.sample(rng, np.where(second, user_tastes[user, 1], user_tastes[user, 0]))
+    noise = np.flatnonzero(rng.random(len(film)) < NOISE)
+    film[noise] = rng.integers(0, films, len(noise))
+    _, first = np.unique(user * np.int64(films) + film, return_index=True)
+    first.sort()  # back to draw order, which is grouped by user
+    user, film = user[first], film[first]
+    starts = np.searchsorted(user, block)
+    keep = (np.arange(len(user)) - starts[user - block[0]]) < lengths[user]
+    return user[keep], film[keep]
 
 
 def _titles(rng: np.random.Generator, film_genres: list[tuple[str, ...]]) -> tuple[list[str], np.ndarray]:
@@ -168,7 +200,7 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     genre_names = np.array(GENRES + ("",), dtype=object)
     film_genres = [tuple(g for g in row if g) for row in genre_names[genres].tolist()]
     titles, years = _titles(rng, film_genres)
-    popularity = _zipf_popularity(rng, film_taste, tastes)
+    catalogue = _Catalogue.build(rng, film_taste, tastes)
 
     user_tastes = np.full((users, 2), -1, np.int64)
     user_tastes[:, 0] = rng.integers(0, tastes, users)
@@ -181,27 +213,15 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     lengths = np.clip(np.round(lengths), 2, 200).astype(np.int64)
     lengths = np.minimum(lengths, films)
 
-    # Draw more watches than needed, drop repeats of a (user, film), keep the first `length`.
-    draws = 2 * lengths + 3
-    event_user = np.repeat(np.arange(users), draws)
-    del draws
-    second = (user_tastes[event_user, 1] >= 0) & (rng.random(len(event_user)) < second_share[event_user])
-    event_taste = np.where(second, user_tastes[event_user, 1], user_tastes[event_user, 0])
-    del second
-    event_film = _sample_films(rng, event_taste, film_taste, popularity, tastes)
-    del event_taste
-    noise = rng.random(len(event_film)) < NOISE
-    event_film[noise] = rng.integers(0, films, int(noise.sum()))
-    del noise
-
-    _, first = np.unique(event_user * np.int64(films) + event_film, return_index=True)
-    first.sort()  # back to draw order, which is grouped by user
-    event_user, event_film = event_user[first], event_film[first]
-    del first
-    starts = np.searchsorted(event_user, np.arange(users))
-    keep = (np.arange(len(event_user)) - starts[event_user]) < lengths[event_user]
-    event_user, event_film = event_user[keep], event_film[keep]
-    del keep
+    # Watches are drawn for blocks of users, so that temporaries stay small at any scale.
+    blocks = [
+        _watches(rng, np.arange(first, min(first + _USER_BLOCK, users)), lengths, user_tastes,
+                 second_share, catalogue, films)
+        for first in range(0, users, _USER_BLOCK)
+    ]
+    event_user = np.concatenate([b[0] for b in blocks])
+    event_film = np.concatenate([b[1] for b in blocks])
+    del blocks
     offsets = np.searchsorted(event_user, np.arange(users + 1))
 
     # Times: a start per user, then gaps of at least a minute (mean about three days).
@@ -219,6 +239,7 @@ def generate(config: SyntheticConfig) -> SyntheticData:
         film_taste=film_taste,
         film_genres=film_genres,
         film_years=years,
+        film_popularity=catalogue.popularity(),
         user_ids=_prefixed("u:", users),
         user_tastes=user_tastes,
         event_user=event_user,
@@ -253,6 +274,13 @@ def _history_lines(data: SyntheticData, positions: np.ndarray, max_history: int)
     for p in positions.tolist():
         begin = max(int(offsets[users[p]]), p - max_history)
         yield f'{{"ids": [{", ".join(events[begin:p])}], "id": {events[p]}}}\n'
+
+
+def _zipped(*arrays: np.ndarray, chunk: int = 100_000) -> Iterator[tuple]:
+    """zip() over arrays as Python ints, a slice at a time: `tolist()` of ten million events
+    at once would hold gigabytes of int objects."""
+    for start in range(0, len(arrays[0]), chunk):
+        yield from zip(*(a[start : start + chunk].tolist() for a in arrays))
 
 
 def _write_chunked(handle, lines: Iterator[str], chunk: int = 20_000) -> int:
@@ -295,7 +323,7 @@ def write_pairs(data: SyntheticData, out: Path | str, *, max_history: int = 50, 
             user_ids = data.user_ids.tolist()
             rows += _write_chunked(handle, (
                 f'{{"id:user": "{user_ids[u]}", "id:item": "{film_ids[f]}"}}\n'
-                for u, f in zip(data.event_user.tolist(), data.event_film.tolist())))
+                for u, f in _zipped(data.event_user, data.event_film)))
     return rows
 
 
@@ -337,7 +365,7 @@ def write_movielens(data: SyntheticData, out_dir: Path | str) -> tuple[Path, Pat
     with data_path.open("w", encoding="latin-1", newline="\n") as handle:
         _write_chunked(handle, (
             f"{u}\t{f}\t{r}\t{t}\n"
-            for u, f, r, t in zip(users.tolist(), films.tolist(), ratings.tolist(), data.event_time.tolist())))
+            for u, f, r, t in _zipped(users, films, ratings, data.event_time)))
     column = {g: MOVIELENS_GENRES.index(_TO_MOVIELENS.get(g, g.capitalize())) for g in GENRES}
     days = rng.integers(1, 29, len(data.film_ids)).tolist()
     months = rng.integers(0, 12, len(data.film_ids)).tolist()
