@@ -29,9 +29,9 @@ def auto_dim(num_values: int) -> int:
 class TrainConfig:
     dim: int | None = None  # None: auto
     epochs: int = 30
-    batch_size: int = 256
+    batch_size: int = 128
     learning_rate: float = 0.003
-    temperature: float = 0.05
+    temperature: float = 0.2
     validation_split: float = 0.1
     seed: int = 0
     pairs: list[tuple[str, str]] | None = None

@@ -21,18 +21,6 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-def _dim(text: str) -> int | None:
-    if text == "auto":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -41,6 +29,10 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
+
+
+def _dim(text: str) -> int | None:
+    return None if text == "auto" else _positive(text)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -183,9 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, metavar="MODEL")
     train.add_argument("--dim", type=_dim, default=None, help="'auto' (default) or a dimension")
     train.add_argument("--epochs", type=_positive, default=30)
-    train.add_argument("--batch-size", type=_positive, default=256)
+    train.add_argument("--batch-size", type=_positive, default=128)
     train.add_argument("--learning-rate", type=float, default=0.003)
-    train.add_argument("--temperature", type=float, default=0.05)
+    train.add_argument("--temperature", type=float, default=0.2)
     train.add_argument("--validation-split", type=float, default=0.1)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--pairs", default=None, help="pair types to train, e.g. 'ids=id,text=id' (default: all)")

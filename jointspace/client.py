@@ -10,7 +10,6 @@ Python service. Every call has a deadline (`timeout`, seconds); gRPC errors surf
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,22 +17,12 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from jointspace.hits import Hit
 from jointspace.v1 import jointspace_pb2 as pb
 from jointspace.v1 import jointspace_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-
-@dataclass
-class Hit:
-    key: str
-    score: float
-    modality: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "score": self.score, "modality": self.modality, "metadata": self.metadata}
 
 
 def make_query(

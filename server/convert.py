@@ -9,7 +9,7 @@ from google.protobuf import json_format, struct_pb2
 
 from jointspace.errors import InvalidInput
 from jointspace.server.engine import Query
-from jointspace.server.generation import Hit
+from jointspace.hits import Hit
 from jointspace.v1 import jointspace_pb2 as pb
 
 

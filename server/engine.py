@@ -17,7 +17,8 @@ from jointspace.encoders.inference import EncoderSet
 from jointspace.errors import InvalidInput, LimitExceeded, NotReady
 from jointspace.limits import DEFAULT_LIMITS, Limits
 from jointspace.progress import log
-from jointspace.server.generation import Generation, Hit
+from jointspace.hits import Hit
+from jointspace.server.generation import Generation
 from jointspace.server.generations import IndexDirectory
 
 Query = tuple[str, Any]  # (modality, value)

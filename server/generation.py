@@ -10,7 +10,6 @@ generation replaces it as a whole.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,17 +17,10 @@ import faiss
 import numpy as np
 
 from jointspace.errors import InvalidInput
+from jointspace.hits import Hit
 from jointspace.server.generations import MANIFEST, sha256_of
 from jointspace.server.index_types import describe, tune_for_search
 from jointspace.server.store import STORE_FILE, StoreReader
-
-
-@dataclass
-class Hit:
-    key: str
-    score: float
-    modality: str
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def index_file(modality: str) -> str:
