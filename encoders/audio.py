@@ -28,8 +28,12 @@ from jointspace.encoders.base import (
     tf,
 )
 from jointspace.encoders.registry import EncoderPlugin, register
-from jointspace.errors import InvalidInput
+from jointspace.deadline import check_deadline
+from jointspace.errors import InvalidInput, LimitExceeded
 from jointspace.limits import DEFAULT_LIMITS, Limits
+
+# Padded audio the model sees in one call; longer batches are split (bounds the memory of one call).
+PADDED_SECONDS_PER_CALL = 120.0
 
 
 def _span_mask(batch: tf.Tensor, length: tf.Tensor, max_width: int) -> tf.Tensor:
@@ -41,11 +45,26 @@ def _span_mask(batch: tf.Tensor, length: tf.Tensor, max_width: int) -> tf.Tensor
     return tf.cast((position < start) | (position >= start + width), tf.float32)
 
 
+def _warp_bands(x: tf.Tensor, max_warp: float) -> tf.Tensor:
+    """Stretch or squeeze each clip's mel axis by a random factor in [1 - max_warp, 1 + max_warp]
+    (vocal tract length perturbation): formants move as they do between voices, tempo stays."""
+    bands = x.shape[2]
+    factor = tf.random.uniform([tf.shape(x)[0], 1], 1.0 - max_warp, 1.0 + max_warp)
+    source = tf.clip_by_value(tf.range(bands, dtype=tf.float32)[None, :] * factor, 0.0, bands - 1.0)
+    low = tf.cast(tf.floor(source), tf.int32)
+    high = tf.minimum(low + 1, bands - 1)
+    weight = (source - tf.floor(source))[:, None, :]
+    return (tf.gather(x, low, axis=2, batch_dims=1) * (1.0 - weight)
+            + tf.gather(x, high, axis=2, batch_dims=1) * weight)
+
+
 class AudioTower(tf.keras.layers.Layer):
     def __init__(self, config: AudioConfig, dim: int, channels: Sequence[int], hidden: int,
-                 **kwargs: Any) -> None:
+                 band_warp: float = 0.0, dynamic_range_db: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
+        self.band_warp = band_warp
+        self.dynamic_range = dynamic_range_db * np.log(10.0) / 10.0  # in natural-log power units
         self.blocks = [
             (
                 tf.keras.layers.Conv2D(c, 3, padding="same", use_bias=False),
@@ -64,6 +83,11 @@ class AudioTower(tf.keras.layers.Layer):
         logmel, frames = inputs
         shape = tf.shape(logmel)
         mask = tf.sequence_mask(frames, shape[1], dtype=tf.float32)[..., None]
+        if self.dynamic_range:
+            # Everything more than dynamic_range below the clip's loudest bin is floor: the
+            # noise floor differs between microphones and rooms, the words do not.
+            peak = tf.reduce_max(logmel * mask - (1.0 - mask) * 1e4, axis=[1, 2], keepdims=True)
+            logmel = tf.maximum(logmel, peak - self.dynamic_range)
         # One mean and variance per clip (over its own frames and all bands): removes loudness and
         # channel gain but keeps the spectral shape, which carries the vowels of short words.
         count = tf.maximum(tf.reduce_sum(mask, axis=[1, 2], keepdims=True) * tf.cast(shape[2], tf.float32), 1.0)
@@ -71,12 +95,18 @@ class AudioTower(tf.keras.layers.Layer):
         var = tf.reduce_sum(tf.square(logmel - mean) * mask, axis=[1, 2], keepdims=True) / count
         x = (logmel - mean) * tf.math.rsqrt(var + 1e-3) * mask
         if training:
+            if self.band_warp:
+                x = _warp_bands(x, self.band_warp) * mask
             x *= _span_mask(shape[0], shape[1], 12)[..., None]
             x *= _span_mask(shape[0], shape[2], 6)[:, None, :]
         x = x[..., None]
         mask = mask[..., 0]
         for conv, norm, pool in self.blocks:
-            x = pool(tf.nn.relu(norm(conv(x), training=training)))
+            # Zero the frames past the clip after every block: batch normalisation turns padding
+            # into non-zero activations that the next convolution would read into the clip's last
+            # frames, which made a clip's embedding depend on the longest clip in its batch.
+            x = tf.nn.relu(norm(conv(x), training=training)) * mask[:, :, None, None]
+            x = pool(x)
             mask = tf.nn.max_pool1d(mask[..., None], 2, 2, "SAME")[..., 0]
         x = tf.reshape(x, [shape[0], tf.shape(x)[1], x.shape[2] * x.shape[3]])
         x = self.hidden(x)
@@ -101,6 +131,8 @@ class AudioEncoder(Encoder):
         self.train_seconds = float(self.settings.get("train_seconds", 1.0))
         self.channels = tuple(self.settings.get("channels", (16, 32, 64)))
         self.hidden = int(self.settings.get("hidden", 128))
+        self.band_warp = float(self.settings.get("band_warp", 0.1))
+        self.dynamic_range_db = float(self.settings.get("dynamic_range_db", 50.0))
         # Speed perturbation changes tempo and pitch together, the cheapest stand-in for voices
         # the model has not heard. The first factor must be 1.0: evaluation uses variant 0.
         self.speed_factors = (1.0, *self.settings.get("speed_factors", (0.85, 0.92, 1.08, 1.15)))
@@ -130,7 +162,8 @@ class AudioEncoder(Encoder):
         return {"logmel": logmels, "frames": frames}
 
     def build_tower(self) -> tf.keras.layers.Layer:
-        tower = AudioTower(self.config, self.dim, self.channels, self.hidden, name="audio_tower")
+        tower = AudioTower(self.config, self.dim, self.channels, self.hidden, self.band_warp,
+                           self.dynamic_range_db, name="audio_tower")
         return _FeatureView(tower)
 
     def export(self, tower: tf.keras.layers.Layer, path: Path) -> dict[str, Any]:
@@ -189,9 +222,37 @@ class ServingAudioEncoder(ServingEncoder):
         return decode_audio(content, self.config, pcm_sample_rate=rate, limits=self.limits)
 
     def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
-        waveform, lengths = pad_batch([self.decode(v) for v in values])
-        out = self.signature(waveform=tf.constant(waveform), num_samples=tf.constant(lengths))
-        return out["embedding"].numpy()
+        rate = self.config.sample_rate
+        budget = self.limits.max_request_audio_seconds * rate
+        clips, total = [], 0
+        for value in values:
+            check_deadline("decoding audio")
+            clips.append(self.decode(value))
+            total += len(clips[-1])
+            if total > budget:
+                raise LimitExceeded(f"audio: the request's clips last more than max_request_audio_seconds "
+                                    f"({self.limits.max_request_audio_seconds:g} s) together")
+        out: list[np.ndarray | None] = [None] * len(clips)
+        for group in padded_groups([len(c) for c in clips], int(PADDED_SECONDS_PER_CALL * rate)):
+            check_deadline("running the audio model")
+            waveform, lengths = pad_batch([clips[i] for i in group])
+            result = self.signature(waveform=tf.constant(waveform), num_samples=tf.constant(lengths))
+            for i, row in zip(group, result["embedding"].numpy()):
+                out[i] = row
+        return np.stack(out)
+
+
+def padded_groups(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Positions grouped by length so that each group, padded to its longest clip, stays within
+    `budget` samples: one 60 s clip among a thousand short ones must not pad them all to 60 s."""
+    groups: list[list[int]] = []
+    for position in sorted(range(len(lengths)), key=lengths.__getitem__):
+        group = groups[-1] if groups else None
+        if group is None or (len(group) + 1) * lengths[position] > budget:
+            groups.append([position])
+        else:
+            group.append(position)
+    return groups
 
 
 register(EncoderPlugin(AudioEncoder.name, AudioEncoder.modalities, AudioEncoder, ServingAudioEncoder))

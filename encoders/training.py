@@ -7,17 +7,23 @@ types are interleaved at random within an epoch in proportion to their size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 
 from jointspace.data.pairs import PairRows, modality_of
 from jointspace.encoders import registry
 from jointspace.encoders.base import Arrays, Encoder, tf
+from jointspace.encoders.metrics import retrieval_metrics
 from jointspace.encoders.model import JointModel, PairType
+from jointspace.encoders.tensorboard import ScalarLog
 from jointspace.errors import InvalidInput
 from jointspace.progress import Progress, log
+
+
+AUTO_STEPS = 600
+MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 300
 
 
 def auto_dim(num_values: int) -> int:
@@ -28,7 +34,7 @@ def auto_dim(num_values: int) -> int:
 @dataclass
 class TrainConfig:
     dim: int | None = None  # None: auto
-    epochs: int = 30
+    epochs: int | None = None  # None: auto_epochs
     batch_size: int = 128
     learning_rate: float = 0.003
     temperature: float = 0.2
@@ -37,6 +43,7 @@ class TrainConfig:
     pairs: list[tuple[str, str]] | None = None
     pair_weights: dict[str, float] = field(default_factory=dict)
     encoder_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    logdir: str | None = None  # TensorBoard scalars (encoders/tensorboard.py)
 
 
 @dataclass
@@ -103,19 +110,27 @@ def _batch(pair: PairType, data: dict[str, ViewData], weights: np.ndarray, rows:
     }
 
 
-def _epoch_batches(pair_rows: list[np.ndarray], batch_size: int,
-                   rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
-    """One epoch's (pair type, rows) batches in random order.
-
-    Each pair type gets its own share of batches, but at least half of an equal share: a small
-    pair type (600 spoken clips beside 100,000 watch histories) would otherwise get a handful of
-    steps per epoch and never be learnt. Its rows are then cycled more than once per epoch.
-    """
+def _batch_counts(pair_rows: list[np.ndarray], batch_size: int) -> list[int]:
+    """Batches per epoch of each pair type: its own share, but at least half of an equal share.
+    A small pair type (600 spoken clips beside 100,000 watch histories) would otherwise get a
+    handful of steps per epoch and never be learnt; its rows are then cycled more than once."""
     own = [max(len(rows) // batch_size, 1) for rows in pair_rows]
     floor = sum(own) // (2 * len(pair_rows))
+    return [max(count, floor) for count in own]
+
+
+def auto_epochs(batches_per_epoch: int) -> int:
+    """Epochs enough for AUTO_STEPS optimizer steps. What a model learns depends on the steps it
+    takes, not on the passes over the data: 30 epochs of 600 clips (120 steps) left a held-out
+    voice at recall@1 0.23, 120 epochs (480 steps) of the same clips reached 0.81."""
+    return min(max(-(-AUTO_STEPS // max(batches_per_epoch, 1)), MIN_AUTO_EPOCHS), MAX_AUTO_EPOCHS)
+
+
+def _epoch_batches(pair_rows: list[np.ndarray], batch_size: int,
+                   rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    """One epoch's (pair type, rows) batches in random order (see `_batch_counts`)."""
     batches = []
-    for index, rows in enumerate(pair_rows):
-        count = max(own[index], floor)
+    for index, (rows, count) in enumerate(zip(pair_rows, _batch_counts(pair_rows, batch_size))):
         passes = -(-count * batch_size // max(len(rows), 1))
         order = np.concatenate([rng.permutation(rows) for _ in range(passes)])
         size = min(batch_size, len(rows))
@@ -146,29 +161,6 @@ def embed_arrays(tower: tf.keras.layers.Layer, arrays: Arrays, batch_size: int =
         for start in range(0, count, batch_size)
     ]
     return np.concatenate(chunks).astype(np.float32)
-
-
-def retrieval_metrics(
-    query_vectors: np.ndarray,
-    candidate_vectors: np.ndarray,
-    relevant: Sequence[set[int]],
-    ks: Sequence[int] = (1, 10),
-) -> dict[str, float]:
-    """recall@k (share of queries with a relevant candidate in the top k) and precision@k over
-    the full candidate set, with exact search."""
-    import faiss
-
-    index = faiss.IndexFlatIP(candidate_vectors.shape[1])
-    index.add(np.ascontiguousarray(candidate_vectors))
-    depth = min(max(ks), len(candidate_vectors))
-    _, found = index.search(np.ascontiguousarray(query_vectors), depth)
-    is_relevant = np.array([[c in rel for c in row] for row, rel in zip(found, relevant)])
-    out: dict[str, float] = {}
-    for k in ks:
-        top = is_relevant[:, : min(k, depth)]
-        out[f"recall@{k}"] = float(top.any(axis=1).mean())
-        out[f"precision@{k}"] = float(top.mean())
-    return out
 
 
 def validation_metrics(
@@ -241,7 +233,11 @@ def train(rows: PairRows, config: TrainConfig) -> TrainedModel:
         model.pair_loss(pair, _batch(pair, data, weights, members[:2]), training=False)
     optimizer.build(model.trainable_variables)  # one optimizer, steps update disjoint subsets
     steps = [_make_step(model, p, optimizer) for p in pairs]
+    if config.epochs is None:
+        config = replace(config, epochs=auto_epochs(sum(_batch_counts(pair_rows, config.batch_size))))
+        log(f"training for {config.epochs} epochs (auto: at least {AUTO_STEPS} steps)")
     history = []
+    scalars = ScalarLog(config.logdir)
     for epoch in range(1, config.epochs + 1):
         batches = _epoch_batches(pair_rows, config.batch_size, rng)
         total = 0.0
@@ -252,8 +248,10 @@ def train(rows: PairRows, config: TrainConfig) -> TrainedModel:
             progress.update(loss=f"{loss:.3f}")
         history.append(total / max(len(batches), 1))
         progress.close(loss=f"{history[-1]:.4f}")
+        scalars.epoch(epoch, history[-1])
 
     metrics = validation_metrics(model, pairs, data, val_rows) if val_count else {}
+    scalars.validation(config.epochs, metrics)
     for direction, values in metrics.items():
         log(f"validation {direction}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
     return TrainedModel(encoders, towers, pairs, dim, config, metrics, history)

@@ -13,9 +13,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from jointspace.errors import InvalidInput, JointspaceError
+
+if TYPE_CHECKING:
+    from jointspace.client import Client
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -31,8 +34,27 @@ def _positive(text: str) -> int:
     return value
 
 
-def _dim(text: str) -> int | None:
+def _auto_or_positive(text: str) -> int | None:
     return None if text == "auto" else _positive(text)
+
+
+def _recall(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def _split_pipeline_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Everything after the first `--` is for Apache Beam (`index build --runner beam -- ...`)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -45,6 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         dim=args.dim, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, temperature=args.temperature,
         validation_split=args.validation_split, seed=args.seed, pairs=parse_pair_spec(args.pairs),
+        logdir=args.logdir,
     )
     manifest = export_model(train(rows, config), args.out)
     print(f"model {manifest['model_version']} (dim {manifest['dim']}) written to {args.out}")
@@ -52,27 +75,69 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
-    if args.runner != "local":
-        raise InvalidInput(f"--runner {args.runner}: only the local runner is available in this version")
-    from jointspace.encoders.inference import EncoderSet
-    from jointspace.server.builder import build_generation
+    tuning = {} if args.target_recall is None else {"target_recall": args.target_recall}
+    if args.runner == "beam":
+        sharding = {} if args.shard_rows is None else {"shard_rows": args.shard_rows}
+        name = _beam_builder()(args.model, args.catalogs, args.out, args.index,
+                               pipeline_args=args.pipeline_options, **tuning, **sharding)
+    else:
+        if args.pipeline_options or args.shard_rows is not None:
+            raise InvalidInput("Beam options (--shard-rows, options after --) need --runner beam")
+        from jointspace.encoders.inference import EncoderSet
+        from jointspace.server.builder import build_generation
 
-    name = build_generation(EncoderSet(args.model), args.catalogs, args.out, args.index)
+        name = build_generation(EncoderSet(args.model), args.catalogs, args.out, args.index, **tuning)
     print(f"{args.out}: generation {name} is live")
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from jointspace.server.app import serve_until_signal, start_server
-    from jointspace.server.engine import Engine
+def _beam_builder() -> Any:
+    """The Beam build, or a one-line answer when the optional extra is not installed."""
+    import importlib.util
 
-    running = start_server(Engine(args.model, args.index), args.host, args.port, args.workers)
-    info = running.engine.info()
-    print(f"serving {info['generation']} ({info['size']} entries, dim {info['dim']}) on "
-          f"{args.host}:{running.port}; Ctrl-C to stop", file=sys.stderr, flush=True)
-    serve_until_signal(running)
-    print("stopped", file=sys.stderr)
+    if importlib.util.find_spec("apache_beam") is None:
+        raise InvalidInput("--runner beam needs Apache Beam: pip install 'jointspace[beam]'")
+    from jointspace.server.beam_builder import build_generation_with_beam
+
+    return build_generation_with_beam
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from jointspace.config import ServeConfig, load_config
+    from jointspace.logs import configure_logging
+
+    config = (load_config(args.config) if args.config else ServeConfig()).with_flags(vars(args)).check()
+    configure_logging(config.log_format)
+    from jointspace.server.app import run_server
+
+    run_server(config)
     return 0
+
+
+def _add_connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default="127.0.0.1:50051", metavar="HOST:PORT")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS, trusting the system's CAs")
+    parser.add_argument("--tls-ca", type=Path, metavar="PEM",
+                        help="connect with TLS, trusting this CA (the one that signed the server's certificate)")
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM", help="client certificate, for mutual TLS")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="the client certificate's private key")
+    parser.add_argument("--token-file", type=Path, metavar="FILE",
+                        help="file holding a bearer token (default: $JOINTSPACE_TOKEN, if set)")
+
+
+def _connect(args: argparse.Namespace) -> Client:
+    from jointspace.client import Client
+
+    token = os.environ.get("JOINTSPACE_TOKEN") or None
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as error:
+            raise InvalidInput(f"--token-file {args.token_file}: {error.strerror}") from None
+        if not token:
+            raise InvalidInput(f"--token-file {args.token_file}: empty")
+    return Client(args.target, timeout=args.timeout, tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                  tls_key=args.tls_key, token=token)
 
 
 def _query_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,12 +156,26 @@ def _query_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"id": args.id} if args.id is not None else {"text": args.text}
 
 
-def cmd_query(args: argparse.Namespace) -> int:
-    from jointspace.client import Client
+def _filters(texts: Sequence[str] | None) -> dict[str, list[Any]]:
+    """--filter FIELD=VALUE (repeatable; a field given twice matches either value). VALUE is read
+    as JSON when it is a number or true/false, else as a string."""
+    filters: dict[str, list[Any]] = {}
+    for text in texts or ():
+        field, sep, value = text.partition("=")
+        if not sep or not field:
+            raise InvalidInput(f"--filter {text!r}: expected FIELD=VALUE")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        filters.setdefault(field, []).append(parsed if isinstance(parsed, (int, float, bool)) else value)
+    return filters
 
-    with Client(args.target, timeout=args.timeout) as client:
+
+def cmd_query(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
         hits = client.search(k=args.k, modalities=args.modality or (), exclude=args.exclude or (),
-                             **_query_kwargs(args))
+                             filters=_filters(args.filter), **_query_kwargs(args))
     if args.json:
         print(json.dumps({"hits": [h.to_dict() for h in hits]}))
     else:
@@ -106,10 +185,58 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    from jointspace.client import Client
+def _server_path(path: Path) -> str:
+    """A file that exists here is sent as an absolute path (client and server on one machine);
+    anything else as given, for the server to resolve (against its --data-dir, if it has one)."""
+    return str(path.resolve()) if path.exists() else str(path)
 
-    with Client(args.target, timeout=args.timeout) as client:
+
+def _show_progress(name: str) -> Any:
+    """A callback for Client.wait: one progress bar per phase of the operation."""
+    from jointspace.progress import Progress
+
+    shown: dict[str, Any] = {}
+
+    def show(operation: Any) -> None:
+        phase = operation.progress.phase
+        if shown.get("phase") != phase:
+            if shown.get("bar") is not None:
+                shown["bar"].close()
+            unit = "row" if phase == "embedding" else "step"
+            shown.update(phase=phase, bar=Progress(operation.progress.total or None, f"{name}: {phase}", unit=unit))
+        bar = shown["bar"]
+        if operation.progress.done > bar.done:
+            bar.update(operation.progress.done - bar.done)
+        if operation.done:
+            bar.close()
+
+    return show
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    import grpc
+
+    with _connect(args) as client:
+        operation = client.rebuild([_server_path(c) for c in args.catalogs], args.index,
+                                   _server_path(args.model) if args.model else None,
+                                   _server_path(args.validation_pairs) if args.validation_pairs else None,
+                                   args.min_recall, args.validation_k)
+        if not args.wait:
+            print(operation.name)
+            return 0
+        operation = client.wait(operation.name, on_progress=_show_progress(operation.name))
+    gate = operation.validation
+    figures = f" (recall@{gate.k} {gate.recall:.3f} over {gate.pairs} pairs)" if operation.HasField("validation") else ""
+    if operation.HasField("error"):
+        code = next((c.name for c in grpc.StatusCode if c.value[0] == operation.error.code), operation.error.code)
+        raise JointspaceError(f"{operation.name} {type(operation).State.Name(operation.state).lower()}: "
+                              f"{code}: {operation.error.message}{figures}")
+    print(f"{operation.name}: {operation.generation} is live{figures}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
         info = client.info()
     print(json.dumps(info, indent=None if args.json else 2))
     return 0
@@ -125,9 +252,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_data_synthetic(args: argparse.Namespace) -> int:
     from jointspace.data import synthetic
 
-    data = synthetic.generate(synthetic.SyntheticConfig(n_films=args.films, n_users=args.users, seed=args.seed))
+    data = synthetic.generate(synthetic.SyntheticConfig(
+        n_films=args.films, n_users=args.users, mean_history=args.mean_history, seed=args.seed))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.movielens:
+        ratings, items = synthetic.write_movielens(data, out)
+        print(f"{out}: {len(data.event_film)} ratings ({ratings.name}), {args.films} films ({items.name})")
+        return 0
     pairs = synthetic.write_pairs(data, out / "pairs.jsonl")
     catalog = synthetic.write_catalog(data, out / "catalog.jsonl")
     print(f"{out}: {pairs} pair rows (pairs.jsonl), {catalog} catalog rows (catalog.jsonl)")
@@ -156,6 +288,90 @@ def cmd_bench_speakers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_frontend(args: argparse.Namespace) -> int:
+    from jointspace.bench import frontend
+
+    result = frontend.run(Path(args.source) if args.source else None, args.clips, args.batch, args.passes)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from jointspace.data.pairs import parse_pair_spec
+    from jointspace.evaluation import evaluate, format_table, parse_ks
+
+    report = evaluate(args.model, args.pairs_files, parse_ks(args.k), args.train or (), parse_pair_spec(args.pairs))
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0
+
+
+def _print_written(out: Path, counts: dict[str, Any]) -> None:
+    print(f"{out}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+
+
+def cmd_import_movielens(args: argparse.Namespace) -> int:
+    from jointspace.data.movielens import import_movielens
+
+    _print_written(args.out, import_movielens(
+        args.ratings, args.items, args.out, split=args.split, test_fraction=args.test_fraction,
+        seed=args.seed, history=args.history, max_history=args.max_history, rating_weight=args.rating_weight))
+    return 0
+
+
+def cmd_import_audio(args: argparse.Namespace) -> int:
+    from jointspace.data.audio_folder import import_audio
+
+    _print_written(args.out, import_audio(
+        args.folder, args.out, labels=args.labels, pattern=args.pattern, split=args.split,
+        group_by=args.group_by, test_groups=args.test_group or (), test_fraction=args.test_fraction,
+        seed=args.seed))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from jointspace.points import collect_points
+    from jointspace.space_map import plot_map
+
+    points = collect_points(args.model, args.pairs_files, args.per_view, args.seed)
+    plot_map(points, args.out, f"{args.model.name}: {len(points)} points, PCA of the shared space")
+    print(f"{args.out}: {len(points)} points")
+    return 0
+
+
+def cmd_export_projector(args: argparse.Namespace) -> int:
+    from jointspace.points import collect_points
+    from jointspace.projector import export_projector
+
+    points = collect_points(args.model, args.pairs_files, args.per_view, args.seed)
+    written = export_projector(points, args.out, args.model.name)
+    print(f"{args.out}: {written['points']} points of dim {written['dim']} "
+          f"(tensorboard --logdir {args.out}, or load the TSVs at projector.tensorflow.org)")
+    return 0
+
+
+def cmd_bench_build(args: argparse.Namespace) -> int:
+    _beam_builder()
+    from jointspace.bench import build
+
+    result = build.run(args.rows, args.dim, args.index, args.target_recall, args.pipeline_options, args.work)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_bench_rebuild(args: argparse.Namespace) -> int:
+    from jointspace.bench import rebuild
+
+    print(json.dumps(rebuild.run(args.model, args.rows, args.seconds, args.index, args.work), indent=2))
+    return 0
+
+
+def cmd_bench_overhead(args: argparse.Namespace) -> int:
+    from jointspace.bench import overhead
+
+    print(json.dumps(overhead.run(args.model, args.index, args.calls, args.rounds), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jointspace",
@@ -173,15 +389,75 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train encoders on pair rows and export them")
     train.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS", help="JSON Lines or CSV pair files")
     train.add_argument("--out", required=True, type=Path, metavar="MODEL")
-    train.add_argument("--dim", type=_dim, default=None, help="'auto' (default) or a dimension")
-    train.add_argument("--epochs", type=_positive, default=30)
+    train.add_argument("--dim", type=_auto_or_positive, default=None,
+                       help="'auto' (default) or a dimension")
+    train.add_argument("--epochs", type=_auto_or_positive, default=None,
+                       help="'auto' (default: enough for 600 steps) or a number")
     train.add_argument("--batch-size", type=_positive, default=128)
     train.add_argument("--learning-rate", type=float, default=0.003)
     train.add_argument("--temperature", type=float, default=0.2)
     train.add_argument("--validation-split", type=float, default=0.1)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--pairs", default=None, help="pair types to train, e.g. 'ids=id,text=id' (default: all)")
+    train.add_argument("--logdir", default=None, help="write TensorBoard scalars (loss, validation) here")
     train.set_defaults(func=cmd_train)
+
+    evaluation = commands.add_parser(
+        "evaluate", help="recall@k and MRR of a model on pair rows, beside a popularity baseline")
+    evaluation.add_argument("model", type=Path, metavar="MODEL")
+    evaluation.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS", help="held-out pair rows")
+    evaluation.add_argument("--k", default="1,10,100", help="cut-offs (default: %(default)s)")
+    evaluation.add_argument("--train", action="append", type=Path, metavar="PAIRS",
+                            help="training pair rows: their values join the candidates and the popularity "
+                                 "baseline counts on them (repeatable)")
+    evaluation.add_argument("--pairs", default=None, help="pair types to evaluate, both ways, e.g. "
+                            "'id:user=id,ids=id' (default: all in the rows)")
+    evaluation.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluation.set_defaults(func=cmd_evaluate)
+
+    importers = commands.add_parser("import", help="turn common data layouts into pair rows and catalogs")
+    import_commands = importers.add_subparsers(dest="import_command", required=True, metavar="COMMAND")
+    movielens = import_commands.add_parser(
+        "movielens", help="MovieLens-100K-style ratings (user item rating timestamp) and item file")
+    movielens.add_argument("ratings", type=Path, metavar="RATINGS", help="e.g. u.data (tab-separated)")
+    movielens.add_argument("--items", required=True, type=Path, help="e.g. u.item (id|title|...|genre flags)")
+    movielens.add_argument("--out", required=True, type=Path, metavar="DIR")
+    movielens.add_argument("--split", default="random", choices=["random", "time"])
+    movielens.add_argument("--test-fraction", type=float, default=0.2)
+    movielens.add_argument("--seed", type=int, default=42)
+    movielens.add_argument("--history", default="earlier", choices=["earlier", "all"],
+                           help="a rating's history: the user's training films before it, or all others")
+    movielens.add_argument("--max-history", type=_positive, default=50)
+    movielens.add_argument("--rating-weight", action="store_true", help="use the rating as the row weight")
+    movielens.set_defaults(func=cmd_import_movielens)
+    audio = import_commands.add_parser("audio", help="a folder of labelled audio files (audio = text rows)")
+    audio.add_argument("folder", type=Path, metavar="FOLDER")
+    audio.add_argument("--out", required=True, type=Path, metavar="DIR")
+    labels = audio.add_mutually_exclusive_group()
+    labels.add_argument("--labels", type=Path, metavar="CSV", help="path,label[,group] (default: file names)")
+    labels.add_argument("--pattern", help="regex with (?P<label>...) for file names without suffix "
+                                          "(default: FSDD's DIGIT_SPEAKER_TAKE)")
+    audio.add_argument("--split", default="random", choices=["random", "group"])
+    audio.add_argument("--group-by", default=None, help="group field (default: group, else speaker)")
+    audio.add_argument("--test-group", action="append", metavar="NAME", help="group to hold out (repeatable)")
+    audio.add_argument("--test-fraction", type=float, default=0.2)
+    audio.add_argument("--seed", type=int, default=42)
+    audio.set_defaults(func=cmd_import_audio)
+
+    for name, func, default_per_view, help_text in (
+        ("plot", cmd_plot, 1000, "a 2-D map (PCA) of the shared space as a picture"),
+        ("export-projector", cmd_export_projector, 10_000,
+         "vectors.tsv + metadata.tsv + projector_config.pbtxt for TensorBoard's Embedding Projector"),
+    ):
+        picture = commands.add_parser(name, help=help_text)
+        picture.add_argument("model", type=Path, metavar="MODEL")
+        picture.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS")
+        picture.add_argument("--out", required=True, type=Path,
+                             metavar="FILE" if name == "plot" else "DIR")
+        picture.add_argument("--per-view", type=_positive, default=default_per_view,
+                             help="at most this many values of each view, sampled (default: %(default)s)")
+        picture.add_argument("--seed", type=int, default=0)
+        picture.set_defaults(func=func)
 
     index = commands.add_parser("index", help="index operations")
     index_commands = index.add_subparsers(dest="index_command", required=True, metavar="COMMAND")
@@ -190,19 +466,51 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--model", required=True, type=Path)
     build.add_argument("--out", required=True, type=Path, metavar="INDEX")
     build.add_argument("--index", default="auto", help="auto, flat, hnsw, ivfpq or a FAISS factory string")
-    build.add_argument("--runner", default="local", choices=["local", "beam"])
-    build.set_defaults(func=cmd_index_build)
+    build.add_argument("--target-recall", type=_recall,
+                       help="recall@10 against exact search that efSearch / nprobe are tuned to reach "
+                            "(default: 0.95)")
+    build.add_argument("--runner", default="local", choices=["local", "beam"],
+                       help="local: in this process; beam: an Apache Beam pipeline, with Beam's own "
+                            "options after -- (default runner: the in-process FnApiRunner)")
+    build.add_argument("--shard-rows", type=_positive,
+                       help="beam: consecutive catalog lines per shard (default: 100000)")
+    build.set_defaults(func=cmd_index_build, takes_pipeline_options=True)
 
-    serve = commands.add_parser("serve", help="serve a model and its index over gRPC")
-    serve.add_argument("--model", required=True, type=Path)
-    serve.add_argument("--index", required=True, type=Path)
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    serve.add_argument("--port", type=int, default=50051)
-    serve.add_argument("--workers", type=_positive, default=8)
+    serve = commands.add_parser(
+        "serve", help="serve a model and its index over gRPC",
+        description="Flags override the --config file, which overrides the defaults shown.")
+    serve.add_argument("--config", type=Path, metavar="TOML", help="settings file (see docs/guide.md)")
+    serve.add_argument("--model", type=Path, help="required here or in the config file")
+    serve.add_argument("--index", type=Path, help="required here or in the config file")
+    serve.add_argument("--host", help="address to bind (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=int, help="default: 50051; 0 picks a free port")
+    serve.add_argument("--workers", type=_positive, help="threads serving calls (default: 8)")
+    serve.add_argument("--max-concurrent-rpcs", type=_positive,
+                       help="calls beyond this get RESOURCE_EXHAUSTED (default: 64)")
+    serve.add_argument("--data-dir", type=Path, help="refuse models, indexes and catalogs outside this directory")
+    serve.add_argument("--max-deadline-seconds", type=float,
+                       help="longest a call may run, also when the client sets no deadline (default: 60)")
+    serve.add_argument("--grace-seconds", type=float,
+                       help="on SIGTERM, in-flight calls get this long to finish (default: 10)")
+    serve.add_argument("--limit", action="append", metavar="NAME=VALUE",
+                       help="request limit, e.g. max_k=100 (repeatable; names in jointspace/limits.py)")
+    serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve TLS with this certificate (chain)")
+    serve.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
+    serve.add_argument("--tls-client-ca", type=Path, metavar="PEM",
+                       help="mutual TLS: require client certificates signed by this CA")
+    serve.add_argument("--tokens-file", type=Path, metavar="FILE",
+                       help="bearer-token auth: lines of 'read TOKEN' or 'write TOKEN'")
+    serve.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (default: off)")
+    serve.add_argument("--metrics-host", help="address for /metrics (default: 127.0.0.1)")
+    serve.add_argument("--log-format", choices=["text", "json"], help="default: text")
+    serve.add_argument("--access-log", action="store_true", default=None, help="log every call")
+    serve.add_argument("--keep-generations", type=_positive,
+                       help="index generations kept on disk after a rebuild, the live one included "
+                            "(default: 3, at least 2)")
     serve.set_defaults(func=cmd_serve)
 
     query = commands.add_parser("query", help="search a running server")
-    query.add_argument("--target", default="127.0.0.1:50051", metavar="HOST:PORT")
+    _add_connection_args(query)
     kind = query.add_mutually_exclusive_group(required=True)
     kind.add_argument("--id")
     kind.add_argument("--ids", help="comma-separated ids, e.g. a watch history")
@@ -212,12 +520,31 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("-k", type=int, default=10)
     query.add_argument("--modality", action="append", help="result modality (repeatable; default all)")
     query.add_argument("--exclude", action="append", metavar="KEY", help="key never to return (repeatable)")
+    query.add_argument("--filter", action="append", metavar="FIELD=VALUE",
+                       help="only hits whose metadata FIELD is VALUE (repeatable; one field twice: either value)")
     query.add_argument("--json", action="store_true", help='print {"hits": [...]}')
     query.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
     query.set_defaults(func=cmd_query)
 
+    rebuild = commands.add_parser(
+        "rebuild", help="rebuild a running server's index from catalog files, without stopping it",
+        description="Catalog, model and validation paths are read by the server; files that exist here are "
+                    "sent as absolute paths. A second rebuild while one runs is refused (ABORTED).")
+    _add_connection_args(rebuild)
+    rebuild.add_argument("catalogs", nargs="+", type=Path, metavar="CATALOG")
+    rebuild.add_argument("--index", default="", help="auto (default), flat, hnsw, ivfpq or a FAISS factory string")
+    rebuild.add_argument("--model", type=Path, metavar="DIR",
+                         help="embed with this model and switch model and index together")
+    rebuild.add_argument("--validation-pairs", type=Path, metavar="FILE",
+                         help='gate: rows of {"key": ..., <query field>: ...}; swap only if recall is reached')
+    rebuild.add_argument("--min-recall", type=float, default=0.0, help="gate: minimum recall@k, in (0, 1]")
+    rebuild.add_argument("--validation-k", type=int, default=0, help="gate: k (default: 10)")
+    rebuild.add_argument("--wait", action="store_true", help="show progress until it is done; exit 1 if it fails")
+    rebuild.add_argument("--timeout", type=float, default=30.0, help="deadline of each call, in seconds")
+    rebuild.set_defaults(func=cmd_rebuild)
+
     info = commands.add_parser("info", help="what a running server serves")
-    info.add_argument("--target", default="127.0.0.1:50051", metavar="HOST:PORT")
+    _add_connection_args(info)
     info.add_argument("--json", action="store_true")
     info.add_argument("--timeout", type=float, default=10.0)
     info.set_defaults(func=cmd_info)
@@ -227,7 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth = data_commands.add_parser("synthetic", help="collaborative-filtering data with hidden tastes")
     synth.add_argument("--films", type=_positive, default=2000)
     synth.add_argument("--users", type=_positive, default=3000)
+    synth.add_argument("--mean-history", type=_positive, default=20, help="mean films per user")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--movielens", action="store_true",
+                       help="write MovieLens-100K files (u.data, u.item) instead of pair rows")
     synth.add_argument("--out", required=True, type=Path)
     synth.set_defaults(func=cmd_data_synthetic)
     spoken = data_commands.add_parser("fsdd", help="spoken-digit pairs (audio=text) and catalog")
@@ -243,11 +573,48 @@ def build_parser() -> argparse.ArgumentParser:
     held_out.add_argument("--speaker", action="append", help="speaker to hold out (repeatable; default all)")
     held_out.add_argument("--epochs", type=_positive, default=None, help="default: the train command's")
     held_out.set_defaults(func=cmd_bench_speakers)
+    front_end = bench_commands.add_parser(
+        "frontend", help="in-graph log-mel vs librosa on the same clips: speed and parity")
+    front_end.add_argument("--source", help="a FSDD folder (default: the subset shipped with jointspace)")
+    front_end.add_argument("--clips", type=_positive, default=512)
+    front_end.add_argument("--batch", type=_positive, default=64)
+    front_end.add_argument("--passes", type=_positive, default=5)
+    front_end.set_defaults(func=cmd_bench_frontend)
+    cost = bench_commands.add_parser(
+        "overhead", help="per-call cost of the server's interceptors (sequential Search over loopback)")
+    cost.add_argument("--model", required=True, type=Path)
+    cost.add_argument("--index", required=True, type=Path)
+    cost.add_argument("--calls", type=_positive, default=3000, help="per server and round")
+    cost.add_argument("--rounds", type=_positive, default=5)
+    cost.set_defaults(func=cmd_bench_overhead)
+    swap = bench_commands.add_parser(
+        "rebuild", help="RebuildIndex and hot swap of a served vector catalog under a steady query loop")
+    swap.add_argument("--model", required=True, type=Path, help="any exported model; its dimension is used")
+    swap.add_argument("--rows", type=_positive, default=1_000_000)
+    swap.add_argument("--seconds", type=float, default=30.0, help="query load before the rebuild starts")
+    swap.add_argument("--index", default="auto", help="as for index build (default: auto)")
+    swap.add_argument("--work", type=Path, help="keep the catalog and index here")
+    swap.set_defaults(func=cmd_bench_rebuild)
+    timed_build = bench_commands.add_parser(
+        "build", help="local vs Apache Beam index build of a catalog of clustered vectors",
+        description="Times the local and the Beam build of one catalog; Beam options go after --.")
+    timed_build.add_argument("--rows", type=_positive, default=1_000_000, help="catalog rows (default: %(default)s)")
+    timed_build.add_argument("--dim", type=_positive, default=32, help="vector dimension (default: %(default)s)")
+    timed_build.add_argument("--index", default="auto", help="as for index build (default: auto)")
+    timed_build.add_argument("--target-recall", type=_recall, default=0.95)
+    timed_build.add_argument("--work", type=Path, help="keep the catalog, model and indexes here")
+    timed_build.set_defaults(func=cmd_bench_build, takes_pipeline_options=True)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    own, pipeline_options = _split_pipeline_options(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(own)
+    if pipeline_options and not getattr(args, "takes_pipeline_options", False):
+        parser.error("options after -- are Apache Beam pipeline options, for `index build --runner beam` "
+                     "and `bench build`")
+    args.pipeline_options = pipeline_options
     try:
         return args.func(args)
     except KeyboardInterrupt:

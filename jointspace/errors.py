@@ -25,3 +25,22 @@ class NotReady(JointspaceError):
 
 class Unimplemented(JointspaceError):
     """A method that is defined in the API but not offered by this version; gRPC UNIMPLEMENTED."""
+
+
+class PermissionDenied(JointspaceError):
+    """A request the caller may not make, e.g. a path outside the data directory; gRPC
+    PERMISSION_DENIED."""
+
+
+class DeadlineExceeded(JointspaceError):
+    """The call's deadline (the client's, or the server's maximum) passed between two steps of
+    the work; gRPC DEADLINE_EXCEEDED."""
+
+
+class Cancelled(JointspaceError):
+    """The client went away; the work stops at the next step; gRPC CANCELLED."""
+
+
+class Aborted(JointspaceError):
+    """A request that conflicts with work already running, e.g. a second rebuild of the same
+    index; gRPC ABORTED (retry once the other work is done)."""

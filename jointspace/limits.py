@@ -3,19 +3,73 @@ that checks input, so a limit is defined once and named the same in every error 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+from jointspace.errors import InvalidInput, LimitExceeded
 
 
 @dataclass(frozen=True)
 class Limits:
     max_message_bytes: int = 64 * 1024 * 1024
     max_audio_seconds: float = 60.0
+    # All clips of one request together: 1,024 clips of 60 s each would need ~4 GB of samples.
+    max_request_audio_seconds: float = 600.0
     max_audio_sample_rate: int = 192_000
     max_audio_channels: int = 8
     max_text_chars: int = 10_000
     max_k: int = 1_000
     max_batch: int = 1_024
     max_ids: int = 10_000
+    # Excluded keys deepen every FAISS search by their number, so they are bounded like a bag.
+    max_exclude_keys: int = 10_000
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InvalidInput(f"limits.{item.name}: must be a positive number, got {value!r}")
+            if item.type == "int" and not isinstance(value, int):
+                raise InvalidInput(f"limits.{item.name}: must be a whole number, got {value!r}")
+        if self.max_message_bytes >= 2**31:  # gRPC takes it as a 32-bit option
+            raise InvalidInput(f"limits.max_message_bytes: must be below 2 GiB, got {self.max_message_bytes}")
+
+    def with_values(self, values: Mapping[str, Any], source: str = "limits") -> Limits:
+        """A copy with some limits changed; unknown names are refused rather than ignored, so a
+        typo in a config file cannot leave a limit at a value the operator did not mean."""
+        known = {item.name: item.type for item in fields(self)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise InvalidInput(f"{source}: unknown limit {', '.join(unknown)}; known: {', '.join(known)}")
+        converted = {}
+        for name, value in values.items():
+            if known[name] == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            converted[name] = value
+        return replace(self, **converted)
+
+    def check_count(self, count: int, limit: str, field: str, what: str = "items") -> None:
+        """LimitExceeded (RESOURCE_EXHAUSTED) naming the request field and the limit's name."""
+        allowed = getattr(self, limit)
+        if count > allowed:
+            raise LimitExceeded(f"{field}: {count} {what}, over {limit} ({allowed})")
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def parse_limit_assignment(text: str) -> tuple[str, Any]:
+    """`NAME=VALUE` from the command line (`serve --limit max_k=100`) to a typed pair."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise InvalidInput(f"--limit {text!r}: expected NAME=VALUE, e.g. max_k=100")
+    try:
+        value: Any = int(raw)
+    except ValueError:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidInput(f"--limit {name}: {raw!r} is not a number") from None
+    return name, value
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any
@@ -56,4 +57,10 @@ class Progress:
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A line for whoever watches: through the `jointspace` logger once the server has set one
+    up (so `--log-format json` output stays JSON), else straight to stderr."""
+    logger = logging.getLogger("jointspace")
+    if logger.handlers:
+        logger.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)

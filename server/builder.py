@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-import faiss
 import numpy as np
 
 from jointspace.data.catalog import CatalogEntry, read_catalog
 from jointspace.encoders.inference import EncoderSet
 from jointspace.progress import Progress, log
-from jointspace.server.generation import index_file
-from jointspace.server.generations import MANIFEST, IndexDirectory, sha256_of
-from jointspace.server.index_types import factory_string, fill_index, make_index
-from jointspace.server.store import STORE_FILE, write_store
+from jointspace.server.catalog_embedding import embedded_batches
+from jointspace.server.generation_writer import (
+    publish_generation,
+    staging_area,
+    write_catalog_store,
+    write_tuned_index,
+)
+from jointspace.server.index_types import build_index, factory_string
+from jointspace.server.tuning import DEFAULT_TARGET_RECALL, exact_neighbours, tuning_queries
 
-BATCH_SIZES = {"audio": 64}
-DEFAULT_BATCH = 512
+
+# report(phase, done, total): "reading catalog", then "embedding" rows, then "indexing" modalities
+# (0 when the first index build starts, then one more as each index file is written).
+ReportProgress = Callable[[str, int, int], None]
+
+
+def _no_report(phase: str, done: int, total: int) -> None:
+    pass
 
 
 def build_generation(
@@ -28,59 +36,59 @@ def build_generation(
     catalog_paths: Sequence[Path],
     index_root: Path,
     index_spec: str = "auto",
+    target_recall: float = DEFAULT_TARGET_RECALL,
+    *,
+    report: ReportProgress = _no_report,
+    go_live: bool = True,
+    model_dir: Path | None = None,
 ) -> str:
-    """Build and publish a generation; returns its name. Nothing is published on failure."""
+    """Build and publish a generation; returns its name. Nothing is published on failure.
+
+    `report` is called between batches; raising from it stops the build with nothing published,
+    which is how a server cancels a rebuild. `go_live=False` places the generation without
+    switching `CURRENT`, so that a server can load and check it first, and `model_dir` records
+    the model folder it is to be served with after a restart (both: rebuild.py)."""
     started = time.monotonic()
+    report("reading catalog", 0, 0)
     entries = read_catalog(catalog_paths)
-    directory = IndexDirectory(index_root)
-    directory.remove_partials()
-    staging = directory.staging()
-    try:
+    with staging_area(index_root) as (directory, staging):
         groups: dict[str, list[CatalogEntry]] = {}
         for entry in entries:
             groups.setdefault(entry.modality, []).append(entry)
-        vectors = _embed(encoders, groups, len(entries))
+        vectors = _embed(encoders, groups, len(entries), report)
         factory = factory_string(index_spec, len(entries), encoders.dim)
-        files = {}
-        for modality, matrix in vectors.items():
+        summaries = []
+        report("indexing", 0, len(vectors))
+        for done, (modality, matrix) in enumerate(vectors.items(), 1):
             log(f"building {factory} index for {len(matrix)} {modality} vectors")
-            index = make_index(factory, len(matrix), encoders.dim)
-            fill_index(index, matrix)
-            faiss.write_index(index, str(staging / index_file(modality)))
-            files[index_file(modality)] = sha256_of(staging / index_file(modality))
-        write_store(
-            staging / STORE_FILE,
+            keys = [e.key for e in groups[modality]]
+            queries = tuning_queries(keys, matrix)
+            truth = exact_neighbours(queries, matrix, np.arange(len(matrix)))
+            summaries.append(write_tuned_index(staging, modality, build_index(factory, keys, matrix),
+                                               queries, truth, target_recall))
+            report("indexing", done, len(vectors))
+        write_catalog_store(
+            staging,
             ((m, row, e.key, e.metadata) for m, group in groups.items() for row, e in enumerate(group)),
-            {"model_version": encoders.version},
+            encoders.version,
         )
-        files[STORE_FILE] = sha256_of(staging / STORE_FILE)
-        manifest = {
-            "dim": encoders.dim,
-            "model_version": encoders.version,
-            "index_factory": factory,
-            "counts": {m: len(v) for m, v in vectors.items()},
-            "files": files,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "catalogs": [str(Path(p).resolve()) for p in catalog_paths],
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        name = directory.publish(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        name = publish_generation(directory, staging, dim=encoders.dim, model_version=encoders.version,
+                                  factory=factory, summaries=summaries, catalogs=catalog_paths,
+                                  target_recall=target_recall, runner="local",
+                                  model_dir=model_dir, go_live=go_live)
     log(f"published {name}: {len(entries)} entries in {time.monotonic() - started:.1f}s")
     return name
 
 
-def _embed(encoders: EncoderSet, groups: dict[str, list[CatalogEntry]], total: int) -> dict[str, np.ndarray]:
+def _embed(encoders: EncoderSet, groups: dict[str, list[CatalogEntry]], total: int,
+           report: ReportProgress) -> dict[str, np.ndarray]:
     vectors = {}
     with Progress(total, "embedding catalog", unit="row") as progress:
         for modality, group in sorted(groups.items()):
-            size = BATCH_SIZES.get(modality, DEFAULT_BATCH)
             chunks = []
-            for start in range(0, len(group), size):
-                batch = group[start : start + size]
-                chunks.append(encoders.embed(modality, [e.value for e in batch]))
-                progress.update(len(batch))
-            vectors[modality] = np.concatenate(chunks).astype(np.float32)
+            for chunk in embedded_batches(encoders, modality, [e.value for e in group]):
+                chunks.append(chunk)
+                progress.update(len(chunk))
+                report("embedding", progress.done, total)
+            vectors[modality] = np.concatenate(chunks)
     return vectors

@@ -7,8 +7,10 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 
+from jointspace.data.catalog import CatalogEntry
 from jointspace.errors import InvalidInput
 from jointspace.server.engine import Query
+from jointspace.server.filters import MetadataFilter, make_filter
 from jointspace.hits import Hit
 from jointspace.v1 import jointspace_pb2 as pb
 
@@ -46,6 +48,24 @@ def query_from_proto(query: pb.Query, field: str = "query") -> Query:
             raise InvalidInput(f"{field}.audio.sample_rate: must be positive")
         return "audio", (query.audio.content, query.audio.sample_rate or None)
     return "vector", vector_from_proto(query.vector, f"{field}.vector")
+
+
+def catalog_entry_from_proto(entry: pb.CatalogEntry, field: str) -> CatalogEntry:
+    """An upserted entry: its content is checked as a query's is (the same oneof members)."""
+    if not entry.key:
+        raise InvalidInput(f"{field}.key: empty; every entry needs its catalog key")
+    kind = entry.WhichOneof("content")
+    if kind is None:
+        raise InvalidInput(f"{field}: no content; set one of id, text, audio, vector")
+    modality, value = query_from_proto(pb.Query(**{kind: getattr(entry, kind)}), f"{field}.{kind}")
+    return CatalogEntry(entry.key, modality, value, json_format.MessageToDict(entry.metadata))
+
+
+def filters_from_proto(filters: Any, field: str) -> tuple[MetadataFilter, ...]:
+    return tuple(
+        make_filter(item.field, [json_format.MessageToDict(v) for v in item.any_of], f"{field}[{i}]")
+        for i, item in enumerate(filters)
+    )
 
 
 def struct_from_dict(values: dict[str, Any]) -> struct_pb2.Struct:

@@ -1,33 +1,48 @@
-"""What the service serves: one model and one index generation from that model, as a pair.
+"""What the service serves: one model, one index generation from that model, and the online
+changes made over that generation, as one frozen value.
 
-The pair is replaced as a whole (one reference assignment), so a query that started on the old
-pair finishes on it while new queries see the new one; nothing is ever half-swapped. The engine
-knows nothing of gRPC: the CLI, the tests and the service share it.
+The value is replaced as a whole (one reference assignment), so a query that started on the old
+one finishes on it while new queries see the new one; nothing is ever half-swapped. Writers
+(Upsert, Delete, the swap at the end of a rebuild) take one lock, so that concurrent changes of
+one key are applied, journalled and acknowledged in one order. The engine knows nothing of gRPC:
+the CLI, the tests and the service share it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from jointspace.data.catalog import CatalogEntry, check_unique_keys
+from jointspace.deadline import check_deadline
 from jointspace.encoders.inference import EncoderSet
-from jointspace.errors import InvalidInput, LimitExceeded, NotReady
+from jointspace.errors import InvalidInput, JointspaceError, LimitExceeded, NotFound, NotReady
+from jointspace.hits import Hit
 from jointspace.limits import DEFAULT_LIMITS, Limits
 from jointspace.progress import log
-from jointspace.hits import Hit
+from jointspace.server.changes import NO_CHANGES, Changes, DeltaEntry, replay
+from jointspace.server.datadir import DataDir
+from jointspace.server.filters import MetadataFilter
 from jointspace.server.generation import Generation
 from jointspace.server.generations import IndexDirectory
+from jointspace.server.journal import DELETE, UPSERT, Change, Journal
+from jointspace.server.operations import Operations
+from jointspace.server.pause_points import pause_point
+from jointspace.server.searching import search
 
 Query = tuple[str, Any]  # (modality, value)
+DEFAULT_KEEP_GENERATIONS = 3
 
 
 @dataclass(frozen=True)
 class Served:
     encoders: EncoderSet
     generation: Generation
+    changes: Changes = NO_CHANGES
 
 
 def check_pair(encoders: EncoderSet, generation: Generation) -> None:
@@ -38,17 +53,55 @@ def check_pair(encoders: EncoderSet, generation: Generation) -> None:
         )
 
 
+def check_keep_generations(keep: int) -> int:
+    """At least 2: the generation a swap replaces may still be answering in-flight queries, which
+    read its catalog store, so it stays on disk until the next swap."""
+    if keep < 2:
+        raise InvalidInput(f"--keep-generations: at least 2 (the live one and the one it replaced), got {keep}")
+    return keep
+
+
 class Engine:
-    def __init__(self, model_dir: Path, index_dir: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, model_dir: Path, index_dir: Path, limits: Limits = DEFAULT_LIMITS,
+                 data_dir: DataDir | None = None, keep_generations: int = DEFAULT_KEEP_GENERATIONS) -> None:
         self.limits = limits
-        self.index_dir = IndexDirectory(index_dir)
-        encoders = EncoderSet(model_dir, limits)
+        self.keep_generations = check_keep_generations(keep_generations)
+        # Every path the server reads (model, index, catalogs of a rebuild) goes through this.
+        self.data_dir = data_dir or DataDir()
+        self.index_dir = IndexDirectory(self.data_dir.confine(index_dir, "index"))
         removed = self.index_dir.remove_partials()
         if removed:
             log(f"removed leftovers of interrupted builds: {', '.join(removed)}")
         generation = Generation(self.index_dir.current_path())
+        encoders = self._pinned_encoders(self.data_dir.confine(model_dir, "model"), generation)
         check_pair(encoders, generation)
-        self._served = Served(encoders, generation)
+        self.journal = Journal(self.index_dir.root)
+        self.journal.keep_only(generation.name)
+        journalled = self.journal.changes(generation.name)
+        changes = replay(journalled, generation.store.locate(sorted({c.key for c in journalled})))
+        if journalled:
+            log(f"replayed {len(journalled)} online changes over {generation.name}")
+        self._served = Served(encoders, generation, changes)
+        self._writer = threading.Lock()
+        self.operations = Operations()
+
+    def _pinned_encoders(self, model_dir: Path, generation: Generation) -> EncoderSet:
+        """The model given, or the one a server rebuild built the live generation with (its
+        manifest names the model folder; `index build` generations name none): a restart with the
+        flags of before must not undo a switch of model and index, nor refuse to start after it."""
+        encoders = EncoderSet(model_dir, self.limits)
+        pinned = generation.manifest.get("model_dir")
+        if encoders.version == generation.model_version or not pinned or Path(pinned) == model_dir:
+            return encoders
+        try:
+            other = EncoderSet(self.data_dir.confine(pinned, "model"), self.limits)
+        except JointspaceError:
+            return encoders  # gone or outside the data directory: check_pair explains the mismatch
+        if other.version != generation.model_version:
+            return encoders
+        log(f"{generation.name} was built with the model at {pinned} (version {other.version}); "
+            f"serving that model, not {model_dir} (version {encoders.version})")
+        return other
 
     @property
     def served(self) -> Served:
@@ -66,22 +119,108 @@ class Engine:
 
     def embed(self, queries: Sequence[Query], served: Served | None = None) -> np.ndarray:
         """Unit vectors for queries of mixed modalities, one encoder call per modality."""
-        encoders = (served or self._served).encoders
-        out = np.zeros((len(queries), encoders.dim), np.float32)
-        by_modality: dict[str, list[int]] = {}
-        for position, (modality, _) in enumerate(queries):
-            by_modality.setdefault(modality, []).append(position)
-        for modality, positions in by_modality.items():
-            out[positions] = encoders.embed(modality, [queries[p][1] for p in positions])
-        return out
+        return _embed((served or self._served).encoders, queries)
 
     def search(self, queries: Sequence[Query], k: int, modalities: Sequence[str] = (),
-               excludes: Sequence[set[str]] | None = None) -> list[list[Hit]]:
+               excludes: Sequence[set[str]] | None = None,
+               filters: Sequence[Sequence[MetadataFilter]] | None = None,
+               served: Served | None = None) -> list[list[Hit]]:
+        """`served`: the snapshot to answer from (the caller's, to name its generation); the
+        current one if not given."""
         self.check_k(k)
-        served = self._served  # one pair for the whole call
+        for keys in excludes or ():
+            self.limits.check_count(len(keys), "max_exclude_keys", "exclude_keys", "keys")
+        served = served or self._served  # one snapshot for the whole call
         vectors = self.embed(queries, served)
-        return served.generation.search(vectors, k, modalities, excludes)
+        check_deadline("searching the index")
+        return search(served.generation, vectors, k, modalities, excludes, filters, served.changes)
 
     def info(self) -> dict[str, Any]:
         served = self._served
-        return {**served.generation.info(), "query_modalities": served.encoders.modalities}
+        info = served.generation.info()
+        by_modality = dict(info["size_by_modality"])
+        for modality, rows in served.changes.hidden.items():
+            by_modality[modality] -= len(rows)
+        for modality, matrix in served.changes.matrices.items():
+            by_modality[modality] = by_modality.get(modality, 0) + len(matrix.keys)
+        return {**info, "size": sum(by_modality.values()), "size_by_modality": by_modality,
+                "query_modalities": served.encoders.modalities}
+
+    def upsert(self, entries: Sequence[CatalogEntry]) -> int:
+        """Embed with the served model, journal (durable before returning), then serve."""
+        self._check_changes([e.key for e in entries], "entries")
+        with self._writer:
+            served = self._served
+            vectors = _embed(served.encoders, [(e.modality, e.value) for e in entries])
+            located = served.generation.store.locate([e.key for e in entries])
+            delta = [DeltaEntry(e.key, e.modality, v, e.metadata) for e, v in zip(entries, vectors)]
+            changes = served.changes.apply(delta, [], located)
+            self.journal.append(served.generation.name, [
+                Change(UPSERT, e.key, modality=e.modality, value=e.value, vector=v, metadata=e.metadata)
+                for e, v in zip(entries, vectors)])
+            self._served = replace(served, changes=changes)
+        return len(entries)
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """All or nothing: a key that is not served makes the call NOT_FOUND, deleting none."""
+        self._check_changes(keys, "keys")
+        with self._writer:
+            served = self._served
+            located = served.generation.store.locate(list(keys))
+            missing = [key for key in keys if not served.changes.has(key, located.get(key))]
+            if missing:
+                raise NotFound(f"keys: {', '.join(map(repr, missing[:5]))}{' ...' if len(missing) > 5 else ''} "
+                               f"not in the index; nothing was deleted")
+            changes = served.changes.apply([], list(keys), located)
+            self.journal.append(served.generation.name, [Change(DELETE, key) for key in keys])
+            self._served = replace(served, changes=changes)
+        return len(keys)
+
+    def _check_changes(self, keys: Sequence[str], field: str) -> None:
+        if not keys:
+            raise InvalidInput(f"{field}: empty; give at least one")
+        self.check_batch(len(keys), field)
+        if not all(keys):
+            raise InvalidInput(f"{field}: keys must be non-empty strings")
+        try:
+            check_unique_keys(keys)
+        except InvalidInput:
+            raise InvalidInput(f"{field}: a key appears more than once in one call") from None
+
+    def swap(self, encoders: EncoderSet, generation: Generation, carry_since: float) -> None:
+        """Make a loaded and checked generation (and its model) live: carry over the online
+        changes acknowledged after `carry_since` (re-embedded if the model changes), switch
+        `CURRENT`, then swap the served value. Writers wait meanwhile; readers never do."""
+        with self._writer:
+            served = self._served
+            carried = self.journal.changes(served.generation.name, since=carry_since)
+            if encoders.version != served.encoders.version:
+                carried = _reembedded(encoders, carried)
+            self.journal.carry_over(generation.name, carried)
+            changes = replay(carried, generation.store.locate(sorted({c.key for c in carried})))
+            self.index_dir.make_live(generation.name)
+            pause_point("live")
+            self._served = Served(encoders, generation, changes)
+            self.journal.keep_only(generation.name)
+        log(f"serving {generation.name} (model {encoders.version}), {len(carried)} online changes carried over")
+
+
+def _embed(encoders: EncoderSet, queries: Sequence[Query]) -> np.ndarray:
+    out = np.zeros((len(queries), encoders.dim), np.float32)
+    by_modality: dict[str, list[int]] = {}
+    for position, (modality, _) in enumerate(queries):
+        by_modality.setdefault(modality, []).append(position)
+    for modality, positions in by_modality.items():
+        check_deadline(f"embedding {modality} queries")
+        out[positions] = encoders.embed(modality, [queries[p][1] for p in positions])
+    return out
+
+
+def _reembedded(encoders: EncoderSet, changes: list[Change]) -> list[Change]:
+    """Upserts embedded again with the model that goes live with a new generation."""
+    upserts = [(i, c) for i, c in enumerate(changes) if c.kind == UPSERT]
+    vectors = _embed(encoders, [(c.modality, c.value) for _, c in upserts])
+    result = list(changes)
+    for (position, change), vector in zip(upserts, vectors):
+        result[position] = replace(change, vector=vector)
+    return result

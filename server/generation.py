@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import faiss
 import numpy as np
 
 from jointspace.errors import InvalidInput
 from jointspace.hits import Hit
+from jointspace.server.filters import FieldIndex, MetadataFilter
 from jointspace.server.generations import MANIFEST, sha256_of
-from jointspace.server.index_types import describe, tune_for_search
+from jointspace.server.index_types import describe
+from jointspace.server.searching import search
 from jointspace.server.store import STORE_FILE, StoreReader
+from jointspace.server.tuning import apply_search_params
 
 
 def index_file(modality: str) -> str:
@@ -46,12 +49,15 @@ class Generation:
         self.dim: int = int(self.manifest["dim"])
         self.model_version: str = self.manifest["model_version"]
         self.factory: str = self.manifest["index_factory"]
+        # Tuned at build time (tuning.py); FAISS files keep them too, the manifest says so openly.
+        self.search_params: dict[str, dict[str, int]] = self.manifest.get("search_params", {})
         self.store = StoreReader(self.path / STORE_FILE)
+        self.fields = FieldIndex(self.store.field_values)
         self.keys = {m: np.asarray(k, dtype=object) for m, k in self.store.keys_by_modality().items()}
         self.indexes: dict[str, faiss.Index] = {}
         for modality in self.manifest["counts"]:
             index = faiss.read_index(str(self.path / index_file(modality)))
-            tune_for_search(index)
+            apply_search_params(index, self.search_params.get(modality, {}))
             self.indexes[modality] = index
 
     @property
@@ -68,52 +74,36 @@ class Generation:
             "generation": self.name,
             "size": self.size,
             "dim": self.dim,
-            "index_type": f"{self.factory} ({', '.join(sorted({describe(i) for i in self.indexes.values()}))})",
+            "index_type": self._index_type(),
             "model_version": self.model_version,
             "size_by_modality": {m: i.ntotal for m, i in self.indexes.items()},
             "bytes_per_vector": file_bytes / self.size if self.size else 0.0,
         }
 
-    def check_modalities(self, modalities: Sequence[str]) -> list[str]:
+    def _index_type(self) -> str:
+        """E.g. `HNSW32,Flat (IndexHNSWFlat; id efSearch=48)`: the factory, FAISS classes, and the
+        search parameters tuned at build time."""
+        classes = ", ".join(sorted({describe(i) for i in self.indexes.values()}))
+        tuned = ", ".join(f"{modality} {name}={value}" for modality, params in sorted(self.search_params.items())
+                          for name, value in params.items())
+        return f"{self.factory} ({classes}{'; ' + tuned if tuned else ''})"
+
+    def check_modalities(self, modalities: Sequence[str], also_present: Collection[str] = ()) -> list[str]:
         """Requested result modalities (empty: all). A modality absent from this generation is
-        not an error (it simply has no hits); a name no encoder knows is."""
+        not an error (it simply has no hits); a name no encoder knows is. `also_present`: the
+        modalities of online changes, which may hold entries where the generation has none."""
         known = {"id", "text", "audio", "vector"} | set(self.indexes)
         for modality in modalities:
             if modality not in known:
                 raise InvalidInput(f"modalities: unknown modality {modality!r}; known: {', '.join(sorted(known))}")
-        return [m for m in (modalities or self.modalities) if m in self.indexes]
+        present = set(self.indexes) | set(also_present)
+        return [m for m in dict.fromkeys(modalities or sorted(present)) if m in present]  # once each
+
+    def filter_rows(self, modality: str, filters: Sequence[MetadataFilter]) -> np.ndarray:
+        """Sorted rows of `modality` whose metadata passes every filter (at least one filter)."""
+        return self.fields.rows(modality, filters)
 
     def search(self, vectors: np.ndarray, k: int, modalities: Sequence[str],
                excludes: Sequence[set[str]] | None = None, with_metadata: bool = True) -> list[list[Hit]]:
         """Top-k hits for each query row. `excludes[i]` are keys never returned for query i."""
-        chosen = self.check_modalities(modalities)
-        excludes = excludes or [set()] * len(vectors)
-        depth = k + max((len(e) for e in excludes), default=0)
-        candidates: list[list[tuple[float, str, int]]] = [[] for _ in range(len(vectors))]
-        for modality in chosen:
-            index = self.indexes[modality]
-            scores, rows = index.search(vectors, min(depth, index.ntotal))
-            for query, (score_row, id_row) in enumerate(zip(scores, rows)):
-                candidates[query].extend(
-                    (float(s), modality, int(r)) for s, r in zip(score_row, id_row) if r >= 0
-                )
-        results = []
-        for query, found in enumerate(candidates):
-            found.sort(key=lambda c: -c[0])
-            hits = []
-            for score, modality, row in found:
-                key = self.keys[modality][row]
-                if key not in excludes[query]:
-                    hits.append((score, modality, row, key))
-                    if len(hits) == k:
-                        break
-            results.append(self._hits(hits, with_metadata))
-        return results
-
-    def _hits(self, found: list[tuple[float, str, int, str]], with_metadata: bool) -> list[Hit]:
-        metadata: dict[tuple[str, int], dict[str, Any]] = {}
-        if with_metadata:
-            for modality in {m for _, m, _, _ in found}:
-                rows = [r for _, m, r, _ in found if m == modality]
-                metadata.update({(modality, r): v for r, v in self.store.metadata(modality, rows).items()})
-        return [Hit(key, score, m, metadata.get((m, r), {})) for score, m, r, key in found]
+        return search(self, vectors, k, modalities, excludes, with_metadata=with_metadata)

@@ -7,7 +7,9 @@
 
 A generation is written completely in a staging directory, renamed into place, and only then
 named by `CURRENT`, which is replaced by an atomic rename. A crash at any point therefore leaves
-`CURRENT` naming a complete generation.
+`CURRENT` naming a complete generation. A server's rebuild leaves a gap between the rename and
+the switch (it loads and checks the new generation first); a generation newer than the live one
+is therefore the leftover of a rebuild that died or was refused, and is removed with the rest.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def generation_number(name: str) -> int:
+    return int(_GENERATION.match(name).group(1))
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -49,7 +55,8 @@ class IndexDirectory:
     def generations(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if _GENERATION.match(p.name) and p.is_dir())
+        names = (p.name for p in self.root.iterdir() if _GENERATION.match(p.name) and p.is_dir())
+        return sorted(names, key=generation_number)
 
     def current_name(self) -> str | None:
         marker = self.root / CURRENT
@@ -74,26 +81,61 @@ class IndexDirectory:
 
     def publish(self, staging: Path) -> str:
         """Move a complete staging directory into place and make it live."""
+        name = self.place(staging)
+        self.make_live(name)
+        return name
+
+    def place(self, staging: Path) -> str:
+        """Move a complete staging directory into place as the next generation, not yet live."""
         for file in staging.iterdir():
             with file.open("rb") as handle:
                 os.fsync(handle.fileno())
-        existing = [int(_GENERATION.match(n).group(1)) for n in self.generations()]
+        existing = [generation_number(n) for n in self.generations()]
         name = f"gen-{max(existing, default=0) + 1:06d}"
         os.replace(staging, self.root / name)
+        _fsync_dir(self.root)
+        return name
+
+    def make_live(self, name: str) -> None:
+        """Point `CURRENT` at a placed generation (atomic rename, then the folder is synced)."""
         marker = self.root / f".{CURRENT}.{secrets.token_hex(4)}"
         marker.write_text(name + "\n")
         with marker.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(marker, self.root / CURRENT)
         _fsync_dir(self.root)
-        return name
+
+    def remove(self, name: str) -> None:
+        """Delete a generation that is not live (a refused rebuild's, or one past retention)."""
+        if name == self.current_name():
+            raise NotReady(f"{name} is live and cannot be removed")
+        shutil.rmtree(self.root / name, ignore_errors=True)
 
     def remove_partials(self) -> list[str]:
-        """Delete leftovers of builds that died; returns what was removed."""
+        """Delete leftovers of builds that died: staging folders, half-written `CURRENT` markers
+        and generations newer than the live one (placed, never switched to). Without a live
+        generation no generation is touched: that is a damaged directory, not a leftover."""
         removed = []
         if self.root.is_dir():
             for path in self.root.iterdir():
                 if path.name.startswith((".staging-", f".{CURRENT}.")):
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
                     removed.append(path.name)
+            live = self.current_name()
+            if live is not None:
+                for name in self.generations():
+                    if generation_number(name) > generation_number(live):
+                        shutil.rmtree(self.root / name)
+                        removed.append(name)
         return removed
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete the oldest generations beyond the `keep` newest (the live one among them)."""
+        live = self.current_name()
+        if live is None:
+            return []
+        older = [n for n in self.generations() if generation_number(n) < generation_number(live)]
+        doomed = older[: max(0, len(older) - (keep - 1))]
+        for name in doomed:
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        return doomed

@@ -1,4 +1,4 @@
-"""Which FAISS index to build, and how to search it.
+"""Which FAISS index to build, and how to train and fill it (search parameters: tuning.py).
 
 `auto` follows the size of the catalog: exact search while it is cheap, HNSW (no training, high
 recall) up to a few million vectors, IVF-PQ beyond, where memory per vector starts to matter.
@@ -8,16 +8,16 @@ Every index uses inner product over unit vectors, i.e. cosine similarity.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import faiss
 import numpy as np
 
 from jointspace.errors import InvalidInput
+from jointspace.server.sampling import TRAINING_SALT, hash_sample
 
 FLAT_UP_TO = 20_000
 HNSW_UP_TO = 5_000_000
-HNSW_EF_SEARCH = 128
-IVF_NPROBE = 16
 
 
 def factory_string(spec: str, count: int, dim: int) -> str:
@@ -48,29 +48,30 @@ def make_index(spec: str, count: int, dim: int) -> faiss.Index:
     return index
 
 
-def fill_index(index: faiss.Index, vectors: np.ndarray, seed: int = 0) -> None:
-    """Train (on a sample, for IVF/PQ) and add. Training needs enough vectors per centroid."""
+# 256 vectors per PQ centroid. IVF wants at least 39 per list, which this gives up to ~1,700
+# lists only: auto's IVF-PQ for over 5 million vectors (~9,000 lists) trains on fewer.
+TRAINING_SAMPLE = 256 * 256
+
+
+def train_index(index: faiss.Index, sample: np.ndarray) -> None:
+    """Train the IVF/PQ parts of an index that needs training."""
+    if len(sample) < 2:
+        raise InvalidInput("index: too few vectors to train this index type; use flat")
+    try:
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    except RuntimeError as error:
+        raise InvalidInput(f"index: training failed ({str(error).strip().splitlines()[-1]}); "
+                           "use a smaller index or flat") from None
+
+
+def build_index(factory: str, keys: Sequence[str], vectors: np.ndarray) -> faiss.Index:
+    """An index over all `vectors` (row i is `keys[i]`), trained on the hash sample of the keys,
+    which is the sample a sharded build draws too (sampling.py)."""
+    index = make_index(factory, len(vectors), vectors.shape[1])
     if not index.is_trained:
-        rng = np.random.default_rng(seed)
-        sample = vectors[rng.choice(len(vectors), min(len(vectors), 256 * 256), replace=False)]
-        if len(sample) < 2:
-            raise InvalidInput("index: too few vectors to train this index type; use flat")
-        try:
-            index.train(np.ascontiguousarray(sample))
-        except RuntimeError as error:
-            raise InvalidInput(f"index: training failed ({str(error).strip().splitlines()[-1]}); "
-                               "use a smaller index or flat") from None
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-
-
-def tune_for_search(index: faiss.Index) -> None:
-    """Search-time parameters that a freshly read index does not keep."""
-    if isinstance(index, faiss.IndexHNSW):
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        ivf.nprobe = min(IVF_NPROBE, ivf.nlist)
+        train_index(index, vectors[hash_sample(keys, TRAINING_SAMPLE, TRAINING_SALT)])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
 
 
 def describe(index: faiss.Index) -> str:

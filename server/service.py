@@ -14,15 +14,21 @@ from typing import Any, Callable
 import grpc
 
 from jointspace.errors import (
+    Aborted,
+    Cancelled,
+    DeadlineExceeded,
     InvalidInput,
     JointspaceError,
     LimitExceeded,
     NotFound,
     NotReady,
+    PermissionDenied,
     Unimplemented,
 )
-from jointspace.server.convert import hits_to_proto, query_from_proto
+from jointspace.server.convert import catalog_entry_from_proto, filters_from_proto, hits_to_proto, query_from_proto
 from jointspace.server.engine import Engine
+from jointspace.server.operations import OperationStatus
+from jointspace.server.rebuild import plan_rebuild, run_rebuild
 from jointspace.v1 import jointspace_pb2 as pb
 from jointspace.v1 import jointspace_pb2_grpc as pb_grpc
 
@@ -34,6 +40,10 @@ STATUS = {
     LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     NotReady: grpc.StatusCode.FAILED_PRECONDITION,
     Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Cancelled: grpc.StatusCode.CANCELLED,
+    Aborted: grpc.StatusCode.ABORTED,
 }
 
 
@@ -58,13 +68,19 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
     return handler
 
 
-def _lifecycle(name: str) -> Callable[..., Any]:
-    @rpc
-    def unimplemented(self: "JointSpaceService", request: Any, context: grpc.ServicerContext) -> Any:
-        raise Unimplemented(f"{name} is part of the index-lifecycle API and not offered by this "
-                            "server version yet; rebuild with `jointspace index build` and restart")
-
-    return unimplemented
+def operation_to_proto(status: OperationStatus) -> pb.Operation:
+    operation = pb.Operation(
+        name=status.name, done=status.finished, state=pb.Operation.State.Value(status.state),
+        progress=pb.OperationProgress(phase=status.phase, done=status.done, total=status.total),
+    )
+    if status.error is not None:
+        operation.error.code = status_of(status.error).value[0]
+        operation.error.message = str(status.error)
+    elif status.generation:
+        operation.generation = status.generation
+    if status.validation is not None:
+        operation.validation.CopyFrom(pb.Validation(**status.validation))
+    return operation
 
 
 class JointSpaceService(pb_grpc.JointSpaceServicer):
@@ -86,8 +102,10 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
     @rpc
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
         query = query_from_proto(request.query)
+        filters = filters_from_proto(request.filters, "filters")
         served = self.engine.served
-        [hits] = self.engine.search([query], request.k, list(request.modalities), [set(request.exclude_keys)])
+        [hits] = self.engine.search([query], request.k, list(request.modalities), [set(request.exclude_keys)],
+                                    [filters], served=served)
         return hits_to_proto(hits, served.generation.name)
 
     @rpc
@@ -99,23 +117,49 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
         groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
         for i, item in enumerate(request.requests):
             groups.setdefault((item.k, tuple(item.modalities)), []).append(i)
-        generation = self.engine.served.generation.name
+        served = self.engine.served
         results: list[pb.SearchResponse | None] = [None] * len(request.requests)
         for (k, modalities), members in groups.items():
             queries = [query_from_proto(request.requests[i].query, f"requests[{i}].query") for i in members]
             excludes = [set(request.requests[i].exclude_keys) for i in members]
-            for i, hits in zip(members, self.engine.search(queries, k, modalities, excludes)):
-                results[i] = hits_to_proto(hits, generation)
+            filters = [filters_from_proto(request.requests[i].filters, f"requests[{i}].filters") for i in members]
+            for i, hits in zip(members, self.engine.search(queries, k, modalities, excludes, filters, served)):
+                results[i] = hits_to_proto(hits, served.generation.name)
         return pb.BatchSearchResponse(results=results)
 
     @rpc
     def GetIndexInfo(self, request: pb.GetIndexInfoRequest, context: grpc.ServicerContext) -> pb.IndexInfo:
         return pb.IndexInfo(**self.engine.info())
 
-    RebuildIndex = _lifecycle("RebuildIndex")
-    GetOperation = _lifecycle("GetOperation")
-    ListOperations = _lifecycle("ListOperations")
-    CancelOperation = _lifecycle("CancelOperation")
-    Upsert = _lifecycle("Upsert")
-    Delete = _lifecycle("Delete")
+    @rpc
+    def RebuildIndex(self, request: pb.RebuildIndexRequest, context: grpc.ServicerContext) -> pb.Operation:
+        """Checks the request, then starts the rebuild in the background (rebuild.py); a second
+        one while one runs is ABORTED (operations.py)."""
+        engine = self.engine
+        plan = plan_rebuild(engine, list(request.catalog_paths), request.index_type, request.model_dir,
+                            request.validation_pairs, request.min_recall, request.validation_k)
+        status = engine.operations.start(lambda control: run_rebuild(engine, plan, control), request.request_id)
+        return operation_to_proto(status)
+
+    @rpc
+    def GetOperation(self, request: pb.GetOperationRequest, context: grpc.ServicerContext) -> pb.Operation:
+        return operation_to_proto(self.engine.operations.get(request.name))
+
+    @rpc
+    def ListOperations(self, request: pb.ListOperationsRequest,
+                       context: grpc.ServicerContext) -> pb.ListOperationsResponse:
+        return pb.ListOperationsResponse(operations=[operation_to_proto(s) for s in self.engine.operations.list()])
+
+    @rpc
+    def CancelOperation(self, request: pb.CancelOperationRequest, context: grpc.ServicerContext) -> pb.Operation:
+        return operation_to_proto(self.engine.operations.cancel(request.name))
+
+    @rpc
+    def Upsert(self, request: pb.UpsertRequest, context: grpc.ServicerContext) -> pb.UpsertResponse:
+        entries = [catalog_entry_from_proto(e, f"entries[{i}]") for i, e in enumerate(request.entries)]
+        return pb.UpsertResponse(upserted=self.engine.upsert(entries))
+
+    @rpc
+    def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
+        return pb.DeleteResponse(deleted=self.engine.delete(list(request.keys)))
 

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 STORE_FILE = "catalog.sqlite"
 
@@ -35,7 +35,8 @@ def write_store(path: Path, rows: Iterable[tuple[str, int, str, dict[str, Any]]]
         connection.executescript(SCHEMA)
         connection.executemany(
             "INSERT INTO entries VALUES (?, ?, ?, ?)",
-            ((m, r, k, json.dumps(meta, separators=(",", ":"))) for m, r, k, meta in rows),
+            # Most catalog rows of a large build carry no metadata: skip the encoder for them.
+            ((m, r, k, json.dumps(meta, separators=(",", ":")) if meta else "{}") for m, r, k, meta in rows),
         )
         connection.executemany("INSERT INTO info VALUES (?, ?)", info.items())
         connection.commit()
@@ -74,6 +75,25 @@ class StoreReader:
             [modality, *rows],
         )
         return {row: json.loads(text) for row, text in cursor}
+
+    def locate(self, keys: list[str]) -> dict[str, tuple[str, int]]:
+        """(modality, row) of each key present; absent keys are left out."""
+        found: dict[str, tuple[str, int]] = {}
+        for start in range(0, len(keys), 500):  # SQLite caps the number of parameters
+            part = keys[start : start + 500]
+            cursor = self._connection().execute(
+                f"SELECT key, modality, row FROM entries WHERE key IN ({','.join('?' * len(part))})", part)
+            found.update((key, (modality, row)) for key, modality, row in cursor)
+        return found
+
+    def field_values(self, modality: str, field: str) -> Iterator[tuple[int, str, Any]]:
+        """(row, JSON type, value) of a top-level metadata field, one per element for a list."""
+        path = f'$."{field}"'
+        return self._connection().execute(
+            "SELECT e.row, j.type, j.atom FROM entries e, json_each(e.metadata, ?) j "
+            "WHERE e.modality = ? AND json_type(e.metadata, ?) != 'object'",
+            (path, modality, path),
+        )
 
     def info(self) -> dict[str, str]:
         return dict(self._connection().execute("SELECT name, value FROM info"))

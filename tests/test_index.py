@@ -11,7 +11,7 @@ import pytest
 from jointspace.errors import InvalidInput, NotReady
 from jointspace.server.generation import CorruptGeneration, Generation
 from jointspace.server.generations import IndexDirectory
-from jointspace.server.index_types import factory_string, fill_index, make_index
+from jointspace.server.index_types import build_index, factory_string, make_index
 
 
 @pytest.mark.parametrize("spec, count, factory", [
@@ -27,8 +27,7 @@ def test_every_index_type_finds_near_duplicates():
     data = rng.normal(size=(3000, 16)).astype(np.float32)
     data /= np.linalg.norm(data, axis=1, keepdims=True)
     for spec in ("flat", "hnsw", "IVF32,Flat", "ivfpq"):
-        index = make_index(spec, len(data), 16)
-        fill_index(index, data)
+        index = build_index(factory_string(spec, len(data), 16), [str(i) for i in range(len(data))], data)
         _, found = index.search(data[:50], 1)
         recall = (found[:, 0] == np.arange(50)).mean()
         assert recall >= (0.6 if spec == "ivfpq" else 0.95), spec

@@ -79,6 +79,9 @@ def test_catalog_rows(tmp_path):
     ({"key": "a"}, "exactly one"),
     ({"key": "a", "id": "m:1", "text": "t"}, "exactly one"),
     ({"key": "a", "vector": ["x"]}, "list of numbers"),
+    ({"key": "a", "vector": ["0.5"]}, "list of numbers"),
+    ({"key": "a", "vector": [[0.5, 1.0]]}, "list of numbers"),
+    ({"key": "a", "vector": 0.5}, "list of numbers"),
     ({"key": "a", "id": "m:1", "metadata": [1]}, "metadata"),
 ])
 def test_bad_catalog_rows(tmp_path, row, words):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from jointspace.data.rows import iter_rows, resolve_audio
 from jointspace.errors import InvalidInput
@@ -36,30 +38,54 @@ def entry_from_row(row: dict[str, Any], where: str, base: Path | None = None) ->
         raise InvalidInput(f"{where}: {modality} must be a non-empty string")
     if modality == "audio" and base is not None:
         value = resolve_audio(base, value, where)
-    if modality == "vector" and not (
-        isinstance(value, list) and all(isinstance(x, (int, float)) for x in value)
-    ):
-        raise InvalidInput(f"{where}: vector must be a list of numbers")
+    if modality == "vector":
+        value = _vector(value, where)
     metadata = row.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise InvalidInput(f"{where}: metadata must be a JSON object")
     return CatalogEntry(key, modality, value, metadata)
 
 
+def _vector(value: Any, where: str) -> np.ndarray:
+    """A flat list of numbers, kept as one float32 array: a million catalog vectors as Python
+    lists of floats would take ten times the memory, and checking them number by number is the
+    slowest part of reading a vector catalog."""
+    array = np.asarray(value) if isinstance(value, list) else None
+    if array is None or array.ndim != 1 or array.dtype.kind not in "iuf":
+        raise InvalidInput(f"{where}: vector must be a list of numbers")
+    return array.astype(np.float32)
+
+
+def iter_numbered(path: Path) -> Iterator[tuple[int, CatalogEntry]]:
+    """(line number, entry) of one file: the line number orders entries for sharded builds."""
+    path = Path(path)
+    for number, row in iter_rows(path):
+        yield number, entry_from_row(row, f"{path}:{number}", path)
+
+
 def iter_catalog(paths: Sequence[Path]) -> Iterator[CatalogEntry]:
-    for path in map(Path, paths):
-        for number, row in iter_rows(path):
-            yield entry_from_row(row, f"{path}:{number}", path)
+    for path in paths:
+        for _, entry in iter_numbered(path):
+            yield entry
+
+
+def check_unique_keys(keys: Iterable[str]) -> None:
+    """A key names one thing in the index."""
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise InvalidInput(f"catalog: key {key!r} appears more than once")
+        seen.add(key)
+
+
+def check_not_empty(count: int, paths: Sequence[Path]) -> None:
+    if not count:
+        raise InvalidInput(f"no catalog rows in {', '.join(map(str, paths))}")
 
 
 def read_catalog(paths: Sequence[Path]) -> list[CatalogEntry]:
-    """All entries, refusing duplicate keys (a key names one thing in the index)."""
-    entries, seen = [], set()
-    for entry in iter_catalog(paths):
-        if entry.key in seen:
-            raise InvalidInput(f"catalog: key {entry.key!r} appears more than once")
-        seen.add(entry.key)
-        entries.append(entry)
-    if not entries:
-        raise InvalidInput(f"no catalog rows in {', '.join(map(str, paths))}")
+    """All entries, refusing duplicate keys and empty catalogs."""
+    entries = list(iter_catalog(paths))
+    check_unique_keys(e.key for e in entries)
+    check_not_empty(len(entries), paths)
     return entries

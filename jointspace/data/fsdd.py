@@ -8,14 +8,13 @@ under `demo_data/fsdd`, so the demo needs no download; see its ATTRIBUTION.md an
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
+from jointspace.data.rows import relative_path, write_rows
 from jointspace.errors import InvalidInput, NotFound
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -76,22 +75,6 @@ def split_by_speaker(clips: Sequence[Clip], held_out: str) -> tuple[list[Clip], 
     return train, test
 
 
-def _relative(path: Path, out: Path) -> str:
-    """Audio paths in row files are relative to the row file (the format's rule), in POSIX form
-    so that a folder of data moves between machines intact."""
-    return Path(os.path.relpath(Path(path).resolve(), out.resolve().parent)).as_posix()
-
-
-def _write_lines(out: Path, rows: Iterable[dict]) -> int:
-    written = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
-            written += 1
-    return written
-
-
 def write_pairs(clips: Sequence[Clip], out: Path | str) -> int:
     """{"audio": clip, "text": digit word} pair rows, one per clip; returns the rows written.
 
@@ -99,7 +82,7 @@ def write_pairs(clips: Sequence[Clip], out: Path | str) -> int:
     one space, so a typed word finds recordings and a recording finds its word.
     """
     out = Path(out)
-    return _write_lines(out, ({"audio": _relative(c.path, out), "text": c.word} for c in clips))
+    return write_rows(out, ({"audio": relative_path(c.path, out), "text": c.word} for c in clips))
 
 
 def write_catalog(clips: Sequence[Clip], out: Path | str, *, include_words: bool = True) -> int:
@@ -108,7 +91,7 @@ def write_catalog(clips: Sequence[Clip], out: Path | str, *, include_words: bool
     audio → text search has words to find. Returns the rows written."""
     out = Path(out)
     rows: list[dict] = [
-        {"key": f"clip:{c.path.stem}", "audio": _relative(c.path, out),
+        {"key": f"clip:{c.path.stem}", "audio": relative_path(c.path, out),
          "metadata": {"digit": c.digit, "speaker": c.speaker, "word": c.word}}
         for c in clips
     ]
@@ -116,4 +99,4 @@ def write_catalog(clips: Sequence[Clip], out: Path | str, *, include_words: bool
         rows += [{"key": f"word:{DIGIT_WORDS[d]}", "text": DIGIT_WORDS[d],
                   "metadata": {"digit": d, "word": DIGIT_WORDS[d]}}
                  for d in sorted({c.digit for c in clips})]
-    return _write_lines(out, rows)
+    return write_rows(out, rows)

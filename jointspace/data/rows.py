@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from jointspace.errors import InvalidInput, NotFound
 
@@ -57,3 +58,40 @@ def resolve_audio(path: Path, value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{where}: audio must be a file path")
     return str((path.parent / value).resolve())
+
+
+def relative_path(path: Path | str, out: Path) -> str:
+    """Audio paths in row files are relative to the row file (the format's rule), in POSIX form
+    so that a folder of data moves between machines intact."""
+    return Path(os.path.relpath(Path(path).resolve(), out.resolve().parent)).as_posix()
+
+
+def write_rows(out: Path, rows: Iterable[dict]) -> int:
+    """Rows as JSON Lines (creating the folder); returns the number written."""
+    written = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+            written += 1
+    return written
+
+
+def read_text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a non-empty text file in UTF-8 or, failing that, latin-1 (any byte
+    sequence is latin-1, so what cannot be text is caught by its NUL bytes: UTF-16, binaries)."""
+    if not path.is_file():
+        raise NotFound(f"{path}: no such file")
+    data = path.read_bytes()
+    if not data.strip():
+        raise InvalidInput(f"{path}: the file is empty")
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise InvalidInput(f"{path}:{line}: NUL byte: not a latin-1 or UTF-8 text file (UTF-16?)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            yield number, line

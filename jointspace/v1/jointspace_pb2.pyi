@@ -1,5 +1,6 @@
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -62,16 +63,26 @@ class EmbedResponse(_message.Message):
     def __init__(self, dim: _Optional[int] = ..., count: _Optional[int] = ..., vectors: _Optional[bytes] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "k", "modalities", "exclude_keys")
+    __slots__ = ("query", "k", "modalities", "exclude_keys", "filters")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     MODALITIES_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
     query: Query
     k: int
     modalities: _containers.RepeatedScalarFieldContainer[str]
     exclude_keys: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., k: _Optional[int] = ..., modalities: _Optional[_Iterable[str]] = ..., exclude_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+    filters: _containers.RepeatedCompositeFieldContainer[MetadataFilter]
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., k: _Optional[int] = ..., modalities: _Optional[_Iterable[str]] = ..., exclude_keys: _Optional[_Iterable[str]] = ..., filters: _Optional[_Iterable[_Union[MetadataFilter, _Mapping]]] = ...) -> None: ...
+
+class MetadataFilter(_message.Message):
+    __slots__ = ("field", "any_of")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    ANY_OF_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    any_of: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]
+    def __init__(self, field: _Optional[str] = ..., any_of: _Optional[_Iterable[_Union[_struct_pb2.Value, _Mapping]]] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("key", "score", "modality", "metadata")
@@ -153,14 +164,22 @@ class CatalogEntry(_message.Message):
     def __init__(self, key: _Optional[str] = ..., id: _Optional[str] = ..., text: _Optional[str] = ..., audio: _Optional[_Union[Audio, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class RebuildIndexRequest(_message.Message):
-    __slots__ = ("catalog_paths", "index_type", "request_id")
+    __slots__ = ("catalog_paths", "index_type", "request_id", "model_dir", "validation_pairs", "min_recall", "validation_k")
     CATALOG_PATHS_FIELD_NUMBER: _ClassVar[int]
     INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_DIR_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    MIN_RECALL_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_K_FIELD_NUMBER: _ClassVar[int]
     catalog_paths: _containers.RepeatedScalarFieldContainer[str]
     index_type: str
     request_id: str
-    def __init__(self, catalog_paths: _Optional[_Iterable[str]] = ..., index_type: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    model_dir: str
+    validation_pairs: str
+    min_recall: float
+    validation_k: int
+    def __init__(self, catalog_paths: _Optional[_Iterable[str]] = ..., index_type: _Optional[str] = ..., request_id: _Optional[str] = ..., model_dir: _Optional[str] = ..., validation_pairs: _Optional[str] = ..., min_recall: _Optional[float] = ..., validation_k: _Optional[int] = ...) -> None: ...
 
 class OperationProgress(_message.Message):
     __slots__ = ("phase", "done", "total")
@@ -180,19 +199,47 @@ class OperationError(_message.Message):
     message: str
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
+class Validation(_message.Message):
+    __slots__ = ("k", "recall", "min_recall", "pairs")
+    K_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    MIN_RECALL_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    k: int
+    recall: float
+    min_recall: float
+    pairs: int
+    def __init__(self, k: _Optional[int] = ..., recall: _Optional[float] = ..., min_recall: _Optional[float] = ..., pairs: _Optional[int] = ...) -> None: ...
+
 class Operation(_message.Message):
-    __slots__ = ("name", "done", "progress", "error", "generation")
+    __slots__ = ("name", "done", "progress", "error", "generation", "state", "validation")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Operation.State]
+        RUNNING: _ClassVar[Operation.State]
+        SUCCEEDED: _ClassVar[Operation.State]
+        FAILED: _ClassVar[Operation.State]
+        CANCELLED: _ClassVar[Operation.State]
+    STATE_UNSPECIFIED: Operation.State
+    RUNNING: Operation.State
+    SUCCEEDED: Operation.State
+    FAILED: Operation.State
+    CANCELLED: Operation.State
     NAME_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     done: bool
     progress: OperationProgress
     error: OperationError
     generation: str
-    def __init__(self, name: _Optional[str] = ..., done: _Optional[bool] = ..., progress: _Optional[_Union[OperationProgress, _Mapping]] = ..., error: _Optional[_Union[OperationError, _Mapping]] = ..., generation: _Optional[str] = ...) -> None: ...
+    state: Operation.State
+    validation: Validation
+    def __init__(self, name: _Optional[str] = ..., done: _Optional[bool] = ..., progress: _Optional[_Union[OperationProgress, _Mapping]] = ..., error: _Optional[_Union[OperationError, _Mapping]] = ..., generation: _Optional[str] = ..., state: _Optional[_Union[Operation.State, str]] = ..., validation: _Optional[_Union[Validation, _Mapping]] = ...) -> None: ...
 
 class GetOperationRequest(_message.Message):
     __slots__ = ("name",)

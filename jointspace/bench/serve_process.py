@@ -1,0 +1,38 @@
+"""`jointspace serve` in a child process, its JSON log lines read as they come: for benchmarks
+that must not share a Python interpreter (and its GIL) with the server they load, and for tests
+that kill the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+
+class ServeProcess:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        """`args` follow `jointspace serve`; `--log-format json` lets `wait_for` read the log."""
+        self.process = subprocess.Popen([sys.executable, "-m", "jointspace.cli", "serve", *args],
+                                        stderr=subprocess.PIPE, text=True,
+                                        env=None if env is None else {**os.environ, **env})
+        self.records: queue.Queue[dict] = queue.Queue()
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
+            if line.startswith("{"):
+                self.records.put(json.loads(line))
+
+    def wait_for(self, words: str, timeout: float = 120) -> dict:
+        """The first log record (from now on) whose message contains `words`."""
+        end = time.monotonic() + timeout
+        while True:
+            record = self.records.get(timeout=max(end - time.monotonic(), 0.01))
+            if words in record["message"]:
+                return record

@@ -1,0 +1,145 @@
+"""The durable record of online changes: an append-only SQLite journal in the index directory.
+
+    INDEX/journal.sqlite    one row per upserted or deleted key, in acknowledgement order
+
+Each change is committed (WAL, synchronous=FULL: fsynced) before Upsert or Delete answers, and
+is tagged with the generation it was made against; loading a generation replays its changes on
+top of it (changes.py), so an acknowledged change survives a restart or a SIGKILL. An upsert
+keeps both the vector (replayed as is while the model stays) and the value it came from (id,
+text, vector, or audio bytes), so that a rebuild with another model can embed it again.
+
+A rebuild carries changes over to its new generation (`carry_over`), all in one transaction,
+before `CURRENT` is switched; rows of any generation other than the live one are dropped once it
+is live, and at every start (a generation that was placed but never went live may reuse a name).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+JOURNAL_FILE = "journal.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    generation TEXT NOT NULL,
+    acknowledged REAL NOT NULL,   -- unix time of the commit
+    kind TEXT NOT NULL,           -- 'upsert' or 'delete'
+    key TEXT NOT NULL,
+    modality TEXT,
+    value TEXT,                   -- JSON of an id, text or vector value
+    audio BLOB,
+    sample_rate INTEGER,
+    vector BLOB,                  -- little-endian float32, as embedded for the generation's model
+    metadata TEXT
+);
+CREATE INDEX IF NOT EXISTS changes_by_generation ON changes (generation, seq);
+"""
+UPSERT, DELETE = "upsert", "delete"
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    key: str
+    acknowledged: float = 0.0
+    modality: str | None = None
+    value: Any = None  # id or text string, float list, or (audio bytes, sample rate or None)
+    vector: np.ndarray | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class Journal:
+    """Created on the first write, so that serving a directory that never changes writes nothing
+    into it. Writers are serialised by the engine; reads happen at load and rebuild time."""
+
+    def __init__(self, index_root: Path) -> None:
+        self.path = Path(index_root) / JOURNAL_FILE
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _open(self, create: bool) -> sqlite3.Connection | None:
+        with self._lock:
+            if self._connection is None and (create or self.path.is_file()):
+                connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+                connection.executescript(SCHEMA)
+                self._connection = connection
+            return self._connection
+
+    def append(self, generation: str, changes: Iterable[Change]) -> None:
+        """Commit changes made against `generation`, stamped with the time of the commit."""
+        now = time.time()
+        self._write([_row(generation, now, change) for change in changes])
+
+    def changes(self, generation: str, since: float | None = None) -> list[Change]:
+        """Changes made against `generation` (acknowledged after `since`, if given), in order."""
+        connection = self._open(create=False)
+        if connection is None:
+            return []
+        with self._lock:
+            rows = connection.execute(
+                "SELECT kind, key, acknowledged, modality, value, audio, sample_rate, vector, metadata"
+                " FROM changes WHERE generation = ? AND acknowledged > ? ORDER BY seq",
+                (generation, -1.0 if since is None else since)).fetchall()
+        return [_change(row) for row in rows]
+
+    def carry_over(self, generation: str, changes: list[Change]) -> None:
+        """Record changes as made against `generation` (a new one, not live yet), keeping their
+        acknowledgement times; rows left under that name by an earlier attempt are replaced."""
+        if changes or self.path.is_file():  # an index that never changed gets no journal
+            self._write([_row(generation, c.acknowledged, c) for c in changes], replacing=generation)
+
+    def _write(self, rows: list[tuple[Any, ...]], replacing: str | None = None) -> None:
+        """One transaction, fsynced at commit; `replacing` drops that generation's rows first."""
+        connection = self._open(create=True)
+        with self._lock:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if replacing is not None:
+                    connection.execute("DELETE FROM changes WHERE generation = ?", (replacing,))
+                connection.executemany(
+                    "INSERT INTO changes (generation, acknowledged, kind, key, modality, value, audio,"
+                    " sample_rate, vector, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+    def keep_only(self, generation: str) -> None:
+        """Drop the changes of every generation but the live one."""
+        connection = self._open(create=False)
+        if connection is not None:
+            with self._lock:
+                connection.execute("DELETE FROM changes WHERE generation != ?", (generation,))
+
+
+def _row(generation: str, acknowledged: float, change: Change) -> tuple[Any, ...]:
+    audio = sample_rate = value = None
+    if change.modality == "audio" and change.value is not None:
+        audio, sample_rate = change.value
+    elif change.value is not None:
+        value = json.dumps(np.asarray(change.value).tolist() if change.modality == "vector" else change.value)
+    vector = None if change.vector is None else np.asarray(change.vector, "<f4").tobytes()
+    metadata = None if change.metadata is None else json.dumps(change.metadata, separators=(",", ":"))
+    return (generation, acknowledged, change.kind, change.key, change.modality, value, audio, sample_rate,
+            vector, metadata)
+
+
+def _change(row: tuple[Any, ...]) -> Change:
+    kind, key, acknowledged, modality, value, audio, sample_rate, vector, metadata = row
+    return Change(
+        kind, key, acknowledged, modality,
+        (bytes(audio), sample_rate) if audio is not None else None if value is None else json.loads(value),
+        None if vector is None else np.frombuffer(vector, "<f4").copy(),
+        None if metadata is None else json.loads(metadata),
+    )

@@ -1,0 +1,96 @@
+"""A rebuild inside a serving process: build beside the live generation, check, then swap.
+
+    reading catalog → embedding → indexing → placed (gen-N renamed into place, not live)
+    → loading (gen-N read fully, checksums verified, model/index pair checked)
+    → validating (the gate, when asked) → swapping (changes carried over, CURRENT switched,
+    one reference assignment) → old generations beyond the retention count deleted
+
+Queries are served from the old pair until the assignment, from the new one after it; none waits
+and none fails. Whatever fails or is cancelled before the switch leaves the old pair serving and
+removes the new files; a crash leaves them for `remove_partials` at the next start.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from jointspace.encoders.inference import EncoderSet
+from jointspace.errors import InvalidInput, NotFound
+from jointspace.progress import log
+from jointspace.server import validation
+from jointspace.server.builder import build_generation
+from jointspace.server.engine import check_pair
+from jointspace.server.generation import Generation
+from jointspace.server.operations import OperationControl
+from jointspace.server.pause_points import pause_point
+
+if TYPE_CHECKING:
+    from jointspace.server.engine import Engine
+
+
+@dataclass(frozen=True)
+class RebuildPlan:
+    catalogs: list[Path]
+    index_spec: str = "auto"
+    model_dir: Path | None = None  # None: the model being served
+    gate: validation.Gate | None = None
+
+
+def plan_rebuild(engine: Engine, catalogs: Sequence[str], index_spec: str = "", model_dir: str = "",
+                 validation_pairs: str = "", min_recall: float = 0.0, validation_k: int = 0) -> RebuildPlan:
+    """Check a request before any work starts, so that a typo is an error of the call, not of
+    an operation that fails a moment later. Paths go through the data directory."""
+    if not catalogs:
+        raise InvalidInput("catalog_paths: empty; name at least one catalog file on the server")
+    paths = [engine.data_dir.confine(c, f"catalog_paths[{i}]") for i, c in enumerate(catalogs)]
+    for i, path in enumerate(paths):
+        if not path.is_file():
+            raise NotFound(f"catalog_paths[{i}]: {catalogs[i]}: no such file on the server")
+    model = engine.data_dir.confine(model_dir, "model_dir") if model_dir else None
+    if model is not None and not model.is_dir():
+        raise NotFound(f"model_dir: {model_dir}: no such directory on the server")
+    gate = None
+    if validation_pairs:
+        pairs = engine.data_dir.confine(validation_pairs, "validation_pairs")
+        if not pairs.is_file():
+            raise NotFound(f"validation_pairs: {validation_pairs}: no such file on the server")
+        gate = validation.Gate(pairs, min_recall, validation_k or validation.DEFAULT_K)
+    elif min_recall:
+        raise InvalidInput("min_recall: given without validation_pairs to measure it on")
+    return RebuildPlan(paths, index_spec or "auto", model, gate)
+
+
+def run_rebuild(engine: Engine, plan: RebuildPlan, control: OperationControl) -> str:
+    """The operation's work; returns the generation that went live."""
+    if plan.model_dir is not None:
+        control.report("loading model", 0, 0)
+        encoders = EncoderSet(plan.model_dir, engine.limits)
+    else:
+        encoders = engine.served.encoders
+    # Changes acknowledged after the catalog files were last written are not in them (guide.md).
+    catalog_written = max(os.stat(p).st_mtime for p in plan.catalogs)
+    name = build_generation(encoders, plan.catalogs, engine.index_dir.root, plan.index_spec,
+                            report=control.report, go_live=False, model_dir=encoders.model_dir)
+    try:
+        control.report("placed", 0, 0)
+        generation = Generation(engine.index_dir.root / name)
+        check_pair(encoders, generation)
+        if plan.gate is not None:
+            control.report("validating", 0, 0)
+            figures = validation.measure(encoders, generation, plan.gate)
+            control.record_validation(figures)
+            validation.check(figures, name, engine.served.generation.name)
+        control.report("swapping", 0, 0)
+        control.committed = True
+        engine.swap(encoders, generation, carry_since=catalog_written)
+    except BaseException:
+        if engine.index_dir.current_name() != name:
+            engine.index_dir.remove(name)
+        raise
+    removed = engine.index_dir.prune(engine.keep_generations)
+    if removed:
+        log(f"removed old generations beyond the {engine.keep_generations} kept: {', '.join(removed)}")
+    return name

@@ -1,0 +1,161 @@
+"""Metrics scraped from the real HTTP endpoint after real gRPC calls, JSON logs, readiness."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from jointspace.client import Client
+from jointspace.logs import configure_logging
+from jointspace.server import metrics
+from jointspace.v1 import jointspace_pb2 as pb
+from serving import own_server, scrape, value
+
+SERVICE = "jointspace.v1.JointSpace"
+
+
+@pytest.fixture(scope="module")
+def engine(built):
+    from jointspace.server.engine import Engine
+
+    return Engine(built.model, built.index)
+
+
+def _health(target: str) -> int:
+    with grpc.insecure_channel(target) as channel:
+        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status
+
+
+def test_metrics_count_calls_and_latency_by_method_and_status(engine):
+    with own_server(engine, metrics_port=0) as running, Client(f"127.0.0.1:{running.port}") as client:
+        port = running.metrics.port
+        before = scrape(port)
+        client.search(text="seven", k=3)
+        client.search(id="m:5", k=2)
+        with pytest.raises(grpc.RpcError) as raised:
+            client.search(text="seven", k=0)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        client.info()
+        after = scrape(port)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    ok = dict(service=SERVICE, method="Search", code="OK")
+    assert delta("jointspace_grpc_requests_total", **ok) == 2
+    assert delta("jointspace_grpc_requests_total", service=SERVICE, method="Search", code="INVALID_ARGUMENT") == 1
+    assert delta("jointspace_grpc_requests_total", service=SERVICE, method="GetIndexInfo", code="OK") == 1
+    assert delta("jointspace_grpc_request_duration_seconds_count", **ok) == 2
+    assert delta("jointspace_grpc_request_duration_seconds_sum", **ok) > 0
+    buckets = sorted((float(dict(labels)["le"]), v) for (name, labels), v in after.items()
+                     if name == "jointspace_grpc_request_duration_seconds_bucket"
+                     and {k: v for k, v in labels if k != "le"} == ok)
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
+    assert buckets[-1] == (float("inf"), value(after, "jointspace_grpc_request_duration_seconds_count", **ok))
+    assert value(after, "jointspace_grpc_requests_in_flight", service=SERVICE, method="Search") == 0
+
+
+def test_metrics_describe_the_served_index(engine):
+    info = engine.info()
+    with own_server(engine, metrics_port=0) as running:
+        samples = scrape(running.metrics.port)
+    assert value(samples, "jointspace_ready") == 1
+    assert value(samples, "jointspace_index_generation") == int(info["generation"].split("-")[1])
+    assert value(samples, "jointspace_index_dim") == info["dim"]
+    for modality, count in info["size_by_modality"].items():
+        assert value(samples, "jointspace_index_size", modality=modality) == count
+    assert value(samples, "jointspace_index_info", generation=info["generation"],
+                 model_version=info["model_version"], index_type=info["index_type"]) == 1
+    assert value(samples, "process_resident_memory_bytes") > 0
+
+
+def test_rebuild_progress_reaches_the_endpoint(engine):
+    with own_server(engine, metrics_port=0) as running:
+        metrics.rebuild_progress(30, 120)
+        metrics.rebuild_finished("succeeded")
+        samples = scrape(running.metrics.port)
+        metrics.rebuild_progress(0, None)
+        unknown_total = scrape(running.metrics.port)
+    assert value(samples, "jointspace_rebuild_items_done") == 30
+    assert value(samples, "jointspace_rebuild_items_total") == 120
+    assert value(samples, "jointspace_rebuild_progress_ratio") == 0.25
+    assert value(samples, "jointspace_rebuilds_total", outcome="succeeded") >= 1
+    assert value(unknown_total, "jointspace_rebuild_progress_ratio") == 0
+
+
+def test_health_is_not_serving_until_an_engine_is_attached(engine):
+    with own_server(None, metrics_port=0) as running:
+        target = f"127.0.0.1:{running.port}"
+        assert _health(target) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert value(scrape(running.metrics.port), "jointspace_ready") == 0
+        with Client(target, timeout=10) as client:
+            with pytest.raises(grpc.RpcError) as raised:
+                client.search(text="seven", k=1)
+            assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "loading" in raised.value.details()
+            running.attach(engine)
+            client.wait_ready(timeout=10)
+            assert _health(target) == health_pb2.HealthCheckResponse.SERVING
+            assert client.search(text="seven", k=1)
+        assert value(scrape(running.metrics.port), "jointspace_ready") == 1
+
+
+def test_wait_ready_gives_up_on_a_server_that_never_loads():
+    with own_server(None) as running, Client(f"127.0.0.1:{running.port}") as client:
+        with pytest.raises(grpc.FutureTimeoutError):
+            client.wait_ready(timeout=0.5)
+
+
+@pytest.fixture()
+def json_log():
+    """The `jointspace` loggers as JSON lines into a buffer, restored afterwards."""
+    logger = logging.getLogger("jointspace")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    buffer = io.StringIO()
+    configure_logging("json", stream=buffer)
+    try:
+        yield buffer
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_access_log_writes_one_json_object_per_call(engine, json_log):
+    with own_server(engine, access_log=True) as running, Client(f"127.0.0.1:{running.port}") as client:
+        client.search(text="seven", k=2)
+        with pytest.raises(grpc.RpcError):
+            client.stub.Search(pb.SearchRequest(k=2), timeout=10)
+    records = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    calls = [r for r in records if r["logger"] == "jointspace.access" and r.get("method") == "Search"]
+    assert [r["code"] for r in calls] == ["OK", "INVALID_ARGUMENT"]
+    for record in calls:
+        assert record["service"] == SERVICE and record["level"] == "info"
+        assert record["duration_ms"] >= 0 and "127.0.0.1" in record["peer"]
+        assert record["time"].endswith("+00:00")
+
+
+def test_json_log_carries_exceptions_and_progress_lines(json_log):
+    from jointspace.progress import log
+
+    log("removed leftovers of interrupted builds: .staging-1")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("jointspace.server").exception("Search failed")
+    first, second = (json.loads(line) for line in json_log.getvalue().splitlines())
+    assert first["message"].startswith("removed leftovers") and first["level"] == "info"
+    assert second["level"] == "error" and "ValueError: boom" in second["exception"]
+
+
+def test_overhead_bench_measures_every_server(built):
+    from jointspace.bench import overhead
+
+    result = overhead.run(built.model, built.index, calls=20, rounds=1)
+    assert set(result["sequential_search_per_second"]) == {"bare", "default", "metrics+auth"}
+    assert all(rate > 0 for rate in result["sequential_search_per_second"].values())
+    assert result["relative_to_bare"]["bare"] == 1.0
+    assert result["command"].startswith("jointspace bench overhead")
