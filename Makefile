@@ -20,8 +20,9 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/jointspace demo
 
+# pytest exits 5 when it collects nothing: that is a failure here, said in plain words.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
 
 stubs: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. \
