@@ -28,6 +28,7 @@ from jointspace.encoders.base import (
     save_serving,
     tf,
 )
+from jointspace.encoders.decode_pool import shared_pool
 from jointspace.encoders.registry import EncoderPlugin, register
 from jointspace.deadline import check_deadline
 from jointspace.errors import InvalidInput, LimitExceeded
@@ -220,6 +221,10 @@ class ServingAudioEncoder(ServingEncoder):
         content, rate = value if isinstance(value, tuple) else (value, None)
         if isinstance(content, (bytes, bytearray)) and not content:
             raise InvalidInput("audio: content is empty")
+        pool = shared_pool()  # a server's: hostile content must not crash or stall the server
+        if pool is not None:
+            return pool.decode(bytes(content) if isinstance(content, bytearray) else content,
+                               self.config.sample_rate, rate, self.limits)
         return decode_audio(content, self.config, pcm_sample_rate=rate, limits=self.limits)
 
     def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:

@@ -29,6 +29,7 @@ from jointspace.errors import InvalidInput, LimitExceeded, NotFound
 from jointspace.limits import DEFAULT_LIMITS, Limits
 
 PAD = ""
+PREPARE_CHUNK = 200_000  # bags looked up at once in `prepare` (bounds the string array's memory)
 
 
 def pad_bags(bags: Sequence[Sequence[str]], max_len: int | None = None) -> np.ndarray:
@@ -43,21 +44,29 @@ def pad_bags(bags: Sequence[Sequence[str]], max_len: int | None = None) -> np.nd
     return out.astype(str)
 
 
+def string_lookup(vocabulary: list[str], oov_buckets: int) -> tf.keras.layers.StringLookup:
+    """Ids to table rows: 0 for the pad, 1..oov_buckets for hashed unknown ids, then the
+    vocabulary. Deterministic, so `prepare` and the tower's own copy agree on every index."""
+    return tf.keras.layers.StringLookup(vocabulary=vocabulary, mask_token=PAD, num_oov_indices=oov_buckets)
+
+
 class IdTower(tf.keras.layers.Layer):
     """Mean of the known ids' embeddings, projected and normalised. Returns the embedding and
-    the number of known ids per row (0 means the query is made only of unknown ids)."""
+    the number of known ids per row (0 means the query is made only of unknown ids).
+
+    Takes id strings (serving: the exported SavedModel keeps the lookup inside) or the table
+    indices `IdEncoder.prepare` computed once (training: a hash lookup of every id on every step
+    would cost more than the embedding itself)."""
 
     def __init__(self, vocabulary: list[str], dim: int, oov_buckets: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.lookup = tf.keras.layers.StringLookup(
-            vocabulary=vocabulary, mask_token=PAD, num_oov_indices=oov_buckets
-        )
+        self.lookup = string_lookup(vocabulary, oov_buckets)
         self.first_known_index = 1 + oov_buckets
         self.table = tf.keras.layers.Embedding(self.lookup.vocabulary_size(), dim)
         self.projection = tf.keras.layers.Dense(dim, use_bias=False)
 
     def call(self, ids: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-        index = self.lookup(ids)
+        index = self.lookup(ids) if ids.dtype == tf.string else ids
         # In training every non-pad id counts (rare ids share hashed buckets); at serving time
         # only vocabulary ids do.
         keep = index >= (1 if training else self.first_known_index)
@@ -84,12 +93,22 @@ class IdEncoder(Encoder):
         return len(self.vocabulary)
 
     def prepare(self, modality: str, values: Sequence[Any]) -> Arrays:
+        """Table indices [n, L] (int32), looked up once here instead of on every training step."""
         bags = [[v] for v in values] if modality == "id" else list(values)
-        return {"ids": pad_bags(bags, self.max_bag)}
+        lookup = string_lookup(self.vocabulary, self.oov_buckets)
+        chunks = [lookup(pad_bags(bags[start : start + PREPARE_CHUNK], self.max_bag)).numpy()
+                  for start in range(0, len(bags), PREPARE_CHUNK)]
+        width = max((c.shape[1] for c in chunks), default=1)
+        index = np.zeros((len(bags), width), np.int32)  # 0 is the pad
+        at = 0
+        for chunk in chunks:
+            index[at : at + len(chunk), : chunk.shape[1]] = chunk
+            at += len(chunk)
+        return {"index": index}
 
     def build_tower(self) -> tf.keras.layers.Layer:
         tower = IdTower(self.vocabulary, self.dim, self.oov_buckets, name="id_tower")
-        return TowerView(tower, "ids")
+        return TowerView(tower, "index")
 
     def export(self, tower: tf.keras.layers.Layer, path: Path) -> dict[str, Any]:
         inner: IdTower = tower.inner

@@ -1,8 +1,14 @@
-"""The joint model: one tower per encoder, one symmetric TFRS retrieval loss per pair type.
+"""The joint model: one tower per encoder, one symmetric in-batch softmax loss per pair type.
 
 Every pair type (two views that occur in the same rows) contributes the in-batch softmax loss in
 both directions, because users query both ways (text → audio and audio → text). Views of the same
 encoder share its tower, which is what puts all modalities into one space.
+
+The loss is `tfrs.tasks.Retrieval`'s (softmax cross-entropy against the diagonal, summed with
+sample weights, masked scores set to TFRS's MIN_FLOAT), computed from one score matrix: the b → a
+direction is the same matrix read by columns, so the [batch, batch] product, the mask and the
+temperature are paid once rather than in two task calls (tests/test_training.py checks that the
+figure equals the two calls).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import tensorflow_recommenders as tfrs
+from tensorflow_recommenders.tasks.retrieval import MIN_FLOAT
 
 from jointspace.encoders.base import tf
 
@@ -47,16 +53,31 @@ class JointModel(tf.keras.Model):
     def __init__(self, towers: dict[str, tf.keras.layers.Layer], temperature: float) -> None:
         super().__init__()
         self.towers = towers
-        self.task = tfrs.tasks.Retrieval(temperature=temperature)
+        self.temperature = temperature
 
     def pair_loss(self, pair: PairType, batch: dict[str, Any], training: bool = True) -> tf.Tensor:
         left = self.towers[pair.encoder_a](batch["a"], training=training)
         right = self.towers[pair.encoder_b](batch["b"], training=training)
-        mask = score_mask(batch["codes_a"], batch["codes_b"])  # symmetric: serves both directions
-        weight = batch["weight"]
-        loss = self.task(left, right, sample_weight=weight, compute_metrics=False,
-                         compute_batch_metrics=False, score_mask=mask)
-        loss += self.task(right, left, sample_weight=weight, compute_metrics=False,
-                          compute_batch_metrics=False, score_mask=mask)
+        terms = {k: v for k, v in batch.items() if k not in ("a", "b")}
+        loss = in_batch_loss(left, right, terms, self.temperature)
         return pair.weight * loss / tf.cast(tf.shape(left)[0], tf.float32)
 
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temperature: float) -> tf.Tensor:
+    """The symmetric loss from the two sides' embeddings, summed over the batch. Compiled with
+    XLA, which fuses the [batch, batch] mask, softmaxes and their gradients into a few passes
+    (at batch 4096 on 2 CPU cores, a quarter of its uncompiled time); the towers
+    stay outside, so an embedding table's gradient remains sparse rows, not a dense table."""
+    scores = tf.matmul(left, right, transpose_b=True) / temperature
+    mask = score_mask(batch["codes_a"], batch["codes_b"])  # symmetric: serves both directions
+    if "log_q_a" in batch:  # logQ correction: each direction's candidates lose log(sampling share)
+        a_scores = tf.where(mask, scores - batch["log_q_b"][None, :], MIN_FLOAT)
+        b_scores = tf.where(mask, scores - batch["log_q_a"][:, None], MIN_FLOAT)
+    else:
+        a_scores = b_scores = tf.where(mask, scores, MIN_FLOAT)
+    # rows: queries a, candidates b; columns: queries b, candidates a
+    a_to_b = tf.reduce_logsumexp(a_scores, axis=1) - tf.linalg.diag_part(a_scores)
+    b_to_a = tf.reduce_logsumexp(b_scores, axis=0) - tf.linalg.diag_part(b_scores)
+    loss = tf.reduce_sum(batch["weight"] * (a_to_b + b_to_a))
+    return loss

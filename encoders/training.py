@@ -15,8 +15,10 @@ import numpy as np
 from jointspace.data.pairs import PairRows, modality_of
 from jointspace.encoders import registry
 from jointspace.encoders.base import Arrays, Encoder, tf
+from jointspace.encoders.early_stopping import EarlyStopping
 from jointspace.encoders.metrics import retrieval_metrics
 from jointspace.encoders.model import JointModel, PairType
+from jointspace.encoders.optimizers import LazyAdam
 from jointspace.encoders.tensorboard import ScalarLog
 from jointspace.errors import InvalidInput
 from jointspace.progress import Progress, log
@@ -24,6 +26,8 @@ from jointspace.progress import Progress, log
 
 AUTO_STEPS = 600
 MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 300
+DEFAULT_PATIENCE = 3
+VALIDATION_STEPS = 100  # at least this many steps between two validations for early stopping
 
 
 def auto_dim(num_values: int) -> int:
@@ -38,7 +42,16 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 0.003
     temperature: float = 0.2
+    # Sampling-bias (logQ) correction: each candidate's logit loses logq × log(its share of the
+    # pair type's training rows), so popular films stop being pushed away just for appearing
+    # in many batches as negatives. Training only; 0 turns it off.
+    logq: float = 1.0
     validation_split: float = 0.1
+    # Early stopping: validations in a row without a better recall@10 that end training (the
+    # best weights are kept); None validates only at the end. See encoders/early_stopping.py.
+    patience: int | None = DEFAULT_PATIENCE
+    validation_queries: int = 2000  # held-out queries per direction (a sample, to bound cost)
+    max_steps: int | None = None  # stop after this many steps, whatever the epochs (benchmarks)
     seed: int = 0
     pairs: list[tuple[str, str]] | None = None
     pair_weights: dict[str, float] = field(default_factory=dict)
@@ -100,14 +113,27 @@ def _make_encoders(rows: PairRows, views: set[str], config: TrainConfig) -> dict
     return encoders
 
 
-def _batch(pair: PairType, data: dict[str, ViewData], weights: np.ndarray, rows: np.ndarray) -> dict:
-    return {
+def log_frequencies(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per row, the log of its value's share of `rows` (the value's in-batch sampling
+    probability when batches are drawn from `rows`); 0 for rows outside them."""
+    counts = np.bincount(codes[rows], minlength=int(codes.max()) + 1)
+    out = np.zeros(len(codes), np.float32)
+    out[rows] = np.log(counts[codes[rows]] / len(rows))
+    return out
+
+
+def _batch(pair: PairType, data: dict[str, ViewData], weights: np.ndarray, rows: np.ndarray,
+           log_q: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    batch = {
         "a": data[pair.a].take(rows),
         "b": data[pair.b].take(rows),
         "codes_a": data[pair.a].codes[rows],
         "codes_b": data[pair.b].codes[rows],
         "weight": weights[rows],
     }
+    if log_q is not None:
+        batch["log_q_a"], batch["log_q_b"] = log_q[0][rows], log_q[1][rows]
+    return batch
 
 
 def _batch_counts(pair_rows: list[np.ndarray], batch_size: int) -> list[int]:
@@ -189,7 +215,10 @@ def validation_metrics(
     return results
 
 
-def train(rows: PairRows, config: TrainConfig) -> TrainedModel:
+def train(rows: PairRows, config: TrainConfig,
+          on_step: Callable[[int, int], None] | None = None) -> TrainedModel:
+    """Train and validate. `on_step(steps, examples)`, if given, is called after every step
+    with the totals so far (the training benchmark times steps with it)."""
     rng = np.random.default_rng(config.seed)
     tf.random.set_seed(config.seed)
     view_pairs = rows.pair_types(config.pairs)
@@ -219,16 +248,20 @@ def train(rows: PairRows, config: TrainConfig) -> TrainedModel:
         encoder.dim = dim
     towers = {name: encoder.build_tower() for name, encoder in encoders.items()}
     model = JointModel(towers, config.temperature)
-    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+    optimizer = LazyAdam(config.learning_rate)
 
     order = rng.permutation(len(rows))
     val_count = int(len(rows) * config.validation_split)
     val_rows, train_rows = np.sort(order[:val_count]), order[val_count:]
+    val_rows = np.sort(rng.permutation(val_rows)[: config.validation_queries])
     weights = np.asarray(rows.weights, np.float32)
     pair_rows = [
         train_rows[(data[p.a].position[train_rows] >= 0) & (data[p.b].position[train_rows] >= 0)]
         for p in pairs
     ]
+    log_q = [(config.logq * log_frequencies(data[p.a].codes, members),
+              config.logq * log_frequencies(data[p.b].codes, members)) if config.logq else None
+             for p, members in zip(pairs, pair_rows)]
     for pair, members in zip(pairs, pair_rows):  # build every tower's variables before tracing
         model.pair_loss(pair, _batch(pair, data, weights, members[:2]), training=False)
     optimizer.build(model.trainable_variables)  # one optimizer, steps update disjoint subsets
@@ -238,20 +271,42 @@ def train(rows: PairRows, config: TrainConfig) -> TrainedModel:
         log(f"training for {config.epochs} epochs (auto: at least {AUTO_STEPS} steps)")
     history = []
     scalars = ScalarLog(config.logdir)
+    stopping = EarlyStopping(model, config.patience) if config.patience and val_count else None
+    validate_every = -(-VALIDATION_STEPS // sum(_batch_counts(pair_rows, config.batch_size)))
+    done_steps = done_examples = 0
     for epoch in range(1, config.epochs + 1):
         batches = _epoch_batches(pair_rows, config.batch_size, rng)
+        if config.max_steps is not None:
+            batches = batches[: config.max_steps - done_steps]
         total = 0.0
         progress = Progress(len(batches), f"epoch {epoch}/{config.epochs}", unit="batch")
         for index, batch_rows in batches:
-            loss = float(steps[index](_batch(pairs[index], data, weights, batch_rows)))
+            loss = float(steps[index](_batch(pairs[index], data, weights, batch_rows, log_q[index])))
             total += loss
             progress.update(loss=f"{loss:.3f}")
+            done_steps, done_examples = done_steps + 1, done_examples + len(batch_rows)
+            if on_step is not None:
+                on_step(done_steps, done_examples)
         history.append(total / max(len(batches), 1))
         progress.close(loss=f"{history[-1]:.4f}")
         scalars.epoch(epoch, history[-1])
+        last = epoch == config.epochs or done_steps == config.max_steps
+        if stopping is not None and (epoch % validate_every == 0 or last):
+            metrics = validation_metrics(model, pairs, data, val_rows)
+            scalars.validation(epoch, metrics)
+            if stopping.check(epoch, metrics):
+                log(f"early stop after epoch {epoch}: no better validation recall@10 for "
+                    f"{config.patience} validations; keeping epoch {stopping.best_epoch}")
+                break
+        if last:
+            break
 
-    metrics = validation_metrics(model, pairs, data, val_rows) if val_count else {}
-    scalars.validation(config.epochs, metrics)
+    if stopping is not None:
+        stopping.restore()
+        metrics = stopping.best_metrics
+    else:
+        metrics = validation_metrics(model, pairs, data, val_rows) if val_count else {}
+        scalars.validation(config.epochs, metrics)
     for direction, values in metrics.items():
         log(f"validation {direction}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
     return TrainedModel(encoders, towers, pairs, dim, config, metrics, history)

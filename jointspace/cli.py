@@ -57,20 +57,36 @@ def _split_pipeline_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv[:cut], argv[cut + 1 :]
 
 
+def _train_config(args: argparse.Namespace) -> Any:
+    """The TrainConfig of the options `_add_training_args` defines."""
+    from jointspace.data.pairs import parse_pair_spec, parse_pair_weights
+    from jointspace.encoders.training import TrainConfig
+
+    return TrainConfig(
+        dim=getattr(args, "dim", None), epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, temperature=args.temperature, logq=args.logq,
+        validation_split=args.validation_split, seed=args.seed, pairs=parse_pair_spec(args.pairs),
+        pair_weights=parse_pair_weights(args.pair_weight), logdir=args.logdir,
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from jointspace.data.pairs import parse_pair_spec, read_pairs
+    from jointspace.data.pairs import read_pairs
     from jointspace.encoders.export import export_model
-    from jointspace.encoders.training import TrainConfig, train
+    from jointspace.encoders.training import train
 
     rows = read_pairs(args.pairs_files)
-    config = TrainConfig(
-        dim=args.dim, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, temperature=args.temperature,
-        validation_split=args.validation_split, seed=args.seed, pairs=parse_pair_spec(args.pairs),
-        logdir=args.logdir,
-    )
-    manifest = export_model(train(rows, config), args.out)
+    manifest = export_model(train(rows, _train_config(args)), args.out)
     print(f"model {manifest['model_version']} (dim {manifest['dim']}) written to {args.out}")
+    return 0
+
+
+def cmd_tune_dim(args: argparse.Namespace) -> int:
+    from jointspace.data.pairs import read_pairs
+    from jointspace.encoders.dim_tuning import format_table, tune_dim
+
+    report = tune_dim(read_pairs(args.pairs_files), _train_config(args), _positive_list(args.dims, "--dims"))
+    print(json.dumps(report) if args.json else format_table(report))
     return 0
 
 
@@ -253,7 +269,9 @@ def cmd_data_synthetic(args: argparse.Namespace) -> int:
     from jointspace.data import synthetic
 
     data = synthetic.generate(synthetic.SyntheticConfig(
-        n_films=args.films, n_users=args.users, mean_history=args.mean_history, seed=args.seed))
+        n_films=args.films, n_users=args.users, n_tastes=args.tastes, mean_history=args.mean_history,
+        seed=args.seed, popular_share=args.popular_share, popular_exponent=args.popular_exponent,
+        max_history=args.max_history))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.movielens:
@@ -293,6 +311,13 @@ def cmd_bench_frontend(args: argparse.Namespace) -> int:
 
     result = frontend.run(Path(args.source) if args.source else None, args.clips, args.batch, args.passes)
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_bench_decode(args: argparse.Namespace) -> int:
+    from jointspace.bench import decode
+
+    print(json.dumps(decode.run(Path(args.model), Path(args.index), args.clips, args.passes), indent=2))
     return 0
 
 
@@ -358,6 +383,15 @@ def cmd_bench_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from jointspace.bench import train
+
+    result = train.run(args.films, args.users, args.dim, args.steps, args.batch_size, args.warmup,
+                       args.val_queries, args.learning_rate, args.seed, args.work)
+    print(json.dumps(result, indent=2) if args.json else train.table(result))
+    return 0
+
+
 def cmd_bench_rebuild(args: argparse.Namespace) -> int:
     from jointspace.bench import rebuild
 
@@ -365,11 +399,56 @@ def cmd_bench_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_soak(args: argparse.Namespace) -> int:
+    from jointspace.bench import soak
+
+    result = soak.run(args.seconds, args.clients, args.vectors, args.work)
+    print(json.dumps(result, indent=2) if args.json else soak.format_summary(result))
+    return 0 if result["passed"] else EXIT_ERROR
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    from jointspace.bench import serve
+
+    peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
+    report = serve.run(args.vectors, args.dim, args.work, args.seconds, args.target_recall,
+                       _positive_list(args.clients, "--clients"), _positive_list(args.batches, "--batches"), peers)
+    print(json.dumps(report, indent=2) if args.json else serve.format_table(report))
+    return 0
+
+
+def _positive_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidInput(f"{flag}: expected comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise InvalidInput(f"{flag}: expected positive numbers, got {text!r}")
+    return values
+
+
 def cmd_bench_overhead(args: argparse.Namespace) -> int:
     from jointspace.bench import overhead
 
     print(json.dumps(overhead.run(args.model, args.index, args.calls, args.rounds), indent=2))
     return 0
+
+
+def _add_training_args(parser: argparse.ArgumentParser) -> None:
+    """Training options shared by `train` and `tune-dim` (defaults: encoders/training.py)."""
+    parser.add_argument("--epochs", type=_auto_or_positive, default=None,
+                        help="'auto' (default: enough for 600 steps) or a number")
+    parser.add_argument("--batch-size", type=_positive, default=128)
+    parser.add_argument("--learning-rate", type=float, default=0.003)
+    parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument("--logq", type=float, default=1.0,
+                        help="strength of the sampling-bias (logQ) correction, 0 = off (default: %(default)s)")
+    parser.add_argument("--validation-split", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs", default=None, help="pair types to train, e.g. 'ids=id,text=id' (default: all)")
+    parser.add_argument("--pair-weight", action="append", metavar="VIEW=VIEW:WEIGHT",
+                        help="loss weight of a pair type, e.g. 'text=id:0.5' (repeatable; default 1)")
+    parser.add_argument("--logdir", default=None, help="write TensorBoard scalars (loss, validation) here")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -390,17 +469,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS", help="JSON Lines or CSV pair files")
     train.add_argument("--out", required=True, type=Path, metavar="MODEL")
     train.add_argument("--dim", type=_auto_or_positive, default=None,
-                       help="'auto' (default) or a dimension")
-    train.add_argument("--epochs", type=_auto_or_positive, default=None,
-                       help="'auto' (default: enough for 600 steps) or a number")
-    train.add_argument("--batch-size", type=_positive, default=128)
-    train.add_argument("--learning-rate", type=float, default=0.003)
-    train.add_argument("--temperature", type=float, default=0.2)
-    train.add_argument("--validation-split", type=float, default=0.1)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--pairs", default=None, help="pair types to train, e.g. 'ids=id,text=id' (default: all)")
-    train.add_argument("--logdir", default=None, help="write TensorBoard scalars (loss, validation) here")
+                       help="'auto' (default: the fourth root of the distinct values) or a dimension")
+    _add_training_args(train)
     train.set_defaults(func=cmd_train)
+
+    dims = commands.add_parser(
+        "tune-dim", help="train at several dimensions on a validation split and recommend one")
+    dims.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS", help="JSON Lines or CSV pair files")
+    dims.add_argument("--dims", default="8,16,32,64", help="dimensions to try (default: %(default)s)")
+    dims.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_training_args(dims)
+    dims.set_defaults(func=cmd_tune_dim)
 
     evaluation = commands.add_parser(
         "evaluate", help="recall@k and MRR of a model on pair rows, beside a popularity baseline")
@@ -555,6 +634,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--films", type=_positive, default=2000)
     synth.add_argument("--users", type=_positive, default=3000)
     synth.add_argument("--mean-history", type=_positive, default=20, help="mean films per user")
+    synth.add_argument("--max-history", type=_positive, default=200, help="most films per user (default: %(default)s)")
+    synth.add_argument("--tastes", type=_positive, default=20, help="hidden taste clusters (default: %(default)s)")
+    synth.add_argument("--popular-share", type=float, default=0.0,
+                       help="share of watches drawn from one global popularity ranking, in [0, 1) "
+                            "(default: 0; MovieLens-100K-like: 0.4, see docs/benchmarks.md)")
+    synth.add_argument("--popular-exponent", type=float, default=1.0,
+                       help="Zipf exponent of that ranking (default: %(default)s)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--movielens", action="store_true",
                        help="write MovieLens-100K files (u.data, u.item) instead of pair rows")
@@ -580,6 +666,13 @@ def build_parser() -> argparse.ArgumentParser:
     front_end.add_argument("--batch", type=_positive, default=64)
     front_end.add_argument("--passes", type=_positive, default=5)
     front_end.set_defaults(func=cmd_bench_frontend)
+    decoding = bench_commands.add_parser(
+        "decode", help="latency an audio query pays for decoding in worker processes")
+    decoding.add_argument("--model", required=True)
+    decoding.add_argument("--index", required=True, help="an index built with that model")
+    decoding.add_argument("--clips", type=_positive, default=50, help="spoken-digit clips queried per pass")
+    decoding.add_argument("--passes", type=_positive, default=5)
+    decoding.set_defaults(func=cmd_bench_decode)
     cost = bench_commands.add_parser(
         "overhead", help="per-call cost of the server's interceptors (sequential Search over loopback)")
     cost.add_argument("--model", required=True, type=Path)
@@ -587,6 +680,21 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--calls", type=_positive, default=3000, help="per server and round")
     cost.add_argument("--rounds", type=_positive, default=5)
     cost.set_defaults(func=cmd_bench_overhead)
+    serving = bench_commands.add_parser(
+        "serve", help="Search / BatchSearch speed over loopback beside the gRPC ceiling, FAISS and peers",
+        description="Builds (or reuses from --work) an index of clustered vectors, serves it with `jointspace "
+                    "serve` and measures it beside a no-op server on the same stack, FAISS in-process, and "
+                    "milvus-lite / chromadb when installed (pip install 'jointspace[peers]').")
+    serving.add_argument("--vectors", type=_positive, default=1_000_000, help="default: %(default)s")
+    serving.add_argument("--dim", type=_positive, default=32, help="default: %(default)s")
+    serving.add_argument("--work", type=Path, help="keep the model, index and peers' data here for the next run")
+    serving.add_argument("--seconds", type=float, default=10.0, help="per measurement (default: %(default)s)")
+    serving.add_argument("--target-recall", type=_recall, default=0.95, help="recall@10 every engine is tuned to")
+    serving.add_argument("--clients", default="1,4,16", help="concurrent client processes (default: %(default)s)")
+    serving.add_argument("--batches", default="64,256", help="BatchSearch sizes (default: %(default)s)")
+    serving.add_argument("--peers", default="milvus,chroma", help="peers to compare, or none (default: %(default)s)")
+    serving.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    serving.set_defaults(func=cmd_bench_serve)
     swap = bench_commands.add_parser(
         "rebuild", help="RebuildIndex and hot swap of a served vector catalog under a steady query loop")
     swap.add_argument("--model", required=True, type=Path, help="any exported model; its dimension is used")
@@ -595,6 +703,16 @@ def build_parser() -> argparse.ArgumentParser:
     swap.add_argument("--index", default="auto", help="as for index build (default: auto)")
     swap.add_argument("--work", type=Path, help="keep the catalog and index here")
     swap.set_defaults(func=cmd_bench_rebuild)
+    soak_load = bench_commands.add_parser(
+        "soak", help="mixed Search/Embed/Upsert/Delete load from client processes plus a rebuild; "
+                     "checks errors, memory growth and that no acknowledged write is lost (exit 1 if not)")
+    soak_load.add_argument("--seconds", type=float, default=60.0, help="load duration (default: %(default)s)")
+    soak_load.add_argument("--clients", type=_positive, default=4, help="client processes (default: %(default)s)")
+    soak_load.add_argument("--vectors", type=_positive, default=100_000,
+                           help="clustered vectors in the catalog, beside the films (default: %(default)s)")
+    soak_load.add_argument("--work", type=Path, help="keep the model, catalogs and index here (reused next time)")
+    soak_load.add_argument("--json", action="store_true", help="print one JSON object")
+    soak_load.set_defaults(func=cmd_bench_soak)
     timed_build = bench_commands.add_parser(
         "build", help="local vs Apache Beam index build of a catalog of clustered vectors",
         description="Times the local and the Beam build of one catalog; Beam options go after --.")
@@ -604,6 +722,22 @@ def build_parser() -> argparse.ArgumentParser:
     timed_build.add_argument("--target-recall", type=_recall, default=0.95)
     timed_build.add_argument("--work", type=Path, help="keep the catalog, model and indexes here")
     timed_build.set_defaults(func=cmd_bench_build, takes_pipeline_options=True)
+    speed = bench_commands.add_parser(
+        "train", help="id two-tower training speed and recall: plain TFRS model.fit vs jointspace, side by side")
+    speed.add_argument("--films", type=_positive, default=1_000_000, help="default: %(default)s")
+    speed.add_argument("--users", type=_positive, default=500_000, help="default: %(default)s")
+    speed.add_argument("--dim", type=_positive, default=32, help="default: %(default)s")
+    speed.add_argument("--steps", type=_positive, default=1000, help="timed steps per side (default: %(default)s)")
+    speed.add_argument("--warmup", type=_positive, default=20, help="untimed first steps (default: %(default)s)")
+    speed.add_argument("--batch-size", type=_positive, default=4096, help="both sides (default: %(default)s)")
+    speed.add_argument("--val-queries", type=_positive, default=5000,
+                       help="held-out (user, film) rows for recall (default: %(default)s)")
+    speed.add_argument("--learning-rate", type=float, default=0.003,
+                       help="jointspace side's (TFRS side: Adagrad 0.1) (default: %(default)s)")
+    speed.add_argument("--seed", type=int, default=0)
+    speed.add_argument("--work", type=Path, help="keep the split and the vectors here")
+    speed.add_argument("--json", action="store_true", help="print one JSON object")
+    speed.set_defaults(func=cmd_bench_train)
     return parser
 
 

@@ -199,14 +199,15 @@ class Client:
             "bytes_per_vector": response.bytes_per_vector,
         }
 
-    def upsert(self, entries: Sequence[Mapping[str, Any]]) -> int:
+    def upsert(self, entries: Sequence[Mapping[str, Any]], request_id: str = "") -> int:
         """Add or replace catalog entries by key (rows as make_catalog_entry takes them); durable
-        on the server once this returns."""
-        request = pb.UpsertRequest(entries=[make_catalog_entry(e) for e in entries])
+        on the server once this returns. A retry with the same `request_id` is not applied twice."""
+        request = pb.UpsertRequest(entries=[make_catalog_entry(e) for e in entries], request_id=request_id)
         return self.stub.Upsert(request, timeout=self.timeout).upserted
 
-    def delete(self, keys: Sequence[str]) -> int:
-        return self.stub.Delete(pb.DeleteRequest(keys=list(keys)), timeout=self.timeout).deleted
+    def delete(self, keys: Sequence[str], request_id: str = "") -> int:
+        request = pb.DeleteRequest(keys=list(keys), request_id=request_id)
+        return self.stub.Delete(request, timeout=self.timeout).deleted
 
     def rebuild(self, catalogs: Sequence[str | Path], index: str = "", model: str | Path | None = None,
                 validation_pairs: str | Path | None = None, min_recall: float = 0.0, validation_k: int = 0,

@@ -59,3 +59,10 @@ def check_deadline(step: str) -> None:
     deadline = _current.get()
     if deadline is not None:
         deadline.check(step)
+
+
+def remaining_seconds() -> float | None:
+    """Seconds left to the current call (0 when it is over), None outside a call: for a step
+    that waits on something else (a decoder process) and must stop waiting in time."""
+    deadline = _current.get()
+    return None if deadline is None else deadline.remaining()

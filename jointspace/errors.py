@@ -44,3 +44,13 @@ class Cancelled(JointspaceError):
 class Aborted(JointspaceError):
     """A request that conflicts with work already running, e.g. a second rebuild of the same
     index; gRPC ABORTED (retry once the other work is done)."""
+
+
+class Corrupt(JointspaceError):
+    """Stored state that fails its checks (a checksum, a file that cannot be read back): an index
+    generation, the journal; gRPC DATA_LOSS."""
+
+
+class StorageError(JointspaceError):
+    """A write to disk failed (disk full, I/O error); nothing of the change was applied, so the
+    caller may retry once the disk is fixed; gRPC UNAVAILABLE."""

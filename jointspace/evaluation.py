@@ -11,7 +11,9 @@ recall@k is TFRS's top-k accuracy per held-out row (encoders/metrics.py has the 
 The popularity baseline shows every query the same list: candidates by how often they are the
 result of that direction in the `--train` rows, or in the evaluated rows themselves when no
 training rows of that pair type are given (which flatters it). A model that does not beat it
-has learnt little beyond popularity.
+has learnt little beyond popularity. Where the query is a user or a history of ids and the
+results are ids, and `--train` rows are given, the item co-occurrence baseline
+(jointspace/cooccurrence.py) is shown too: the stronger bar for a recommender.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jointspace.cooccurrence import cooccurrence_counts, cooccurrence_ranks, item_matrix, pair_matrix
 from jointspace.data.pairs import PairRows, read_pairs
 from jointspace.encoders.metrics import MISSING, Trials, model_ranks, popularity_ranks, summarize
 from jointspace.errors import InvalidInput
@@ -79,6 +82,38 @@ def _popularity(query: _View, result: _View) -> tuple[np.ndarray, str]:
     return _target_counts(query.codes, result.codes, len(result.values)), "evaluated"
 
 
+def _query_items(query: _View, result: _View, targets: Any) -> Any:
+    """Each query value's items as result candidates: a history's ids, or the results a user
+    is paired with in the training rows (`targets`)."""
+    if query.values.modality == "ids":
+        number = result.values.number
+        return item_matrix([np.array([number[i] for i in bag if i in number], np.int64)
+                            for bag in query.values.values], len(result.values))
+    items = targets.copy()
+    items.data[:] = 1.0
+    return items
+
+
+def _cooccurrence(query: _View, result: _View, trials: Trials, query_values: np.ndarray,
+                  ks: Sequence[int]) -> dict[str, float] | None:
+    """The co-occurrence baseline's figures, or None where it does not apply (see the module
+    docstring) or would be too large to compute."""
+    if (result.values.modality != "id" or query.values.modality not in ("id", "ids")
+            or query.train_codes is None or result.train_codes is None):
+        return None
+    both = (query.train_codes >= 0) & (result.train_codes >= 0)
+    if not both.any():
+        return None
+    targets = pair_matrix(query.train_codes[both], result.train_codes[both],
+                          (len(query.values), len(result.values)))
+    items = _query_items(query, result, targets)
+    counts = cooccurrence_counts(items, targets) if items.nnz else None
+    if counts is None:
+        return None
+    ranks = cooccurrence_ranks(items[query_values], counts, trials)
+    return summarize(ranks, trials, ks, len(result.values))
+
+
 def _direction(query: _View, result: _View, ks: Sequence[int]) -> dict[str, Any]:
     trials, query_values = _trials(query, result)
     # The model ranks among the candidates it can embed; the others can still be relevant, and
@@ -99,6 +134,7 @@ def _direction(query: _View, result: _View, ks: Sequence[int]) -> dict[str, Any]
         "model": summarize(ranks, model_trials, ks, len(embedded)),
         "popularity": summarize(popularity_ranks(counts, trials), trials, ks, len(result.values)),
         "popularity_from": source,
+        "cooccurrence": _cooccurrence(query, result, trials, query_values, ks),
     }
 
 
@@ -153,10 +189,16 @@ def format_table(report: dict[str, Any]) -> str:
                      f"  {'model':<11}" + "".join(f" {result['model'][m]:>7.4f}" for m in metrics))
         lines.append(" " * (width + 28) + f"  {'popularity' + ('' if counted_on_train else '*'):<11}"
                      + "".join(f" {result['popularity'][m]:>7.4f}" for m in metrics))
+        if result["cooccurrence"]:
+            lines.append(" " * (width + 28) + f"  {'co-occur.':<11}"
+                         + "".join(f" {result['cooccurrence'][m]:>7.4f}" for m in metrics))
         if result["unembedded_queries"] or result["unembedded_candidates"]:
             notes.append(f"{name}: {result['unembedded_queries']} queries and "
                          f"{result['unembedded_candidates']} candidates unknown to the model "
                          f"(their pairs count as misses)")
+    if any(r["cooccurrence"] for r in report["directions"].values()):
+        notes.append("co-occur.: films scored by co-occurrence with the query's own (history or "
+                     "training) films, which are ranked last")
     if any(r["popularity_from"] != "train" for r in report["directions"].values()):
         notes.append("popularity*: counted on the evaluated rows themselves (optimistic); "
                      "pass --train to count on training rows")

@@ -17,6 +17,10 @@ class Limits:
     max_request_audio_seconds: float = 600.0
     max_audio_sample_rate: int = 192_000
     max_audio_channels: int = 8
+    # One clip's decode in its worker process (server/decode_pool.py): a decoder that runs away
+    # on hostile input is stopped after this long, or when its memory passes the second limit.
+    max_audio_decode_seconds: float = 10.0
+    max_audio_decode_mb: int = 1_024
     max_text_chars: int = 10_000
     max_k: int = 1_000
     max_batch: int = 1_024

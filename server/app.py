@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jointspace.config import ServeConfig
+from jointspace.encoders.decode_pool import start_shared_pool
 from jointspace.server.access_log import AccessLogInterceptor
 from jointspace.server.auth import AuthInterceptor, Tokens
 from jointspace.server.datadir import DataDir
@@ -47,7 +48,7 @@ class ServiceSlot:
     descriptor, so a method added to the API is routed without touching this code."""
 
     def __init__(self) -> None:
-        self.service: JointSpaceService | None = None
+        self.service: Any = None  # a JointSpaceService, or an object with the same methods
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         descriptor = pb.DESCRIPTOR.services_by_name["JointSpace"]
@@ -85,9 +86,14 @@ class RunningServer:
 
     def attach(self, engine: Engine) -> None:
         """Answer with `engine` from now on; health turns SERVING (unless shutting down)."""
-        self.slot.service = JointSpaceService(engine)
         if self.metrics is not None:
             watch_engine(engine)
+        self.answer_with(JointSpaceService(engine))
+
+    def answer_with(self, service: Any) -> None:
+        """Route the JointSpace methods to `service` (the engine's, or the serving benchmark's
+        no-op one, which measures this same stack without the work); health turns SERVING."""
+        self.slot.service = service
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -146,6 +152,7 @@ def start_configured_server(config: ServeConfig, engine: Engine | None = None) -
         raise OSError(f"cannot listen on {address}")
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    start_shared_pool()  # audio is decoded in worker processes (decode_pool.py), warmed from now
     server.start()
     metrics = serve_metrics(config.metrics_host, config.metrics_port) if config.metrics_port is not None else None
     running = RunningServer(server, health_servicer, bound, slot, metrics)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jointspace.errors import PermissionDenied
+from jointspace.errors import InvalidInput, PermissionDenied
 
 
 class DataDir:
@@ -21,6 +21,8 @@ class DataDir:
         """`path` resolved (relative paths from the data directory), if it lies inside the data
         directory; without one configured, every path is allowed (relative: from the working
         directory). The message names `field` and the path as given, not the server's layout."""
+        if "\0" in str(path):  # the OS cannot name such a file; Path would raise ValueError
+            raise InvalidInput(f"{field} {str(path)!r}: a path cannot hold a NUL character")
         given = Path(path)
         if self.root is None:
             return given.resolve()

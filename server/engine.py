@@ -20,18 +20,20 @@ import numpy as np
 from jointspace.data.catalog import CatalogEntry, check_unique_keys
 from jointspace.deadline import check_deadline
 from jointspace.encoders.inference import EncoderSet
-from jointspace.errors import InvalidInput, JointspaceError, LimitExceeded, NotFound, NotReady
+from jointspace.errors import InvalidInput, JointspaceError, LimitExceeded, NotFound, NotReady, StorageError
 from jointspace.hits import Hit
 from jointspace.limits import DEFAULT_LIMITS, Limits
 from jointspace.progress import log
 from jointspace.server.changes import NO_CHANGES, Changes, DeltaEntry, replay
 from jointspace.server.datadir import DataDir
 from jointspace.server.filters import MetadataFilter
+from jointspace.server.fallback import open_intact_generation
 from jointspace.server.generation import Generation
 from jointspace.server.generations import IndexDirectory
 from jointspace.server.journal import DELETE, UPSERT, Change, Journal
 from jointspace.server.operations import Operations
 from jointspace.server.pause_points import pause_point
+from jointspace.server.request_ids import RecentWrites, fingerprint, metadata_text
 from jointspace.server.searching import search
 
 Query = tuple[str, Any]  # (modality, value)
@@ -43,6 +45,17 @@ class Served:
     encoders: EncoderSet
     generation: Generation
     changes: Changes = NO_CHANGES
+    # The generation the online changes are journalled against: the one `CURRENT` names, which
+    # is `generation` except while an older one stands in for a corrupt live one (fallback.py).
+    journal_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.journal_name:
+            object.__setattr__(self, "journal_name", self.generation.name)
+
+    @property
+    def fallback(self) -> bool:
+        return self.journal_name != self.generation.name
 
 
 def check_pair(encoders: EncoderSet, generation: Generation) -> None:
@@ -72,18 +85,22 @@ class Engine:
         removed = self.index_dir.remove_partials()
         if removed:
             log(f"removed leftovers of interrupted builds: {', '.join(removed)}")
-        generation = Generation(self.index_dir.current_path())
+        live_name, generation = open_intact_generation(self.index_dir)
         encoders = self._pinned_encoders(self.data_dir.confine(model_dir, "model"), generation)
         check_pair(encoders, generation)
         self.journal = Journal(self.index_dir.root)
-        self.journal.keep_only(generation.name)
-        journalled = self.journal.changes(generation.name)
+        self.journal.keep_only(live_name)
+        journalled = self.journal.changes(live_name)
+        if journalled and generation.name != live_name:
+            # Made against the corrupt live generation, perhaps with another model: embed again.
+            journalled = _reembedded(encoders, journalled)
         changes = replay(journalled, generation.store.locate(sorted({c.key for c in journalled})))
         if journalled:
             log(f"replayed {len(journalled)} online changes over {generation.name}")
-        self._served = Served(encoders, generation, changes)
+        self._served = Served(encoders, generation, changes, live_name)
         self._writer = threading.Lock()
         self.operations = Operations()
+        self._recent = RecentWrites()
 
     def _pinned_encoders(self, model_dir: Path, generation: Generation) -> EncoderSet:
         """The model given, or the one a server rebuild built the live generation with (its
@@ -146,25 +163,36 @@ class Engine:
         return {**info, "size": sum(by_modality.values()), "size_by_modality": by_modality,
                 "query_modalities": served.encoders.modalities}
 
-    def upsert(self, entries: Sequence[CatalogEntry]) -> int:
-        """Embed with the served model, journal (durable before returning), then serve."""
+    def upsert(self, entries: Sequence[CatalogEntry], request_id: str = "") -> int:
+        """Embed with the served model, journal (durable before returning), then serve. A retry
+        with the `request_id` of an acknowledged upsert gets its answer again (request_ids.py)."""
         self._check_changes([e.key for e in entries], "entries")
+        digest = fingerprint(UPSERT, [(e.key, e.modality, e.value, metadata_text(e.metadata)) for e in entries])
         with self._writer:
+            answered = self._recent.answer(request_id, digest)
+            if answered is not None:
+                return answered
             served = self._served
             vectors = _embed(served.encoders, [(e.modality, e.value) for e in entries])
             located = served.generation.store.locate([e.key for e in entries])
             delta = [DeltaEntry(e.key, e.modality, v, e.metadata) for e, v in zip(entries, vectors)]
             changes = served.changes.apply(delta, [], located)
-            self.journal.append(served.generation.name, [
+            self._journal(served, [
                 Change(UPSERT, e.key, modality=e.modality, value=e.value, vector=v, metadata=e.metadata)
                 for e, v in zip(entries, vectors)])
             self._served = replace(served, changes=changes)
+            self._recent.record(request_id, digest, len(entries))
         return len(entries)
 
-    def delete(self, keys: Sequence[str]) -> int:
-        """All or nothing: a key that is not served makes the call NOT_FOUND, deleting none."""
+    def delete(self, keys: Sequence[str], request_id: str = "") -> int:
+        """All or nothing: a key that is not served makes the call NOT_FOUND, deleting none. A
+        retry with the `request_id` of an acknowledged delete gets its answer, not NOT_FOUND."""
         self._check_changes(keys, "keys")
+        digest = fingerprint(DELETE, list(keys))
         with self._writer:
+            answered = self._recent.answer(request_id, digest)
+            if answered is not None:
+                return answered
             served = self._served
             located = served.generation.store.locate(list(keys))
             missing = [key for key in keys if not served.changes.has(key, located.get(key))]
@@ -172,9 +200,17 @@ class Engine:
                 raise NotFound(f"keys: {', '.join(map(repr, missing[:5]))}{' ...' if len(missing) > 5 else ''} "
                                f"not in the index; nothing was deleted")
             changes = served.changes.apply([], list(keys), located)
-            self.journal.append(served.generation.name, [Change(DELETE, key) for key in keys])
+            self._journal(served, [Change(DELETE, key) for key in keys])
             self._served = replace(served, changes=changes)
+            self._recent.record(request_id, digest, len(keys))
         return len(keys)
+
+    def _journal(self, served: Served, changes: list[Change]) -> None:
+        """Durable before anything is served; a failed write leaves the served value as it was."""
+        try:
+            self.journal.append(served.journal_name, changes)
+        except StorageError as error:
+            raise StorageError(f"{error}; nothing was applied, retry once the disk is fixed") from error
 
     def _check_changes(self, keys: Sequence[str], field: str) -> None:
         if not keys:
@@ -193,23 +229,30 @@ class Engine:
         `CURRENT`, then swap the served value. Writers wait meanwhile; readers never do."""
         with self._writer:
             served = self._served
-            carried = self.journal.changes(served.generation.name, since=carry_since)
-            if encoders.version != served.encoders.version:
+            carried = self.journal.changes(served.journal_name, since=carry_since)
+            if encoders.version != served.encoders.version or served.fallback:
                 carried = _reembedded(encoders, carried)
             self.journal.carry_over(generation.name, carried)
             changes = replay(carried, generation.store.locate(sorted({c.key for c in carried})))
             self.index_dir.make_live(generation.name)
             pause_point("live")
             self._served = Served(encoders, generation, changes)
-            self.journal.keep_only(generation.name)
+            try:
+                self.journal.keep_only(generation.name)
+            except JointspaceError as error:  # rows of other generations are dropped at start too
+                log(f"could not drop the journal rows of older generations yet: {error}")
         log(f"serving {generation.name} (model {encoders.version}), {len(carried)} online changes carried over")
 
 
 def _embed(encoders: EncoderSet, queries: Sequence[Query]) -> np.ndarray:
-    out = np.zeros((len(queries), encoders.dim), np.float32)
     by_modality: dict[str, list[int]] = {}
     for position, (modality, _) in enumerate(queries):
         by_modality.setdefault(modality, []).append(position)
+    if len(by_modality) == 1:  # the usual call: no scatter into a second array
+        [modality] = by_modality
+        check_deadline(f"embedding {modality} queries")
+        return np.ascontiguousarray(encoders.embed(modality, [value for _, value in queries]), np.float32)
+    out = np.zeros((len(queries), encoders.dim), np.float32)
     for modality, positions in by_modality.items():
         check_deadline(f"embedding {modality} queries")
         out[positions] = encoders.embed(modality, [queries[p][1] for p in positions])

@@ -10,13 +10,14 @@ generation replaces it as a whole.
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any, Collection, Sequence
 
 import faiss
 import numpy as np
 
-from jointspace.errors import InvalidInput
+from jointspace.errors import Corrupt, InvalidInput
 from jointspace.hits import Hit
 from jointspace.server.filters import FieldIndex, MetadataFilter
 from jointspace.server.generations import MANIFEST, sha256_of
@@ -30,35 +31,62 @@ def index_file(modality: str) -> str:
     return f"index-{modality}.faiss"
 
 
-class CorruptGeneration(Exception):
-    """A generation's files do not match its manifest."""
+class CorruptGeneration(Corrupt):
+    """A generation's files do not match its manifest, or cannot be read back."""
 
 
 class Generation:
     def __init__(self, path: Path) -> None:
+        """Reads and checks everything before serving any of it: every file against its checksum
+        in the manifest, then each FAISS index and the store against the manifest's counts and
+        dimension (the manifest itself has no checksum; a damaged one fails these)."""
         self.path = Path(path)
         self.name = self.path.name
         manifest_path = self.path / MANIFEST
         try:
             self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise CorruptGeneration(f"{manifest_path}: unreadable ({error})") from None
-        for file, digest in self.manifest["files"].items():
+            files: dict[str, str] = dict(self.manifest["files"])
+            self.dim: int = int(self.manifest["dim"])
+            self.model_version: str = str(self.manifest["model_version"])
+            self.factory: str = str(self.manifest["index_factory"])
+            counts = {str(m): int(n) for m, n in self.manifest["counts"].items()}
+            # Tuned at build time (tuning.py); FAISS files keep them too, the manifest says so openly.
+            self.search_params: dict[str, dict[str, int]] = dict(self.manifest.get("search_params", {}))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CorruptGeneration(f"{manifest_path}: unreadable ({type(error).__name__}: {error})") from None
+        for file, digest in files.items():
             if not (self.path / file).is_file() or sha256_of(self.path / file) != digest:
                 raise CorruptGeneration(f"{self.path / file}: missing or checksum mismatch")
-        self.dim: int = int(self.manifest["dim"])
-        self.model_version: str = self.manifest["model_version"]
-        self.factory: str = self.manifest["index_factory"]
-        # Tuned at build time (tuning.py); FAISS files keep them too, the manifest says so openly.
-        self.search_params: dict[str, dict[str, int]] = self.manifest.get("search_params", {})
-        self.store = StoreReader(self.path / STORE_FILE)
-        self.fields = FieldIndex(self.store.field_values)
-        self.keys = {m: np.asarray(k, dtype=object) for m, k in self.store.keys_by_modality().items()}
+        missing = [index_file(m) for m in counts if index_file(m) not in files] + (
+            [STORE_FILE] if STORE_FILE not in files else [])
+        if missing:
+            raise CorruptGeneration(f"{manifest_path}: lists no checksum for {', '.join(missing)}")
+        try:
+            self.store = StoreReader(self.path / STORE_FILE)
+            self.fields = FieldIndex(self.store.field_values)
+            self.keys = {m: np.asarray(k, dtype=object) for m, k in self.store.keys_by_modality().items()}
+            # Most large catalogs carry no metadata: their hits then skip the store (searching.py).
+            self.with_metadata = self.store.modalities_with_metadata()
+        except sqlite3.Error as error:
+            raise CorruptGeneration(f"{self.path / STORE_FILE}: unreadable ({error})") from None
         self.indexes: dict[str, faiss.Index] = {}
-        for modality in self.manifest["counts"]:
-            index = faiss.read_index(str(self.path / index_file(modality)))
+        for modality, count in counts.items():
+            index = self._read_index(modality)
+            stored = len(self.keys.get(modality, ()))
+            if index.d != self.dim or index.ntotal != count or stored != count:
+                raise CorruptGeneration(
+                    f"{self.path}: {modality}: the manifest says {count} vectors of dimension {self.dim}, "
+                    f"the FAISS file holds {index.ntotal} of dimension {index.d}, the store {stored} keys")
             apply_search_params(index, self.search_params.get(modality, {}))
             self.indexes[modality] = index
+
+    def _read_index(self, modality: str) -> faiss.Index:
+        path = self.path / index_file(modality)
+        try:
+            return faiss.read_index(str(path))
+        except RuntimeError as error:  # FAISS reports a bad file as a C++ exception
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
+            raise CorruptGeneration(f"{path}: unreadable ({reason})") from None
 
     @property
     def modalities(self) -> list[str]:

@@ -22,6 +22,7 @@ from jointspace.server.generation import index_file
 from jointspace.server.generations import MANIFEST, IndexDirectory, sha256_of
 from jointspace.server.store import STORE_FILE, write_store
 from jointspace.server.tuning import TUNING_K, Neighbours, TuningQueries, tune_search
+from jointspace.server.write_sites import write_site
 
 
 @dataclass(frozen=True)
@@ -60,14 +61,17 @@ def write_tuned_index(staging: Path, modality: str, index: faiss.Index, queries:
                       truth: Neighbours, target_recall: float) -> IndexSummary:
     """Tune the search parameter (stored in the FAISS file and in the manifest), then write."""
     tuning = tune_search(index, queries, truth, target_recall)
-    faiss.write_index(index, str(staging / index_file(modality)))
+    path = staging / index_file(modality)
+    with write_site("index", f"writing the FAISS file {path.name}"):
+        faiss.write_index(index, str(path))
     return IndexSummary(modality, int(index.ntotal), tuning.params, round(tuning.recall, 4))
 
 
 def write_catalog_store(staging: Path, rows: Iterable[tuple[str, int, str, dict[str, Any]]],
                         model_version: str) -> None:
     """Rows are (modality, FAISS row id, key, metadata)."""
-    write_store(staging / STORE_FILE, rows, {"model_version": model_version})
+    with write_site("store", f"writing the catalog store {STORE_FILE}"):
+        write_store(staging / STORE_FILE, rows, {"model_version": model_version})
 
 
 def publish_generation(directory: IndexDirectory, staging: Path, *, dim: int, model_version: str,
@@ -93,5 +97,9 @@ def publish_generation(directory: IndexDirectory, staging: Path, *, dim: int, mo
     }
     if model_dir is not None:
         manifest["model_dir"] = str(Path(model_dir).resolve())
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return directory.publish(staging) if go_live else directory.place(staging)
+    with write_site("manifest", f"writing the manifest {MANIFEST} and placing the generation"):
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        name = directory.place(staging)
+    if go_live:
+        directory.make_live(name)
+    return name

@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from jointspace.errors import NotFound, NotReady
+from jointspace.server.write_sites import write_site
 
 CURRENT = "CURRENT"
 MANIFEST = "generation.json"
@@ -99,11 +100,12 @@ class IndexDirectory:
     def make_live(self, name: str) -> None:
         """Point `CURRENT` at a placed generation (atomic rename, then the folder is synced)."""
         marker = self.root / f".{CURRENT}.{secrets.token_hex(4)}"
-        marker.write_text(name + "\n")
-        with marker.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(marker, self.root / CURRENT)
-        _fsync_dir(self.root)
+        with write_site("current", f"switching {CURRENT} to {name}"):
+            marker.write_text(name + "\n")
+            with marker.open("rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(marker, self.root / CURRENT)
+            _fsync_dir(self.root)
 
     def remove(self, name: str) -> None:
         """Delete a generation that is not live (a refused rebuild's, or one past retention)."""

@@ -19,11 +19,15 @@ import json
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
+
+from jointspace.errors import Corrupt
+from jointspace.server.write_sites import write_site
 
 JOURNAL_FILE = "journal.sqlite"
 
@@ -69,12 +73,33 @@ class Journal:
     def _open(self, create: bool) -> sqlite3.Connection | None:
         with self._lock:
             if self._connection is None and (create or self.path.is_file()):
-                connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
-                connection.executescript(SCHEMA)
+                existed = self.path.is_file()
+                with self._reading():
+                    connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                    if existed:
+                        self._check(connection)
+                with write_site("journal", f"opening the journal {self.path}"):
+                    connection.execute("PRAGMA journal_mode=WAL")
+                    connection.execute("PRAGMA synchronous=FULL")
+                    connection.executescript(SCHEMA)
                 self._connection = connection
             return self._connection
+
+    def _check(self, connection: sqlite3.Connection) -> None:
+        """SQLite's own page check; a damaged journal must stop the server, not lose changes."""
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("; ".join(problems))
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            raise Corrupt(
+                f"{self.path}: the journal of online changes is unreadable ({error}); it holds acknowledged "
+                f"upserts and deletes, so the server does not go on without it: restore it from a backup, "
+                f"or move it (and its -wal file) aside to serve without those changes") from None
 
     def append(self, generation: str, changes: Iterable[Change]) -> None:
         """Commit changes made against `generation`, stamped with the time of the commit."""
@@ -86,7 +111,7 @@ class Journal:
         connection = self._open(create=False)
         if connection is None:
             return []
-        with self._lock:
+        with self._lock, self._reading():
             rows = connection.execute(
                 "SELECT kind, key, acknowledged, modality, value, audio, sample_rate, vector, metadata"
                 " FROM changes WHERE generation = ? AND acknowledged > ? ORDER BY seq",
@@ -102,7 +127,7 @@ class Journal:
     def _write(self, rows: list[tuple[Any, ...]], replacing: str | None = None) -> None:
         """One transaction, fsynced at commit; `replacing` drops that generation's rows first."""
         connection = self._open(create=True)
-        with self._lock:
+        with self._lock, write_site("journal", f"writing the journal {self.path}"):
             connection.execute("BEGIN IMMEDIATE")
             try:
                 if replacing is not None:
@@ -112,14 +137,18 @@ class Journal:
                     " sample_rate, vector, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                # A failed COMMIT may have rolled back already, and ROLLBACK itself may fail on a
+                # broken disk: the first error is the one to report.
+                with suppress(sqlite3.Error):
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
                 raise
 
     def keep_only(self, generation: str) -> None:
         """Drop the changes of every generation but the live one."""
         connection = self._open(create=False)
         if connection is not None:
-            with self._lock:
+            with self._lock, write_site("journal", f"dropping old rows of the journal {self.path}"):
                 connection.execute("DELETE FROM changes WHERE generation != ?", (generation,))
 
 

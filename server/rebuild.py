@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from jointspace.encoders.inference import EncoderSet
-from jointspace.errors import InvalidInput, NotFound
+from jointspace.errors import Corrupt, InvalidInput, NotFound, StorageError
 from jointspace.progress import log
 from jointspace.server import validation
 from jointspace.server.builder import build_generation
@@ -64,7 +64,16 @@ def plan_rebuild(engine: Engine, catalogs: Sequence[str], index_spec: str = "", 
 
 
 def run_rebuild(engine: Engine, plan: RebuildPlan, control: OperationControl) -> str:
-    """The operation's work; returns the generation that went live."""
+    """The operation's work; returns the generation that went live. A failed write (disk full,
+    I/O error) or a new generation that fails its checks fails the operation with a message that
+    says the live generation keeps serving (it does: nothing is switched before the end)."""
+    try:
+        return _rebuild(engine, plan, control)
+    except (StorageError, Corrupt) as error:
+        raise type(error)(f"{error}; nothing was swapped in, {engine.served.generation.name} keeps serving") from error
+
+
+def _rebuild(engine: Engine, plan: RebuildPlan, control: OperationControl) -> str:
     if plan.model_dir is not None:
         control.report("loading model", 0, 0)
         encoders = EncoderSet(plan.model_dir, engine.limits)

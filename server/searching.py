@@ -12,6 +12,7 @@ over those rows, and an approximate search that comes back short is repeated wit
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Sequence
 
 import faiss
@@ -62,13 +63,16 @@ def _candidates(generation: Generation, changes: Changes, vectors: np.ndarray, k
     for modality in modalities:
         index = generation.indexes.get(modality)
         if index is not None:
-            hidden = changes.hidden_rows(modality) | excluded_rows.get(modality, set())
+            hidden = changes.hidden_rows(modality)
+            if modality in excluded_rows:
+                hidden = hidden | excluded_rows[modality]
             allowed = generation.filter_rows(modality, filters) if filters else None
             scores, rows = nearest(index, vectors, k, allowed, hidden)
-            keys = generation.keys[modality]
-            for query, (score_row, id_row) in enumerate(zip(scores, rows)):
-                found[query].extend((float(s), modality, int(r), keys[r], None)
-                                    for s, r in zip(score_row, id_row) if r >= 0)
+            # Whole arrays to Python values at once: per-element numpy scalars cost more than the search.
+            keys = generation.keys[modality][np.maximum(rows, 0)].tolist()
+            for query, (score_row, id_row, key_row) in enumerate(zip(scores.tolist(), rows.tolist(), keys)):
+                found[query].extend((s, modality, r, key, None)
+                                    for s, r, key in zip(score_row, id_row, key_row) if r >= 0)
         delta = changes.matrices.get(modality)
         if delta is not None:
             keep = [i for i, (key, meta) in enumerate(zip(delta.keys, delta.metadata))
@@ -88,8 +92,8 @@ def nearest(index: faiss.Index, vectors: np.ndarray, k: int, allowed: np.ndarray
     if allowed is None and not hidden:
         return index.search(vectors, min(k, index.ntotal))
     none = np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
-    hidden_rows = np.fromiter(hidden, np.int64, len(hidden))
     if allowed is not None:
+        hidden_rows = np.fromiter(hidden, np.int64, len(hidden))
         rows = np.setdiff1d(allowed, hidden_rows, assume_unique=True) if len(hidden_rows) else allowed
         if not len(rows):
             return none
@@ -99,8 +103,7 @@ def nearest(index: faiss.Index, vectors: np.ndarray, k: int, allowed: np.ndarray
                 return exact
         selector, available = faiss.IDSelectorBatch(rows), len(rows)
     else:
-        inner = faiss.IDSelectorBatch(hidden_rows)
-        selector, available = faiss.IDSelectorNot(inner), index.ntotal - len(hidden_rows)
+        selector, available = _all_but(frozenset(hidden)), index.ntotal - len(hidden)
     want = min(k, available)
     if want <= 0:
         return none
@@ -110,6 +113,17 @@ def nearest(index: faiss.Index, vectors: np.ndarray, k: int, allowed: np.ndarray
         wider = index.search(vectors[short], want, params=_params(index, selector, WIDEN))
         scores[short], ids[short] = wider
     return scores, ids
+
+
+@functools.lru_cache(maxsize=16)
+def _all_but(hidden: frozenset[int]) -> faiss.IDSelector:
+    """A selector of every row but `hidden`, built once per set of hidden rows: the rows an
+    online change hides stay the same object (changes.Changes) until the next write, and
+    building the selector is O(hidden) per search otherwise."""
+    inner = faiss.IDSelectorBatch(np.fromiter(hidden, np.int64, len(hidden)))
+    selector = faiss.IDSelectorNot(inner)
+    selector.referenced = inner  # the Not selector does not own its inner one: keep it alive with it
+    return selector
 
 
 def _exact(index: faiss.Index, vectors: np.ndarray, rows: np.ndarray,
@@ -141,7 +155,7 @@ def _params(index: faiss.Index, selector: faiss.IDSelector, widen: int) -> faiss
 def _hits(generation: Generation, found: list[Candidate], with_metadata: bool) -> list[Hit]:
     metadata: dict[tuple[str, int], dict] = {}
     if with_metadata:
-        for modality in {m for _, m, row, _, _ in found if row >= 0}:
+        for modality in {m for _, m, row, _, _ in found if row >= 0} & generation.with_metadata:
             rows = [row for _, m, row, _, _ in found if m == modality and row >= 0]
             metadata.update({(modality, r): v for r, v in generation.store.metadata(modality, rows).items()})
     return [Hit(key, score, modality, (meta if row < 0 else metadata.get((modality, row), {})) or {})

@@ -16,6 +16,7 @@ import grpc
 from jointspace.errors import (
     Aborted,
     Cancelled,
+    Corrupt,
     DeadlineExceeded,
     InvalidInput,
     JointspaceError,
@@ -23,6 +24,7 @@ from jointspace.errors import (
     NotFound,
     NotReady,
     PermissionDenied,
+    StorageError,
     Unimplemented,
 )
 from jointspace.server.convert import catalog_entry_from_proto, filters_from_proto, hits_to_proto, query_from_proto
@@ -44,6 +46,8 @@ STATUS = {
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     Cancelled: grpc.StatusCode.CANCELLED,
     Aborted: grpc.StatusCode.ABORTED,
+    Corrupt: grpc.StatusCode.DATA_LOSS,
+    StorageError: grpc.StatusCode.UNAVAILABLE,  # disk full or I/O error: nothing applied, retry later
 }
 
 
@@ -157,9 +161,9 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
     @rpc
     def Upsert(self, request: pb.UpsertRequest, context: grpc.ServicerContext) -> pb.UpsertResponse:
         entries = [catalog_entry_from_proto(e, f"entries[{i}]") for i, e in enumerate(request.entries)]
-        return pb.UpsertResponse(upserted=self.engine.upsert(entries))
+        return pb.UpsertResponse(upserted=self.engine.upsert(entries, request.request_id))
 
     @rpc
     def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
-        return pb.DeleteResponse(deleted=self.engine.delete(list(request.keys)))
+        return pb.DeleteResponse(deleted=self.engine.delete(list(request.keys), request.request_id))
 

@@ -67,14 +67,20 @@ class StoreReader:
         return keys
 
     def metadata(self, modality: str, rows: list[int]) -> dict[int, dict[str, Any]]:
+        """The metadata of those rows that have any (rows without it are left out)."""
         if not rows:
             return {}
         marks = ",".join("?" * len(rows))
         cursor = self._connection().execute(
-            f"SELECT row, metadata FROM entries WHERE modality = ? AND row IN ({marks})",
+            f"SELECT row, metadata FROM entries WHERE modality = ? AND row IN ({marks}) AND metadata != '{{}}'",
             [modality, *rows],
         )
         return {row: json.loads(text) for row, text in cursor}
+
+    def modalities_with_metadata(self) -> frozenset[str]:
+        """Modalities with at least one entry that has metadata (one scan, at loading)."""
+        return frozenset(modality for (modality,) in self._connection().execute(
+            "SELECT DISTINCT modality FROM entries WHERE metadata != '{}'"))
 
     def locate(self, keys: list[str]) -> dict[str, tuple[str, int]]:
         """(modality, row) of each key present; absent keys are left out."""

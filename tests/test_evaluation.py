@@ -113,9 +113,12 @@ def test_evaluate_movielens_against_popularity(movielens_model, capsys):
         figures = report["directions"][name]
         assert figures["model"]["recall@10"] > 2 * 10 / movielens_model.films
         assert figures["model"]["recall@100"] > 1.5 * figures["popularity"]["recall@100"]
+        # Co-occurrence with the user's training films (or the history) knows their tastes too.
+        assert figures["cooccurrence"]["recall@100"] > 1.5 * figures["popularity"]["recall@100"]
     only = evaluate_json(capsys, str(movielens_model.model), str(data / "test.jsonl"), "--pairs", "ids=id")
     assert set(only["directions"]) == {"ids->id", "id->ids"}
     assert only["directions"]["ids->id"]["popularity_from"] == "evaluated"
+    assert only["directions"]["ids->id"]["cooccurrence"] is None  # it needs --train rows
 
 
 def test_evaluate_table_and_unknown_values(movielens_model, capsys, tmp_path):

@@ -80,3 +80,28 @@ def test_encoder_set_matches_server_and_rejects_bad_values(built):
         encoders.embed("image", ["x"])
     with pytest.raises(InvalidInput, match="expected 16 values, got 3"):
         encoders.embed("vector", [[1, 2, 3]])
+
+
+def test_loss_from_one_score_matrix_equals_two_tfrs_retrieval_calls():
+    """The symmetric loss reads the b → a direction off the same scores; it must be the figure
+    two `tfrs.tasks.Retrieval` calls (one per direction) give, mask and weights included."""
+    import tensorflow as tf
+    import tensorflow_recommenders as tfrs
+
+    from jointspace.encoders.model import JointModel, PairType, score_mask
+
+    class Identity(tf.keras.layers.Layer):
+        def call(self, x, training=False):
+            return x
+
+    rng = np.random.default_rng(0)
+    left, right = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
+    codes_a, codes_b = np.array([0, 1, 2, 3, 4, 5]), np.array([0, 0, 1, 2, 3, 4])  # an accidental hit
+    weight = rng.uniform(0.5, 2.0, 6).astype(np.float32)
+    pair = PairType("x", "y", "e", "e", weight=1.5)
+    batch = {"a": left, "b": right, "codes_a": codes_a, "codes_b": codes_b, "weight": weight}
+    ours = JointModel({"e": Identity()}, temperature=0.2).pair_loss(pair, batch)
+    task, mask = tfrs.tasks.Retrieval(temperature=0.2), score_mask(codes_a, codes_b)
+    two_calls = sum(task(q, c, sample_weight=weight, compute_metrics=False, compute_batch_metrics=False,
+                         score_mask=mask) for q, c in ((left, right), (right, left)))
+    assert np.isclose(float(ours), 1.5 * float(two_calls) / 6, rtol=1e-5)

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jointspace.data import synthetic
-from jointspace.data.vectors import clustered_vectors, write_vector_catalog
+from jointspace.data.vectors import as_catalog_holds, clustered_vectors, write_vector_catalog
 from jointspace.progress import log
 
 QUERIES = 1_000
@@ -29,14 +29,18 @@ LOCAL_TARGET_SECONDS = 90
 BEAM_TARGET_RATIO = 3
 
 
+MODEL_FILMS = synthetic.SyntheticConfig(n_films=200, n_users=200, n_tastes=4, seed=0)
+
+
 def _train_model(dim: int, out: Path) -> None:
     """A real exported model of the wanted dimension (it only embeds the catalog's vectors, which
-    need no encoder, but every generation records the model that built it)."""
+    need no encoder, but every generation records the model that built it), trained on the films
+    of MODEL_FILMS: its id and text encoders know those films and titles."""
     from jointspace.data.pairs import read_pairs
     from jointspace.encoders.export import export_model
     from jointspace.encoders.training import TrainConfig, train
 
-    films = synthetic.generate(synthetic.SyntheticConfig(n_films=200, n_users=200, n_tastes=4, seed=0))
+    films = synthetic.generate(MODEL_FILMS)
     synthetic.write_pairs(films, out.parent / "pairs.jsonl")
     export_model(train(read_pairs([out.parent / "pairs.jsonl"]), TrainConfig(dim=dim, epochs=1)), out)
 
@@ -96,10 +100,8 @@ def run(rows: int, dim: int, index_spec: str, target_recall: float, pipeline_arg
                                    pipeline_args)
         beam_seconds = time.monotonic() - started
 
-        # Compare with the vectors as the catalog holds them (6 decimals, normalised on reading).
-        stored = np.round(vectors[:rows].astype(np.float64), 6)
-        stored = (stored / np.linalg.norm(stored, axis=1, keepdims=True)).astype(np.float32)
-        comparison = _compare(root / "index-local", root / "index-beam", stored, vectors[rows:])
+        comparison = _compare(root / "index-local", root / "index-beam", as_catalog_holds(vectors[:rows]),
+                              vectors[rows:])
     return {
         "rows": rows,
         "dim": dim,

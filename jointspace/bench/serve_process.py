@@ -14,9 +14,13 @@ import time
 
 
 class ServeProcess:
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        """`args` follow `jointspace serve`; `--log-format json` lets `wait_for` read the log."""
-        self.process = subprocess.Popen([sys.executable, "-m", "jointspace.cli", "serve", *args],
+    def __init__(self, args: list[str], env: dict[str, str] | None = None,
+                 program: tuple[str, ...] = ("-m", "jointspace.cli", "serve"),
+                 wrapper: tuple[str, ...] = ()) -> None:
+        """`args` follow `jointspace serve` (or `program`, another server that logs the same way);
+        `--log-format json` lets `wait_for` read the log. `wrapper` runs it under another
+        program, e.g. `fiu-run -x` to inject I/O faults."""
+        self.process = subprocess.Popen([*wrapper, sys.executable, *program, *args],
                                         stderr=subprocess.PIPE, text=True,
                                         env=None if env is None else {**os.environ, **env})
         self.records: queue.Queue[dict] = queue.Queue()

@@ -99,3 +99,20 @@ def parse_pair_spec(spec: str | None) -> list[tuple[str, str]] | None:
             raise InvalidInput(f"--pairs: {item!r} is not VIEW=VIEW")
         pairs.append((a, b))
     return pairs
+
+
+def parse_pair_weights(specs: Sequence[str] | None) -> dict[str, float]:
+    """`["text=id:0.5"]` to `{"id=text": 0.5}`: pair-type names put their views in sorted order,
+    as `PairRows.pair_types` does, so either spelling names the same pair type."""
+    weights = {}
+    for spec in specs or ():
+        pair, _, number = spec.rpartition(":")
+        a, equals, b = pair.partition("=")
+        try:
+            weight = float(number)
+        except ValueError:
+            weight = -1.0
+        if not (a and equals and b) or "=" in b or "," in pair or not weight >= 0:
+            raise InvalidInput(f"--pair-weight {spec!r}: expected VIEW=VIEW:WEIGHT with a weight >= 0")
+        weights["=".join(sorted((a.strip(), b.strip())))] = weight
+    return weights

@@ -59,13 +59,26 @@ class SyntheticConfig:
     n_tastes: int = 20
     mean_history: int = 20
     seed: int = 0
+    # Global popularity (0 keeps the original generator, where films are popular only within
+    # their taste and the 100 most watched films find few held-out watches). Real MovieLens has
+    # blockbusters that everyone watches: `popular_share` of the watches are drawn from one
+    # Zipf ranking of all films (`popular_exponent`), and within a taste films follow the same
+    # ranking, so a taste's favourites are also the globally popular films.
+    popular_share: float = 0.0
+    popular_exponent: float = 1.0
+    max_history: int = 200  # longest history (real MovieLens-100K: 737)
 
     def __post_init__(self) -> None:
         for name in ("n_films", "n_users", "n_tastes"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.mean_history < 2:
-            raise InvalidInput(f"mean_history must be at least 2, got {self.mean_history}")
+        if not 2 <= self.mean_history <= self.max_history:
+            raise InvalidInput(f"mean_history must be between 2 and max_history ({self.max_history}), "
+                               f"got {self.mean_history}")
+        if not 0.0 <= self.popular_share < 1.0:
+            raise InvalidInput(f"popular_share must be in [0, 1), got {self.popular_share}")
+        if self.popular_exponent <= 0:
+            raise InvalidInput(f"popular_exponent must be positive, got {self.popular_exponent}")
 
 
 @dataclass
@@ -110,18 +123,21 @@ def _film_genres(rng: np.random.Generator, taste_genre: np.ndarray, film_taste: 
 
 @dataclass(frozen=True)
 class _Catalogue:
-    """Films grouped by taste, each group in random order: a film's place in its group is its
-    popularity rank. Rank r has probability mass (r + 2)^(1-s) - (r + 1)^(1-s) (normalised),
-    which is Zipf-like ((r + 1.5)^-s, up to a constant) and is exactly the floor of a continuous
+    """Films grouped by taste, each group in random order (or in the order of `key`): a film's
+    place in its group is its popularity rank. Rank r has probability mass
+    (r + 2)^(1-s) - (r + 1)^(1-s) (normalised; log((r + 2)/(r + 1)) for s = 1), which is
+    Zipf-like ((r + 1.5)^-s, up to a constant) and is exactly the floor of a continuous
     power-law draw, so sampling is O(1) per watch with no cumulative table or search."""
 
     order: np.ndarray  # film indices, grouped by taste
     starts: np.ndarray  # group t is order[starts[t] : starts[t + 1]]
+    exponent: float = ZIPF_EXPONENT
 
     @classmethod
-    def build(cls, rng: np.random.Generator, film_taste: np.ndarray, tastes: int) -> "_Catalogue":
-        order = np.lexsort((rng.random(len(film_taste)), film_taste))
-        return cls(order, np.searchsorted(film_taste[order], np.arange(tastes + 1)))
+    def build(cls, rng: np.random.Generator, film_taste: np.ndarray, tastes: int,
+              key: np.ndarray | None = None, exponent: float = ZIPF_EXPONENT) -> "_Catalogue":
+        order = np.lexsort((rng.random(len(film_taste)) if key is None else key, film_taste))
+        return cls(order, np.searchsorted(film_taste[order], np.arange(tastes + 1)), exponent)
 
     def popularity(self) -> np.ndarray:
         """Each film's probability of being drawn for a watch of its taste."""
@@ -130,21 +146,27 @@ class _Catalogue:
         rank[self.order] = np.arange(len(self.order)) - np.repeat(self.starts[:-1], sizes)
         taste = np.empty(len(self.order), np.int64)
         taste[self.order] = np.repeat(np.arange(len(sizes)), sizes)
-        e = 1.0 - ZIPF_EXPONENT
+        e = 1.0 - self.exponent
+        if abs(e) < 1e-9:
+            return np.log((rank + 2) / (rank + 1)) / np.log(sizes[taste] + 1.0)
         return ((rank + 2) ** e - (rank + 1) ** e) / ((sizes[taste] + 1.0) ** e - 1.0)
 
     def sample(self, rng: np.random.Generator, tastes: np.ndarray) -> np.ndarray:
         """One popularity-weighted film of each given taste."""
-        e = 1.0 - ZIPF_EXPONENT
+        e = 1.0 - self.exponent
         low = self.starts[:-1][tastes]
         size = self.starts[1:][tastes] - low
-        x = (1.0 + rng.random(len(tastes)) * ((size + 1.0) ** e - 1.0)) ** (1.0 / e)
+        if abs(e) < 1e-9:
+            x = (size + 1.0) ** rng.random(len(tastes))
+        else:
+            x = (1.0 + rng.random(len(tastes)) * ((size + 1.0) ** e - 1.0)) ** (1.0 / e)
         rank = np.minimum(x.astype(np.int64) - 1, size - 1)
         return self.order[low + rank]
 
 
 def _watches(rng: np.random.Generator, block: np.ndarray, lengths: np.ndarray, user_tastes: np.ndarray,
-             second_share: np.ndarray, catalogue: _Catalogue, films: int) -> tuple[np.ndarray, np.ndarray]:
+             second_share: np.ndarray, catalogue: _Catalogue, films: int,
+             popular: _Catalogue | None = None, popular_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(user, film) watches of a block of consecutive users, grouped by user in watch order.
 
     Draws about twice the wanted history of each user, drops repeats of a film (keeping the
@@ -156,6 +178,9 @@ def _watches(rng: np.random.Generator, block: np.ndarray, lengths: np.ndarray, u
     film = catalogue.sample(rng, np.where(second, user_tastes[user, 1], user_tastes[user, 0]))
     noise = np.flatnonzero(rng.random(len(film)) < NOISE)
     film[noise] = rng.integers(0, films, len(noise))
+    if popular is not None:
+        chosen = np.flatnonzero(rng.random(len(film)) < popular_share)
+        film[chosen] = popular.sample(rng, np.zeros(len(chosen), np.int64))
     _, first = np.unique(user * np.int64(films) + film, return_index=True)
     first.sort()  # back to draw order, which is grouped by user
     user, film = user[first], film[first]
@@ -185,8 +210,10 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     Model: each of T tastes is a sparse distribution over GENRES (Dirichlet, α=0.2); each film
     has one taste (its hidden label), 1-3 genres from that taste, and a Zipf popularity by its
     random rank within the taste. Each user has one or two tastes and a history length
-    from a clipped lognormal (mean ≈ mean_history, 2..200); watches are popularity-weighted films
-    of the user's tastes, 2% noise from all films, no film twice, times increasing.
+    from a clipped lognormal (mean ≈ mean_history, 2..max_history); watches are
+    popularity-weighted films of the user's tastes, 2% noise from all films, no film twice,
+    times increasing. With `popular_share` > 0 the ranks within tastes follow one global
+    ranking, and that share of the watches is drawn from it over all films.
     """
     rng = np.random.default_rng(config.seed)
     films, users = config.n_films, config.n_users
@@ -200,7 +227,11 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     genre_names = np.array(GENRES + ("",), dtype=object)
     film_genres = [tuple(g for g in row if g) for row in genre_names[genres].tolist()]
     titles, years = _titles(rng, film_genres)
-    catalogue = _Catalogue.build(rng, film_taste, tastes)
+    popular, global_rank = None, None
+    if config.popular_share > 0:
+        global_rank = rng.permutation(films)
+        popular = _Catalogue.build(rng, np.zeros(films, np.int64), 1, global_rank, config.popular_exponent)
+    catalogue = _Catalogue.build(rng, film_taste, tastes, global_rank)
 
     user_tastes = np.full((users, 2), -1, np.int64)
     user_tastes[:, 0] = rng.integers(0, tastes, users)
@@ -210,13 +241,13 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     second_share = rng.uniform(0.2, 0.5, users)
     sigma = 0.8
     lengths = rng.lognormal(np.log(config.mean_history) - sigma**2 / 2, sigma, users)
-    lengths = np.clip(np.round(lengths), 2, 200).astype(np.int64)
+    lengths = np.clip(np.round(lengths), 2, config.max_history).astype(np.int64)
     lengths = np.minimum(lengths, films)
 
     # Watches are drawn for blocks of users, so that temporaries stay small at any scale.
     blocks = [
         _watches(rng, np.arange(first, min(first + _USER_BLOCK, users)), lengths, user_tastes,
-                 second_share, catalogue, films)
+                 second_share, catalogue, films, popular, config.popular_share)
         for first in range(0, users, _USER_BLOCK)
     ]
     event_user = np.concatenate([b[0] for b in blocks])

@@ -42,3 +42,10 @@ def write_vector_catalog(path: Path, vectors: np.ndarray, key_prefix: str = "v:"
                 for i, row in enumerate(block)
             )
     return len(vectors)
+
+
+def as_catalog_holds(vectors: np.ndarray) -> np.ndarray:
+    """The vectors as a catalog written by `write_vector_catalog` holds them once read back:
+    rounded to 6 decimals and normalised again (what exact search must compare with)."""
+    stored = np.round(vectors.astype(np.float64), 6)
+    return (stored / np.linalg.norm(stored, axis=1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,52 @@
+"""Early stopping on validation recall, keeping the best weights.
+
+The loss keeps falling long after held-out recall has peaked (the towers memorise the training
+pairs), so the loss is no guide to when to stop; recall on held-out rows is what a user gets.
+The score is the mean recall@10 over every validated direction (a model that serves text → audio
+and audio → text must be good at both). Weights are copied to host memory at each new best and
+put back at the end, so a run that stops late, or runs out its epochs after a peak, still
+returns the peak.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+SCORE_METRIC = "recall@10"
+
+
+def validation_score(metrics: dict[str, dict[str, float]]) -> float:
+    """Mean recall@10 over the validated directions (0 when nothing was validated)."""
+    values = [m[SCORE_METRIC] for m in metrics.values() if SCORE_METRIC in m]
+    return float(np.mean(values)) if values else 0.0
+
+
+class EarlyStopping:
+    """Call `check` after each validation; stop when it returns True, then `restore`.
+    `patience` is the number of validations in a row without a new best that ends training."""
+
+    def __init__(self, model: Any, patience: int) -> None:
+        self.model = model
+        self.patience = patience
+        self.best_score = -np.inf
+        self.best_metrics: dict[str, dict[str, float]] = {}
+        self.best_epoch = 0
+        self.stale = 0
+        self._weights: list[np.ndarray] | None = None
+
+    def check(self, epoch: int, metrics: dict[str, dict[str, float]]) -> bool:
+        score = validation_score(metrics)
+        if score > self.best_score:
+            self.best_score, self.best_metrics, self.best_epoch = score, metrics, epoch
+            self._weights = self.model.get_weights()
+            self.stale = 0
+            return False
+        self.stale += 1
+        return self.stale >= self.patience
+
+    def restore(self) -> None:
+        """Put the best weights back (a no-op before the first validation)."""
+        if self._weights is not None:
+            self.model.set_weights(self._weights)

@@ -1,0 +1,327 @@
+"""`jointspace bench serve`: how fast the real server answers vector queries, beside what bounds
+it, in one run on one machine.
+
+An index of clustered vectors (data/vectors.py) is built once with `jointspace index build` (kept
+in --work for the next run) and served by `jointspace serve` in a child process. Beside it run
+(a) the no-op server (noop_server.py: the same server stack, prebuilt answers) = the ceiling of
+what the stack allows, (b) FAISS in this process on the same index file = the floor of work, and
+(c) milvus-lite and chromadb when installed (peers.py), loaded with the same vectors and tuned to
+the same recall. Clients are separate processes (load.py). jointspace and the ceiling are
+measured alternately, step by step, so that drift of a shared machine hits both alike; the
+figures that matter are the ratios between them.
+
+Server memory is the resident set (/proc) after the load, beside the index file's own size and a
+base: the same server serving a 1,000-vector index (Python, TensorFlow and the model loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from jointspace.bench.load import LoadResult, run_load
+from jointspace.bench.peers import PEERS, rss_bytes
+from jointspace.bench.searchers import Target, recall_at_k, search_all
+from jointspace.bench.serve_process import ServeProcess
+from jointspace.data.vectors import as_catalog_holds, clustered_vectors, write_vector_catalog
+from jointspace.encoders.export import read_manifest
+from jointspace.progress import log
+
+K = 10
+QUERIES = 1_000
+BASE_VECTORS = 1_000
+TARGETS = {"single_qps_16_clients_vs_ceiling": 0.8, "single_qps_16_clients_vs_peers": 3.0,
+           "batch_qps_vs_faiss": 0.5, "p99_ms_1_client": 2.0, "rss_over_base_vs_index_size": 1.5}
+
+
+def run(vectors: int = 1_000_000, dim: int = 32, work: Path | None = None, seconds: float = 10.0,
+        target_recall: float = 0.95, clients: Sequence[int] = (1, 4, 16), batches: Sequence[int] = (64, 256),
+        peers: Sequence[str] = ("milvus", "chroma"), seed: int = 0, model: Path | None = None) -> dict[str, Any]:
+    """The report (see `format_table`); `work` keeps the model, catalog, indexes and peers' data.
+    `model`: any exported model (its dimension replaces `dim`); by default a small one is trained."""
+    if work is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="jointspace-bench-serve-") as scratch:
+            return run(vectors, dim, Path(scratch), seconds, target_recall, clients, batches, peers, seed, model)
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    model = model or _model(work, dim)
+    dim = int(read_manifest(model)["dim"])
+    data = clustered_vectors(vectors + QUERIES, dim, seed)
+    catalog, queries = data[:vectors], data[vectors:]
+    exact = _exact(as_catalog_holds(catalog), queries)
+    index = _index(work / "index", model, catalog, target_recall, work / "catalog.jsonl", seed)
+    base_index = _index(work / "base-index", model, catalog[:BASE_VECTORS], target_recall,
+                        work / "base-catalog.jsonl", seed)
+
+    report: dict[str, Any] = {"vectors": vectors, "dim": dim, "k": K, "queries": QUERIES, "seconds": seconds,
+                              "target_recall": target_recall, "cpu_cores": _cores()}
+    with _servers((SERVE, ["--model", str(model), "--index", str(index)]), (NOOP, ["--k", str(K)]),
+                  (SERVE, ["--model", str(model), "--index", str(base_index)])) as (served, ceiling, base):
+        info = _info(served.address)
+        report["index"] = {"type": info["index_type"], "file_bytes": _index_bytes(index)}
+        report["recall"] = recall_at_k(search_all(served.target, queries, K), exact)
+        report["jointspace"], report["ceiling"] = _alternate([served.target, ceiling.target], queries,
+                                                             clients, batches, seconds)
+        search_all(base.target, queries, K)  # the same work once, so that lazy allocations are made
+        report["memory"] = {"server_rss_bytes": rss_bytes(served.pid), "base_rss_bytes": rss_bytes(base.pid)}
+    report["faiss"] = _faiss_floor(index, queries, batches, seconds)
+    report["peers"] = {name: _peer(name, work / name, catalog, queries, exact, target_recall, clients, seconds)
+                       for name in peers}
+    report["ratios"] = ratios(report)
+    report["targets"] = targets(report)
+    return report
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def _exact(catalog: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    import faiss
+
+    _, rows = faiss.knn(queries, catalog, K, metric=faiss.METRIC_INNER_PRODUCT)
+    return rows
+
+
+def _model(work: Path, dim: int) -> Path:
+    from jointspace.bench.build import _train_model
+
+    model = work / "model"
+    if (model / "manifest.json").is_file() and int(read_manifest(model)["dim"]) == dim:
+        return model
+    log(f"training a small model of dimension {dim} (every generation names the model that built it)")
+    _train_model(dim, model)
+    return model
+
+
+def _index(out: Path, model: Path, vectors: np.ndarray, target_recall: float, catalog: Path, seed: int) -> Path:
+    """A generation of `vectors` built by `jointspace index build`, reused when one with the same
+    recipe is there already."""
+    recipe = {"vectors": len(vectors), "dim": int(vectors.shape[1]), "seed": seed, "target_recall": target_recall}
+    stamp = out / "bench-recipe.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == recipe:
+        log(f"reusing the index in {out}")
+        return out
+    from jointspace.encoders.inference import EncoderSet
+    from jointspace.server.builder import build_generation
+
+    log(f"writing {len(vectors)} vectors to {catalog} and building {out}")
+    write_vector_catalog(catalog, vectors)
+    started = time.monotonic()
+    build_generation(EncoderSet(model), [catalog], out, "auto", target_recall)
+    log(f"built {out} in {time.monotonic() - started:.0f} s")
+    catalog.unlink()
+    stamp.write_text(json.dumps(recipe))
+    return out
+
+
+class _Running:
+    def __init__(self, process: ServeProcess, port: int) -> None:
+        self.pid, self.address = process.process.pid, f"127.0.0.1:{port}"
+        self.target = Target("jointspace", self.address)
+
+
+NOOP = ("-m", "jointspace.bench.noop_server")
+SERVE = ("-m", "jointspace.cli", "serve")
+
+
+@contextmanager
+def _servers(*commands: tuple[tuple[str, ...], list[str]]) -> Iterator[list[_Running]]:
+    """Child servers, (program, args) each, started together (loading overlaps), each ready
+    (health SERVING) when entered; stopped on the way out."""
+    from jointspace.client import Client
+
+    processes = [ServeProcess([*args, "--port", "0", "--log-format", "json"], program=program)
+                 for program, args in commands]
+    try:
+        running = [_Running(p, p.wait_for("listening on", timeout=300)["port"]) for p in processes]
+        for server in running:
+            with Client(server.address) as client:
+                client.wait_ready(timeout=600)
+        yield running
+    finally:
+        for process in processes:
+            process.process.terminate()
+        for process in processes:
+            process.process.wait(timeout=60)
+
+
+def _info(address: str) -> dict[str, Any]:
+    from jointspace.client import Client
+
+    with Client(address) as client:
+        return client.info()
+
+
+def _index_bytes(index: Path) -> int:
+    from jointspace.server.generations import IndexDirectory
+
+    return sum(f.stat().st_size for f in IndexDirectory(index).current_path().glob("index-*.faiss"))
+
+
+def _workloads(clients: Sequence[int], batches: Sequence[int]) -> list[tuple[str, int, int]]:
+    """(name, clients, queries per call): single queries at each client count, then batches."""
+    return ([(f"search_{c}_clients", c, 1) for c in clients] +
+            [(f"batch_{b}", 1, b) for b in batches])
+
+
+def _alternate(targets: list[Target], queries: np.ndarray, clients: Sequence[int], batches: Sequence[int],
+               seconds: float) -> list[dict[str, Any]]:
+    """Each workload on each target in turn: one result dict per target."""
+    results: list[dict[str, Any]] = [{} for _ in targets]
+    for name, count, batch in _workloads(clients, batches):
+        for target, result in zip(targets, results):
+            log(f"{name} against {target.address}")
+            result[name] = run_load(target, queries, K, count, seconds, batch).as_dict()
+    return results
+
+
+def _faiss_floor(index_dir: Path, queries: np.ndarray, batches: Sequence[int], seconds: float) -> dict[str, Any]:
+    """FAISS in this process on the served generation's index, with its tuned search depth:
+    one query per call, then whole batches (FAISS spreads a batch over its OpenMP threads)."""
+    import faiss
+
+    from jointspace.server.generation import Generation
+    from jointspace.server.generations import IndexDirectory
+
+    log("FAISS in-process on the same index")
+    index = Generation(IndexDirectory(index_dir).current_path()).indexes["vector"]
+    floor = {"threads": faiss.omp_get_max_threads(),
+             "search_1_clients": _timed(lambda q: index.search(q, K), queries, 1, seconds)}
+    for batch in batches:
+        floor[f"batch_{batch}"] = _timed(lambda q: index.search(q, K), queries, batch, seconds)
+    return floor
+
+
+def _timed(search: Any, queries: np.ndarray, batch: int, seconds: float) -> dict[str, Any]:
+    units = [np.ascontiguousarray(queries[s : s + batch]) for s in range(0, len(queries) - batch + 1, batch)]
+    latencies: list[float] = []
+    started = now = time.perf_counter()
+    while now - started < seconds:
+        search(units[len(latencies) % len(units)])
+        after = time.perf_counter()
+        latencies.append(after - now)
+        now = after
+    result = LoadResult(1, batch, len(latencies) * batch / (now - started), len(latencies),
+                        float(np.percentile(latencies, 50) * 1000), float(np.percentile(latencies, 99) * 1000), 0)
+    return result.as_dict()
+
+
+def _peer(name: str, work: Path, catalog: np.ndarray, queries: np.ndarray, exact: np.ndarray,
+          target_recall: float, clients: Sequence[int], seconds: float) -> dict[str, Any]:
+    """A peer's figures, or {"skipped": reason}: not installed, or failed to start, load or answer."""
+    if name not in PEERS:
+        return {"skipped": f"unknown peer {name!r}; known: {', '.join(PEERS)}"}
+    peer = PEERS[name](work)
+    reason = peer.unavailable()
+    if reason is not None:
+        log(f"{name}: skipped, {reason}")
+        return {"skipped": reason}
+    try:
+        log(f"{name}: starting, loading {len(catalog)} vectors")
+        peer.start()
+        started = time.monotonic()
+        peer.load(catalog)
+        result: dict[str, Any] = {"load_seconds": round(time.monotonic() - started, 1)}
+        result["tuning"] = peer.tune(queries, exact, target_recall, K)
+        result["recall"] = result["tuning"]["recall"]
+        for workload, count, batch in _workloads(clients, ()):
+            log(f"{name}: {workload}")
+            result[workload] = run_load(peer.target, queries, K, count, seconds, batch).as_dict()
+        result["rss_bytes"] = peer.rss()
+        return result
+    except Exception as error:  # reported in the table, never replaced by a number
+        log(f"{name}: skipped, {type(error).__name__}: {error}")
+        return {"skipped": f"failed: {type(error).__name__}: {error}"}
+    finally:
+        peer.stop()
+
+
+def ratios(report: dict[str, Any]) -> dict[str, Any]:
+    """Every ratio from the measured figures in the report."""
+    mine, ceiling, floor = report["jointspace"], report["ceiling"], report["faiss"]
+    out: dict[str, Any] = {
+        "vs_ceiling": {w: round(mine[w]["qps"] / ceiling[w]["qps"], 3) for w in mine},
+        "vs_faiss": {w: round(mine[w]["qps"] / floor[w]["qps"], 3) for w in mine if w in floor},
+    }
+    for name, peer in report["peers"].items():
+        if "skipped" not in peer:
+            out[f"vs_{name}"] = {w: round(mine[w]["qps"] / peer[w]["qps"], 3) for w in mine if w in peer}
+    memory = report["memory"]
+    memory_ratio = (memory["server_rss_bytes"] - memory["base_rss_bytes"]) / report["index"]["file_bytes"]
+    out["rss_over_base_vs_index_size"] = round(memory_ratio, 3)
+    return out
+
+
+def targets(report: dict[str, Any]) -> dict[str, Any]:
+    """Issue 6's targets, each with the figure measured and whether it is met (None: not measured)."""
+    ratio, most = report["ratios"], max(int(w.split("_")[1]) for w in report["jointspace"] if w.startswith("search_"))
+    single = f"search_{most}_clients"
+    peers = [ratio[f"vs_{name}"][single] for name in report["peers"] if f"vs_{name}" in ratio]
+    batch = [value for w, value in ratio["vs_faiss"].items() if w.startswith("batch_")]
+    measured = {
+        "single_qps_16_clients_vs_ceiling": ratio["vs_ceiling"][single],
+        "single_qps_16_clients_vs_peers": min(peers) if peers else None,
+        "batch_qps_vs_faiss": min(batch) if batch else None,
+        "p99_ms_1_client": report["jointspace"].get("search_1_clients", {}).get("p99_ms"),
+        "rss_over_base_vs_index_size": ratio["rss_over_base_vs_index_size"],
+    }
+    out = {}
+    for name, value in measured.items():
+        wanted = TARGETS[name]
+        upper = name.startswith(("p99", "rss"))
+        met = None if value is None else (value <= wanted if upper else value >= wanted)
+        out[name] = {"measured": value, "target": f"{'<=' if upper else '>='} {wanted}", "met": met}
+    out["recall"] = {"measured": report["recall"], "target": f">= {report['target_recall']}",
+                     "met": report["recall"] >= report["target_recall"]}
+    return out
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Queries per second per workload and engine, ratios beside them, then targets."""
+    mine, ceiling, floor = report["jointspace"], report["ceiling"], report["faiss"]
+    peers = {n: p for n, p in report["peers"].items() if "skipped" not in p}
+    lines = [f"{report['vectors']:,} vectors, d = {report['dim']}, {report['index']['type']}; recall@{K} "
+             f"{report['recall']} (target {report['target_recall']}); {report['cpu_cores']} CPU cores shared by "
+             f"servers and client processes; {report['seconds']:g} s per measurement",
+             ""]
+    header = ["workload", "jointspace q/s", "p50 ms", "p99 ms", "ceiling q/s", "vs ceiling", "FAISS q/s", "vs FAISS"]
+    for name in peers:
+        header += [f"{name} q/s", f"vs {name}"]
+    rows = [header]
+    for workload, figures in mine.items():
+        row = [workload, f"{figures['qps']:,.0f}", f"{figures['p50_ms']:.2f}", f"{figures['p99_ms']:.2f}",
+               f"{ceiling[workload]['qps']:,.0f}", f"{report['ratios']['vs_ceiling'][workload]:.2f}"]
+        row += ([f"{floor[workload]['qps']:,.0f}", f"{report['ratios']['vs_faiss'][workload]:.2f}"]
+                if workload in floor else ["", ""])
+        for name, peer in peers.items():
+            row += ([f"{peer[workload]['qps']:,.0f}", f"{report['ratios'][f'vs_{name}'][workload]:.2f}"]
+                    if workload in peer else ["", ""])
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines += ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+              for r in rows]
+    memory = report["memory"]
+    lines += ["", f"memory: server RSS {memory['server_rss_bytes'] / 2**20:,.0f} MiB, base (1,000-vector index) "
+                  f"{memory['base_rss_bytes'] / 2**20:,.0f} MiB, index file {report['index']['file_bytes'] / 2**20:,.0f}"
+                  f" MiB: (RSS - base) / index = {report['ratios']['rss_over_base_vs_index_size']:.2f}"]
+    for name, peer in report["peers"].items():
+        if "skipped" in peer:
+            lines.append(f"{name}: skipped ({peer['skipped']})")
+        else:
+            lines.append(f"{name}: recall@{K} {peer['recall']} at ef_search {peer['tuning']['ef_search']}, "
+                         f"loaded in {peer['load_seconds']} s, RSS {peer['rss_bytes'] / 2**20:,.0f} MiB")
+    lines.append("")
+    for name, target in report["targets"].items():
+        state = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
+        lines.append(f"target {name}: {target['measured']} (want {target['target']}): {state}")
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""One side of `jointspace bench train`, run in its own process so that its peak memory is its own.
+
+`python -m jointspace.bench.train_side SIDE DATA.npz OUT_DIR SETTINGS_JSON` trains on the
+(user, film) rows in DATA.npz, times the steps after the warm-up, and writes `result.json`
+(examples/second, peak RSS) and `vectors.npz` (the validation users' and every film's vectors)
+to OUT_DIR. SIDE is `tfrs` (the plain TFRS loop of the TFRS basic-retrieval tutorial, as the
+issue describes it) or `jointspace` (the `train` command's own code path).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import jointspace  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+EMBED_BATCH = 65_536
+
+
+class StepTimer:
+    """Examples/second between the end of the warm-up steps and the end of the last step."""
+
+    def __init__(self, warmup: int, last: int) -> None:
+        self.warmup, self.last = warmup, last
+        self.start: tuple[float, int] | None = None
+        self.end: tuple[float, int] | None = None
+
+    def __call__(self, steps: int, examples: int) -> None:
+        if steps == self.warmup:
+            self.start = (time.perf_counter(), examples)
+        if steps == self.last:
+            self.end = (time.perf_counter(), examples)
+
+    def result(self) -> dict[str, float]:
+        if self.start is None or self.end is None:
+            raise RuntimeError("training ended before the timed steps were done")
+        seconds, examples = self.end[0] - self.start[0], self.end[1] - self.start[1]
+        return {"timed_seconds": seconds, "timed_examples": examples,
+                "examples_per_second": examples / seconds}
+
+
+def _names(prefix: str, numbers: np.ndarray) -> np.ndarray:
+    return np.char.add(prefix, numbers.astype(str))
+
+
+def _in_batches(embed: Callable[[np.ndarray], np.ndarray], values: np.ndarray) -> np.ndarray:
+    return np.concatenate([embed(values[s : s + EMBED_BATCH]) for s in range(0, len(values), EMBED_BATCH)])
+
+
+def run_tfrs(data: dict[str, np.ndarray], settings: dict[str, Any], timer: StepTimer) -> tuple[np.ndarray, np.ndarray]:
+    """tfrs.tasks.Retrieval without metrics, two Sequential(StringLookup, Embedding) towers,
+    Adagrad(0.1), `model.fit` over a shuffled, batched tf.data pipeline."""
+    import tensorflow as tf
+    import tensorflow_recommenders as tfrs
+
+    users, films = _names("u:", data["train_user"]), _names("m:", data["train_film"])
+    dim = settings["dim"]
+
+    def tower(vocabulary: np.ndarray) -> tf.keras.Model:
+        return tf.keras.Sequential([
+            tf.keras.layers.StringLookup(vocabulary=vocabulary, mask_token=None),
+            tf.keras.layers.Embedding(len(vocabulary) + 1, dim),
+        ])
+
+    class Model(tfrs.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.user_model = tower(np.unique(users))
+            self.film_model = tower(np.unique(films))
+            self.task = tfrs.tasks.Retrieval()
+
+        def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+            return self.task(self.user_model(features["user"]), self.film_model(features["film"]),
+                             compute_metrics=False)
+
+    class Timing(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            timer(batch + 1, (batch + 1) * settings["batch_size"])
+
+    order = np.random.default_rng(settings["seed"]).permutation(len(users))
+    dataset = (tf.data.Dataset.from_tensor_slices({"user": users[order], "film": films[order]})
+               .batch(settings["batch_size"], drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE))
+    model = Model()
+    model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=0.1))
+    model.fit(dataset, epochs=1, steps_per_epoch=timer.last, verbose=0, callbacks=[Timing()])
+    user_vectors = _in_batches(lambda v: model.user_model(tf.constant(v)).numpy(),
+                               _names("u:", data["val_user"]))
+    film_vectors = _in_batches(lambda v: model.film_model(tf.constant(v)).numpy(),
+                               _names("m:", np.arange(int(data["n_films"]))))
+    return user_vectors, film_vectors
+
+
+def run_jointspace(data: dict[str, np.ndarray], settings: dict[str, Any], timer: StepTimer) -> tuple[np.ndarray, np.ndarray]:
+    """`jointspace train`'s code path on `{"id:user": ..., "id:item": ...}` rows; validation is
+    the benchmark's own (the same held-out rows for both sides), so the trainer holds none out."""
+    from jointspace.data.pairs import PairRows
+    from jointspace.encoders.training import TrainConfig, embed_arrays, train
+
+    rows = PairRows({"id:user": _names("u:", data["train_user"]).tolist(),
+                     "id:item": _names("m:", data["train_film"]).tolist()},
+                    [1.0] * len(data["train_user"]))
+    batches_per_epoch = max(len(rows) // settings["batch_size"], 1)
+    config = TrainConfig(
+        dim=settings["dim"], batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
+        epochs=-(-timer.last // batches_per_epoch), max_steps=timer.last, validation_split=0.0,
+        patience=None, seed=settings["seed"],
+    )
+    trained = train(rows, config, on_step=timer)
+    encoder, tower = trained.encoders["id"], trained.towers["id"]
+
+    def embed(values: np.ndarray) -> np.ndarray:
+        return embed_arrays(tower, encoder.prepare("id", values.tolist()), EMBED_BATCH)
+
+    return embed(_names("u:", data["val_user"])), embed(_names("m:", np.arange(int(data["n_films"]))))
+
+
+SIDES = {"tfrs": run_tfrs, "jointspace": run_jointspace}
+
+
+def main(argv: list[str]) -> int:
+    side, data_path, out, settings_text = argv
+    settings = json.loads(settings_text)
+    with np.load(data_path) as archive:
+        data = {name: archive[name] for name in archive.files}
+    timer = StepTimer(settings["warmup"], settings["warmup"] + settings["steps"])
+    user_vectors, film_vectors = SIDES[side](data, settings, timer)
+    out_dir = Path(out)
+    np.savez(out_dir / "vectors.npz", users=user_vectors.astype(np.float32), films=film_vectors.astype(np.float32))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    (out_dir / "result.json").write_text(json.dumps({**timer.result(), "peak_rss_mb": peak_mb}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

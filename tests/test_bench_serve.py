@@ -1,0 +1,78 @@
+"""`jointspace bench serve` at a tiny size: the real server, the no-op ceiling and FAISS measured
+in one run, a report whose ratios come from its own figures; peers skip with a reason when they
+cannot run; the no-op ceiling answers with the API's shapes; the hidden-row selector is reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from jointspace.bench import serve
+from jointspace.bench.peers import Peer
+from jointspace.bench.searchers import recall_at_k
+
+
+@pytest.fixture(scope="module")
+def report(built, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return serve.run(vectors=2_000, work=tmp_path_factory.mktemp("bench-serve"), seconds=0.3, clients=(1, 2),
+                     batches=(64,), peers=(), model=built.model)
+
+
+def test_report_measures_every_workload_on_every_engine(report: dict) -> None:
+    workloads = ["search_1_clients", "search_2_clients", "batch_64"]
+    assert list(report["jointspace"]) == workloads and list(report["ceiling"]) == workloads
+    assert set(report["faiss"]) >= {"search_1_clients", "batch_64"}
+    for figures in [*report["jointspace"].values(), *report["ceiling"].values()]:
+        assert figures["qps"] > 0 and figures["calls"] > 0 and figures["errors"] == 0
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert report["jointspace"]["batch_64"]["batch"] == 64
+    assert 0.95 <= report["recall"] <= 1.0  # exact search at this size: only float rounding may differ
+    assert report["dim"] == 16 and report["index"]["file_bytes"] > 2_000 * 16 * 4
+
+
+def test_ratios_come_from_the_measured_figures(report: dict) -> None:
+    mine, ceiling, floor = report["jointspace"], report["ceiling"], report["faiss"]
+    for workload, ratio in report["ratios"]["vs_ceiling"].items():
+        assert ratio == pytest.approx(mine[workload]["qps"] / ceiling[workload]["qps"], abs=1e-3)
+    assert report["ratios"]["vs_faiss"]["batch_64"] == pytest.approx(
+        mine["batch_64"]["qps"] / floor["batch_64"]["qps"], abs=1e-3)
+    memory = report["memory"]
+    assert memory["server_rss_bytes"] > 0 and memory["base_rss_bytes"] > 0
+    target = report["targets"]["single_qps_16_clients_vs_ceiling"]
+    assert target["measured"] == report["ratios"]["vs_ceiling"]["search_2_clients"]  # the most clients run
+    assert target["met"] == (target["measured"] >= 0.8)
+    assert report["targets"]["single_qps_16_clients_vs_peers"]["met"] is None  # no peer ran: not measured
+    table = serve.format_table(report)
+    assert "search_2_clients" in table and "vs ceiling" in table and "target batch_qps_vs_faiss" in table
+
+
+def test_a_peer_that_cannot_run_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    class Missing(Peer):
+        name, module = "missing", "jointspace_no_such_module"
+
+    assert "jointspace_no_such_module is not installed" in Missing(tmp_path).unavailable()
+    skipped = serve._peer("nosuch", tmp_path, np.zeros((1, 4), np.float32), np.zeros((1, 4), np.float32),
+                          np.zeros((1, 10), np.int64), 0.95, (1,), 0.1)
+    assert skipped == {"skipped": "unknown peer 'nosuch'; known: milvus, chroma"}
+
+
+def test_recall_counts_the_exact_rows_found() -> None:
+    exact = np.array([[1, 2], [3, 4]])
+    assert recall_at_k([["v:1", "v:9"], ["v:4", "v:3"]], exact) == 0.75
+
+
+def test_the_hidden_row_selector_is_built_once_per_set_of_hidden_rows() -> None:
+    from jointspace.server.searching import _all_but, nearest
+
+    vectors = np.eye(8, dtype=np.float32)
+    index = faiss.IndexFlatIP(8)
+    index.add(vectors)
+    hidden = frozenset({0, 1})
+    _, rows = nearest(index, vectors[:1], 3, None, hidden)
+    assert 0 not in rows[0] and 1 not in rows[0] and len(rows[0]) == 3
+    assert _all_but(hidden) is _all_but(hidden)
+    _, again = nearest(index, vectors[:1], 3, None, frozenset({0}))
+    assert 0 not in again[0] and 1 in again[0]  # a new set of hidden rows gets its own selector

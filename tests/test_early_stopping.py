@@ -1,0 +1,76 @@
+"""Early stopping on validation recall (best weights kept) and the lazy Adam used for id tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jointspace.data import synthetic
+from jointspace.data.pairs import read_pairs
+from jointspace.encoders.base import tf
+from jointspace.encoders.early_stopping import EarlyStopping, validation_score
+from jointspace.encoders.optimizers import LazyAdam
+from jointspace.encoders import training
+from jointspace.encoders.training import TrainConfig, train
+
+
+def _metrics(recall_at_10: float) -> dict[str, dict[str, float]]:
+    return {"ids->id": {"recall@10": recall_at_10, "recall@1": 0.0},
+            "id->ids": {"recall@10": recall_at_10 / 2, "recall@1": 0.0}}
+
+
+def test_score_is_the_mean_recall_at_10_over_directions():
+    assert validation_score(_metrics(0.6)) == pytest.approx(0.45)
+    assert validation_score({}) == 0.0
+
+
+def test_stops_after_patience_validations_without_a_better_score_and_restores_the_best():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.build((None, 2))
+    stopping = EarlyStopping(model, patience=2)
+    assert not stopping.check(1, _metrics(0.2))
+    model.set_weights([w + 1.0 for w in model.get_weights()])
+    assert not stopping.check(2, _metrics(0.4))  # new best: these weights are kept
+    best = [w.copy() for w in model.get_weights()]
+    model.set_weights([w + 1.0 for w in model.get_weights()])
+    assert not stopping.check(3, _metrics(0.4))  # equal is not better
+    assert stopping.check(4, _metrics(0.3))
+    stopping.restore()
+    assert stopping.best_epoch == 2 and stopping.best_metrics == _metrics(0.4)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), best))
+
+
+def test_training_stops_when_validation_recall_does_not_improve(tmp_path, monkeypatch):
+    """With a learning rate of 0 the first validation is never beaten: patience 2 ends the run
+    after three of its twenty epochs (validating after every epoch), and the figures reported
+    are the best validation's."""
+    monkeypatch.setattr(training, "VALIDATION_STEPS", 1)
+    data = synthetic.generate(synthetic.SyntheticConfig(n_films=60, n_users=80, n_tastes=3, seed=1))
+    synthetic.write_pairs(data, tmp_path / "pairs.jsonl", title_pairs=False)
+    config = TrainConfig(dim=8, epochs=20, batch_size=32, learning_rate=0.0, patience=2)
+    trained = train(read_pairs([tmp_path / "pairs.jsonl"]), config)
+    assert len(trained.history) == 3
+    assert set(trained.metrics) == {"ids->id", "id->ids"}
+
+
+def test_lazy_adam_matches_adam_on_touched_rows_and_leaves_the_others_alone():
+    table = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    lazy_var, dense_var = tf.Variable(table), tf.Variable(table)
+    lazy, dense = LazyAdam(0.1), tf.keras.optimizers.Adam(0.1)
+    lazy.build([lazy_var])
+    dense.build([dense_var])
+
+    def step(optimizer, variable, rows):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.gather(variable, rows) ** 2)
+        optimizer.apply_gradients([(tape.gradient(loss, variable), variable)])
+
+    step(lazy, lazy_var, [1, 1, 3])  # a repeated row: its two slices add up
+    step(dense, dense_var, [1, 1, 3])
+    assert np.allclose(lazy_var.numpy(), dense_var.numpy(), atol=1e-6)  # same first step
+    after_first = lazy_var.numpy().copy()
+    step(lazy, lazy_var, [0])
+    step(dense, dense_var, [0])
+    assert np.array_equal(lazy_var.numpy()[1:], after_first[1:])  # untouched rows stay put
+    assert not np.allclose(dense_var.numpy()[1], after_first[1])  # Keras Adam keeps moving them
+    assert not np.allclose(lazy_var.numpy()[0], table[0])
