@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from jointspace.deadline import remaining_seconds
+from jointspace.deadline import current_deadline
 from jointspace.errors import DeadlineExceeded, InvalidInput, JointspaceError, LimitExceeded, NotReady
 from jointspace.limits import Limits
 
@@ -177,17 +177,17 @@ class DecodePool:
         `limits.max_audio_decode_seconds`."""
         if self._closed:
             raise NotReady("the audio decoder pool is closed (the server is stopping)")
-        remaining = remaining_seconds()
+        deadline = current_deadline()
         try:
-            worker = self._idle.get(timeout=IDLE_WAIT_SECONDS if remaining is None else remaining)
+            worker = self._idle.get(timeout=IDLE_WAIT_SECONDS if deadline is None else deadline.remaining())
         except queue.Empty:
-            if remaining is not None:
-                raise DeadlineExceeded(f"deadline exceeded while waiting for a free audio decoder "
-                                       f"({self.size} decode in parallel)") from None
+            if deadline is not None:
+                raise DeadlineExceeded(f"deadline of {deadline.seconds:g} s exceeded while waiting for a free "
+                                       f"audio decoder ({self.size} decode in parallel)") from None
             raise NotReady("no audio decoder process could be started; see the server log") from None
         job = _Job(source, sample_rate, pcm_sample_rate, limits, os.environ.get(TEST_FAULTS) == "1")
         budget = limits.max_audio_decode_seconds
-        remaining = remaining_seconds()
+        remaining = None if deadline is None else deadline.remaining()
         deadline_binds = remaining is not None and remaining < budget
         try:
             worker.connection.send(job)
@@ -200,7 +200,8 @@ class DecodePool:
         if not finished:
             self._replace(worker)
             if deadline_binds:
-                raise DeadlineExceeded("deadline exceeded while decoding audio; the decoder was stopped")
+                raise DeadlineExceeded(f"deadline of {deadline.seconds:g} s exceeded while decoding audio; "
+                                       f"the decoder was stopped")
             raise LimitExceeded(f"audio: decoding took longer than max_audio_decode_seconds ({budget:g} s); "
                                 f"the decoder was stopped")
         self._release(worker)

@@ -34,6 +34,10 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive(text)
+
+
 def _auto_or_positive(text: str) -> int | None:
     return None if text == "auto" else _positive(text)
 
@@ -65,7 +69,8 @@ def _train_config(args: argparse.Namespace) -> Any:
     return TrainConfig(
         dim=getattr(args, "dim", None), epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, temperature=args.temperature, logq=args.logq,
-        validation_split=args.validation_split, seed=args.seed, pairs=parse_pair_spec(args.pairs),
+        validation_split=args.validation_split, patience=args.patience or None, seed=args.seed,
+        pairs=parse_pair_spec(args.pairs),
         pair_weights=parse_pair_weights(args.pair_weight), logdir=args.logdir,
     )
 
@@ -387,7 +392,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from jointspace.bench import train
 
     result = train.run(args.films, args.users, args.dim, args.steps, args.batch_size, args.warmup,
-                       args.val_queries, args.learning_rate, args.seed, args.work)
+                       args.val_queries, args.learning_rate, args.seed, args.work, args.jointspace_batch_size)
     print(json.dumps(result, indent=2) if args.json else train.table(result))
     return 0
 
@@ -444,6 +449,9 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logq", type=float, default=1.0,
                         help="strength of the sampling-bias (logQ) correction, 0 = off (default: %(default)s)")
     parser.add_argument("--validation-split", type=float, default=0.1)
+    parser.add_argument("--patience", type=_non_negative, default=3,
+                        help="stop after this many validations without a better recall@10 and keep the "
+                             "best weights; 0 = train all epochs (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pairs", default=None, help="pair types to train, e.g. 'ids=id,text=id' (default: all)")
     parser.add_argument("--pair-weight", action="append", metavar="VIEW=VIEW:WEIGHT",
@@ -730,9 +738,12 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--steps", type=_positive, default=1000, help="timed steps per side (default: %(default)s)")
     speed.add_argument("--warmup", type=_positive, default=20, help="untimed first steps (default: %(default)s)")
     speed.add_argument("--batch-size", type=_positive, default=4096, help="both sides (default: %(default)s)")
+    speed.add_argument("--jointspace-batch-size", type=_positive, default=None,
+                       help="jointspace side's batch, a divisor of --batch-size; it then takes more steps "
+                            "so that both sides see as many examples (default: --batch-size)")
     speed.add_argument("--val-queries", type=_positive, default=5000,
                        help="held-out (user, film) rows for recall (default: %(default)s)")
-    speed.add_argument("--learning-rate", type=float, default=0.003,
+    speed.add_argument("--learning-rate", type=float, default=0.05,
                        help="jointspace side's (TFRS side: Adagrad 0.1) (default: %(default)s)")
     speed.add_argument("--seed", type=int, default=0)
     speed.add_argument("--work", type=Path, help="keep the split and the vectors here")

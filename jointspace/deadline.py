@@ -61,8 +61,7 @@ def check_deadline(step: str) -> None:
         deadline.check(step)
 
 
-def remaining_seconds() -> float | None:
-    """Seconds left to the current call (0 when it is over), None outside a call: for a step
-    that waits on something else (a decoder process) and must stop waiting in time."""
-    deadline = _current.get()
-    return None if deadline is None else deadline.remaining()
+def current_deadline() -> Deadline | None:
+    """The current call's deadline, None outside a call: for a step that waits on something else
+    (a decoder process) and must stop waiting in time."""
+    return _current.get()

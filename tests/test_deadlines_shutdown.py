@@ -60,8 +60,9 @@ def test_server_maximum_applies_when_the_client_sets_no_deadline(engine):
             with pytest.raises(grpc.RpcError) as raised:
                 client.stub.Embed(pb.EmbedRequest(inputs=clips))  # no timeout: the server's applies
             assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert re.fullmatch(r"deadline of 0.05 s exceeded before "
-                                r"(embedding audio queries|decoding audio|running the audio model)",
+            assert re.fullmatch(r"deadline of 0.05 s exceeded (before "
+                                r"(embedding audio queries|decoding audio|running the audio model)"
+                                r"|while decoding audio; the decoder was stopped)",  # in its worker
                                 raised.value.details())
             assert client.info()["size"] > 0  # and the server goes on serving
             after = scrape(running.metrics.port)

@@ -8,7 +8,6 @@ key ends as the last acknowledged write left it, and a restart (journal replay) 
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import struct
@@ -19,7 +18,6 @@ from typing import Any, Iterator
 import grpc
 import numpy as np
 import pytest
-from google.protobuf import struct_pb2
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 

@@ -9,6 +9,7 @@ when apt-get can) and are reported as skipped otherwise."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +28,7 @@ from serving import own_server
 DIM = 16
 FIRST = "gen-000001"
 ENOSPC = 28
+LONG_AGO = 1_000_000_000
 
 
 def _vector(seed: int) -> list[float]:
@@ -38,9 +40,11 @@ def _top_key(client: Client, seed: int) -> str:
 
 
 def _vector_catalog(path: Path, count: int = 200) -> Path:
+    """Dated long ago, so that every upsert is newer and carried over by a rebuild (guide.md)."""
     with path.open("w") as out:
         for i in range(count):
             out.write(json.dumps({"key": f"v:{i}", "vector": _vector(1000 + i)}) + "\n")
+    os.utime(path, (LONG_AGO, LONG_AGO))
     return path
 
 

@@ -69,9 +69,13 @@ def _run_side(side: str, data: Path, work: Path, settings: dict[str, Any]) -> di
 
 
 def run(films: int, users: int, dim: int, steps: int, batch_size: int, warmup: int, val_queries: int,
-        learning_rate: float, seed: int = 0, work: Path | None = None) -> dict[str, Any]:
+        learning_rate: float, seed: int = 0, work: Path | None = None,
+        jointspace_batch_size: int | None = None) -> dict[str, Any]:
+    own_batch = jointspace_batch_size or batch_size
+    if batch_size % own_batch:
+        raise InvalidInput(f"--jointspace-batch-size {own_batch} must divide --batch-size {batch_size}")
     settings = {"dim": dim, "steps": steps, "batch_size": batch_size, "warmup": warmup,
-                "learning_rate": learning_rate, "seed": seed}
+                "learning_rate": learning_rate, "seed": seed, "jointspace_batch_size": own_batch}
     with tempfile.TemporaryDirectory(prefix="jointspace-bench-train-") as scratch:
         root = Path(work or scratch)
         root.mkdir(parents=True, exist_ok=True)
@@ -82,6 +86,7 @@ def run(films: int, users: int, dim: int, steps: int, batch_size: int, warmup: i
         sides = {side: _run_side(side, root / "split.npz", root, settings) for side in SIDES}
     return {
         "films": films, "users": users, **split, "dim": dim, "batch_size": batch_size,
+        "jointspace_batch_size": own_batch,
         "warmup_steps": warmup, "timed_steps": steps, "examples_seen": (warmup + steps) * batch_size,
         "jointspace_learning_rate": learning_rate, "sides": sides,
         "speed_ratio": round(sides["jointspace"]["examples_per_second"] / sides["tfrs"]["examples_per_second"], 3),
@@ -97,5 +102,6 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"| {side} | {values['examples_per_second']:,.0f} | {values['timed_seconds']} | "
                      f"{values['peak_rss_mb']:,.0f} | " + " | ".join(f"{values[f'recall@{k}']:.4f}" for k in KS) + " |")
     lines.append(f"\nspeed ratio (jointspace / tfrs): {result['speed_ratio']:.2f} (target ≥ {TARGET_RATIO:g}); "
-                 f"{result['examples_seen']:,} examples seen by each side, {result['val_queries']:,} held-out rows")
+                 f"{result['examples_seen']:,} examples seen by each side (batch: tfrs {result['batch_size']}, "
+                 f"jointspace {result['jointspace_batch_size']}), {result['val_queries']:,} held-out rows")
     return "\n".join(lines)

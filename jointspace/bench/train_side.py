@@ -105,9 +105,10 @@ def run_jointspace(data: dict[str, np.ndarray], settings: dict[str, Any], timer:
     rows = PairRows({"id:user": _names("u:", data["train_user"]).tolist(),
                      "id:item": _names("m:", data["train_film"]).tolist()},
                     [1.0] * len(data["train_user"]))
-    batches_per_epoch = max(len(rows) // settings["batch_size"], 1)
+    batch_size = own_batch_size("jointspace", settings)
+    batches_per_epoch = max(len(rows) // batch_size, 1)
     config = TrainConfig(
-        dim=settings["dim"], batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
+        dim=settings["dim"], batch_size=batch_size, learning_rate=settings["learning_rate"],
         epochs=-(-timer.last // batches_per_epoch), max_steps=timer.last, validation_split=0.0,
         patience=None, seed=settings["seed"],
     )
@@ -123,12 +124,21 @@ def run_jointspace(data: dict[str, np.ndarray], settings: dict[str, Any], timer:
 SIDES = {"tfrs": run_tfrs, "jointspace": run_jointspace}
 
 
+def own_batch_size(side: str, settings: dict[str, Any]) -> int:
+    """The TFRS side always trains with `batch_size` (the issue's 4096); jointspace's may be a
+    divisor of it, and then takes proportionally more steps, so both sides see as many examples."""
+    if side == "jointspace" and settings.get("jointspace_batch_size"):
+        return int(settings["jointspace_batch_size"])
+    return int(settings["batch_size"])
+
+
 def main(argv: list[str]) -> int:
     side, data_path, out, settings_text = argv
     settings = json.loads(settings_text)
     with np.load(data_path) as archive:
         data = {name: archive[name] for name in archive.files}
-    timer = StepTimer(settings["warmup"], settings["warmup"] + settings["steps"])
+    scale = settings["batch_size"] // own_batch_size(side, settings)
+    timer = StepTimer(settings["warmup"] * scale, (settings["warmup"] + settings["steps"]) * scale)
     user_vectors, film_vectors = SIDES[side](data, settings, timer)
     out_dir = Path(out)
     np.savez(out_dir / "vectors.npz", users=user_vectors.astype(np.float32), films=film_vectors.astype(np.float32))
