@@ -58,12 +58,21 @@ def catalog_entry_from_proto(entry: pb.CatalogEntry, field: str) -> CatalogEntry
     if kind is None:
         raise InvalidInput(f"{field}: no content; set one of id, text, audio, vector")
     modality, value = query_from_proto(pb.Query(**{kind: getattr(entry, kind)}), f"{field}.{kind}")
-    return CatalogEntry(entry.key, modality, value, json_format.MessageToDict(entry.metadata))
+    return CatalogEntry(entry.key, modality, value, _plain(entry.metadata, f"{field}.metadata"))
+
+
+def _plain(message: Any, field: str) -> Any:
+    """A Struct or Value as plain Python; JSON has no NaN or infinity, so such numbers are refused."""
+    try:
+        return json_format.MessageToDict(message)
+    except ValueError as error:
+        raise InvalidInput(f"{field}: {error}") from None
 
 
 def filters_from_proto(filters: Any, field: str) -> tuple[MetadataFilter, ...]:
     return tuple(
-        make_filter(item.field, [json_format.MessageToDict(v) for v in item.any_of], f"{field}[{i}]")
+        make_filter(item.field, [_plain(v, f"{field}[{i}].any_of[{j}]") for j, v in enumerate(item.any_of)],
+                    f"{field}[{i}]")
         for i, item in enumerate(filters)
     )
 
