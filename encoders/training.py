@@ -47,7 +47,7 @@ class TrainConfig:
     # in many batches as negatives. Training only; 0 turns it off.
     logq: float = 1.0
     validation_split: float = 0.1
-    # Early stopping: validations in a row without a better recall@10 that end training (the
+    # Early stopping: validations in a row without a better recall@1/@10 that end training (the
     # best weights are kept); None validates only at the end. See encoders/early_stopping.py.
     patience: int | None = DEFAULT_PATIENCE
     validation_queries: int = 2000  # held-out queries per direction (a sample, to bound cost)
@@ -295,7 +295,7 @@ def train(rows: PairRows, config: TrainConfig,
             metrics = validation_metrics(model, pairs, data, val_rows)
             scalars.validation(epoch, metrics)
             if stopping.check(epoch, metrics):
-                log(f"early stop after epoch {epoch}: no better validation recall@10 for "
+                log(f"early stop after epoch {epoch}: no better validation recall for "
                     f"{config.patience} validations; keeping epoch {stopping.best_epoch}")
                 break
         if last:

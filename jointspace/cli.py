@@ -450,7 +450,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="strength of the sampling-bias (logQ) correction, 0 = off (default: %(default)s)")
     parser.add_argument("--validation-split", type=float, default=0.1)
     parser.add_argument("--patience", type=_non_negative, default=3,
-                        help="stop after this many validations without a better recall@10 and keep the "
+                        help="stop after this many validations without a better recall@1+@10 and keep the "
                              "best weights; 0 = train all epochs (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pairs", default=None, help="pair types to train, e.g. 'ids=id,text=id' (default: all)")

@@ -1,6 +1,7 @@
 """`jointspace bench serve` at a tiny size: the real server, the no-op ceiling and FAISS measured
-in one run, a report whose ratios come from its own figures; peers skip with a reason when they
-cannot run; the no-op ceiling answers with the API's shapes; the hidden-row selector is reused."""
+in one run, a report whose ratios come from its own figures (the no-op ceiling answering every
+Search and BatchSearch without error); peers skip with a reason when they cannot run; the
+hidden-row selector is reused."""
 
 from __future__ import annotations
 

@@ -15,12 +15,12 @@ from jointspace.encoders.training import TrainConfig, train
 
 
 def _metrics(recall_at_10: float) -> dict[str, dict[str, float]]:
-    return {"ids->id": {"recall@10": recall_at_10, "recall@1": 0.0},
-            "id->ids": {"recall@10": recall_at_10 / 2, "recall@1": 0.0}}
+    return {"ids->id": {"recall@10": recall_at_10, "recall@1": 0.1, "mrr": 0.5},
+            "id->ids": {"recall@10": recall_at_10 / 2, "recall@1": 0.0, "mrr": 0.5}}
 
 
-def test_score_is_the_mean_recall_at_10_over_directions():
-    assert validation_score(_metrics(0.6)) == pytest.approx(0.45)
+def test_score_is_the_mean_of_recall_at_1_and_at_10_over_directions():
+    assert validation_score(_metrics(0.6)) == pytest.approx((0.6 + 0.1 + 0.3 + 0.0) / 4)
     assert validation_score({}) == 0.0
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from jointspace.bench.searchers import Target, open_searcher
 
-WARMUP_CALLS = 50
+WARMUP_CALLS = 50  # or WARMUP_SECONDS, whichever comes first: a slow engine must not take minutes
+WARMUP_SECONDS = 2.0
 SETUP_TIMEOUT = 300.0
 
 
@@ -44,8 +45,11 @@ def _client(target: Target, k: int, queries: np.ndarray, batch: int, seconds: fl
     try:
         searcher = open_searcher(target, k)
         units = searcher.prepare(queries, batch)
+        warm_until = time.perf_counter() + WARMUP_SECONDS
         for unit in units[:WARMUP_CALLS]:
             searcher.call(unit)
+            if time.perf_counter() > warm_until:
+                break
     except BaseException as error:  # the parent reports it; the barrier must not hang
         barrier.abort()
         results.put(("error", f"{type(error).__name__}: {error}"))

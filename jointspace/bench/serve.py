@@ -71,6 +71,7 @@ def run(vectors: int = 1_000_000, dim: int = 32, work: Path | None = None, secon
                                                              clients, batches, seconds)
         search_all(base.target, queries, K)  # the same work once, so that lazy allocations are made
         report["memory"] = {"server_rss_bytes": rss_bytes(served.pid), "base_rss_bytes": rss_bytes(base.pid)}
+        log(f"recall@{K} {report['recall']}, memory {json.dumps(report['memory'])}")
     report["faiss"] = _faiss_floor(index, queries, batches, seconds)
     report["peers"] = {name: _peer(name, work / name, catalog, queries, exact, target_recall, clients, seconds)
                        for name in peers}
@@ -180,8 +181,8 @@ def _alternate(targets: list[Target], queries: np.ndarray, clients: Sequence[int
     results: list[dict[str, Any]] = [{} for _ in targets]
     for name, count, batch in _workloads(clients, batches):
         for target, result in zip(targets, results):
-            log(f"{name} against {target.address}")
             result[name] = run_load(target, queries, K, count, seconds, batch).as_dict()
+            log(f"{name} against {target.address}: {json.dumps(result[name])}")
     return results
 
 
@@ -199,6 +200,7 @@ def _faiss_floor(index_dir: Path, queries: np.ndarray, batches: Sequence[int], s
              "search_1_clients": _timed(lambda q: index.search(q, K), queries, 1, seconds)}
     for batch in batches:
         floor[f"batch_{batch}"] = _timed(lambda q: index.search(q, K), queries, batch, seconds)
+    log(f"FAISS: {json.dumps(floor)}")
     return floor
 
 
@@ -233,10 +235,11 @@ def _peer(name: str, work: Path, catalog: np.ndarray, queries: np.ndarray, exact
         peer.load(catalog)
         result: dict[str, Any] = {"load_seconds": round(time.monotonic() - started, 1)}
         result["tuning"] = peer.tune(queries, exact, target_recall, K)
+        log(f"{name}: loaded in {result['load_seconds']} s, tuned: {json.dumps(result['tuning'])}")
         result["recall"] = result["tuning"]["recall"]
         for workload, count, batch in _workloads(clients, ()):
-            log(f"{name}: {workload}")
             result[workload] = run_load(peer.target, queries, K, count, seconds, batch).as_dict()
+            log(f"{name}: {workload}: {json.dumps(result[workload])}")
         result["rss_bytes"] = peer.rss()
         return result
     except Exception as error:  # reported in the table, never replaced by a number

@@ -82,14 +82,16 @@ def run(films: int, users: int, dim: int, steps: int, batch_size: int, warmup: i
         log(f"generating {films} films × {users} users")
         split = _write_split(root / "split.npz", films, users, val_queries, seed)
         if (warmup + steps) * batch_size > split["rows"]:
-            log(f"note: {warmup + steps} steps of {batch_size} pass over the {split['rows']} rows more than once")
+            log(f"note: {warmup + steps} steps of {batch_size} pass over the {split['rows']} rows "
+                "more than once")
         sides = {side: _run_side(side, root / "split.npz", root, settings) for side in SIDES}
     return {
         "films": films, "users": users, **split, "dim": dim, "batch_size": batch_size,
         "jointspace_batch_size": own_batch,
         "warmup_steps": warmup, "timed_steps": steps, "examples_seen": (warmup + steps) * batch_size,
         "jointspace_learning_rate": learning_rate, "sides": sides,
-        "speed_ratio": round(sides["jointspace"]["examples_per_second"] / sides["tfrs"]["examples_per_second"], 3),
+        "speed_ratio": round(sides["jointspace"]["examples_per_second"]
+                             / sides["tfrs"]["examples_per_second"], 3),
         "target_ratio": TARGET_RATIO,
     }
 
@@ -99,9 +101,11 @@ def table(result: dict[str, Any]) -> str:
     lines = ["| side | examples/s | timed s | peak RSS MB | " + " | ".join(f"recall@{k}" for k in KS) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(KS)]
     for side, values in result["sides"].items():
+        recalls = " | ".join(f"{values[f'recall@{k}']:.4f}" for k in KS)
         lines.append(f"| {side} | {values['examples_per_second']:,.0f} | {values['timed_seconds']} | "
-                     f"{values['peak_rss_mb']:,.0f} | " + " | ".join(f"{values[f'recall@{k}']:.4f}" for k in KS) + " |")
-    lines.append(f"\nspeed ratio (jointspace / tfrs): {result['speed_ratio']:.2f} (target ≥ {TARGET_RATIO:g}); "
-                 f"{result['examples_seen']:,} examples seen by each side (batch: tfrs {result['batch_size']}, "
-                 f"jointspace {result['jointspace_batch_size']}), {result['val_queries']:,} held-out rows")
+                     f"{values['peak_rss_mb']:,.0f} | {recalls} |")
+    lines.append(f"\nspeed ratio (jointspace / tfrs): {result['speed_ratio']:.2f} "
+                 f"(target ≥ {TARGET_RATIO:g}); {result['examples_seen']:,} examples seen by each side "
+                 f"(batch: tfrs {result['batch_size']}, jointspace {result['jointspace_batch_size']}), "
+                 f"{result['val_queries']:,} held-out rows")
     return "\n".join(lines)

@@ -53,7 +53,10 @@ def _in_batches(embed: Callable[[np.ndarray], np.ndarray], values: np.ndarray) -
     return np.concatenate([embed(values[s : s + EMBED_BATCH]) for s in range(0, len(values), EMBED_BATCH)])
 
 
-def run_tfrs(data: dict[str, np.ndarray], settings: dict[str, Any], timer: StepTimer) -> tuple[np.ndarray, np.ndarray]:
+Vectors = tuple[np.ndarray, np.ndarray]  # validation users', every film's
+
+
+def run_tfrs(data: dict[str, np.ndarray], settings: dict[str, Any], timer: StepTimer) -> Vectors:
     """tfrs.tasks.Retrieval without metrics, two Sequential(StringLookup, Embedding) towers,
     Adagrad(0.1), `model.fit` over a shuffled, batched tf.data pipeline."""
     import tensorflow as tf
@@ -96,7 +99,7 @@ def run_tfrs(data: dict[str, np.ndarray], settings: dict[str, Any], timer: StepT
     return user_vectors, film_vectors
 
 
-def run_jointspace(data: dict[str, np.ndarray], settings: dict[str, Any], timer: StepTimer) -> tuple[np.ndarray, np.ndarray]:
+def run_jointspace(data: dict[str, np.ndarray], settings: dict[str, Any], timer: StepTimer) -> Vectors:
     """`jointspace train`'s code path on `{"id:user": ..., "id:item": ...}` rows; validation is
     the benchmark's own (the same held-out rows for both sides), so the trainer holds none out."""
     from jointspace.data.pairs import PairRows
@@ -141,7 +144,8 @@ def main(argv: list[str]) -> int:
     timer = StepTimer(settings["warmup"] * scale, (settings["warmup"] + settings["steps"]) * scale)
     user_vectors, film_vectors = SIDES[side](data, settings, timer)
     out_dir = Path(out)
-    np.savez(out_dir / "vectors.npz", users=user_vectors.astype(np.float32), films=film_vectors.astype(np.float32))
+    np.savez(out_dir / "vectors.npz", users=user_vectors.astype(np.float32),
+             films=film_vectors.astype(np.float32))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     (out_dir / "result.json").write_text(json.dumps({**timer.result(), "peak_rss_mb": peak_mb}))
     return 0
