@@ -21,11 +21,7 @@ demo: $(STAMP)
 	$(BIN)/jointspace demo
 
 # pytest exits 5 when it collects nothing: that is a failure here, said in plain words.
-# tests/test_write_faults.py injects real I/O errors with libfiu where `fiu-run` exists: install it
-# when apt-get can (root), else say that those tests will be skipped.
 test: $(STAMP)
-	@command -v fiu-run >/dev/null 2>&1 || apt-get install -y -q fiu-utils >/dev/null 2>&1 || \
-		echo "make test: fiu-run is not installed (apt-get install fiu-utils): the libfiu tests are skipped" >&2
 	$(BIN)/python -m pytest || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
 
 stubs: $(STAMP)

@@ -83,7 +83,12 @@ def test_exact_neighbours_of_parts_merge_into_those_of_the_whole(clustered):
     cuts = [0, 1000, 4500, ROWS]
     parts = [exact_neighbours(queries, data[a:b], np.arange(a, b)) for a, b in zip(cuts, cuts[1:])]
     merged = merge_neighbours(parts)
-    np.testing.assert_array_equal(merged.ids, whole.ids)
+    np.testing.assert_allclose(merged.scores, whole.scores, atol=1e-5)
+    # Ids agree except between neighbours whose scores tie (blocked and unblocked sums round apart).
+    differ = merged.ids != whole.ids
+    assert differ.mean() < 0.001
+    near_tie = np.abs(merged.scores[:, :, None] - whole.scores[:, None, :]) < 1e-5
+    assert all(near_tie[q, j].any() for q, j in zip(*np.nonzero(differ)))
     assert not (whole.ids == queries.rows[:, None]).any()  # a query's own row is never its neighbour
 
 
