@@ -66,10 +66,14 @@ def model_ranks(query_vectors: np.ndarray, candidate_vectors: np.ndarray, trials
         block = np.asarray(query_vectors[first : queries[end - 1] + 1], np.float32) @ candidates_t
         for at in range(begin, end, rows_per_block):
             chunk = order[at : min(end, at + rows_per_block)]
-            rows = block[trials.query[chunk] - first]
-            own = rows[np.arange(len(chunk)), trials.target[chunk]]
-            ranks[chunk] = (rows >= own[:, None]).sum(axis=1)
+            ranks[chunk] = target_ranks(block[trials.query[chunk] - first], trials.target[chunk])
     return ranks
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """1-based rank of each row's target among that row's scores; ties count against the target."""
+    own = scores[np.arange(len(targets)), targets]
+    return (scores >= own[:, None]).sum(axis=1)
 
 
 def popularity_ranks(counts: np.ndarray, trials: Trials) -> np.ndarray:

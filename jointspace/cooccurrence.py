@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from jointspace.encoders.metrics import MISSING, Trials
+from jointspace.encoders.metrics import MISSING, Trials, target_ranks
 
 _BLOCK_ELEMENTS = 1 << 23  # dense scores held at once (64 MiB of float64)
 MAX_PRODUCTS = 500_000_000  # (query item, target) products above which the baseline is skipped
@@ -68,7 +68,5 @@ def cooccurrence_ranks(query_items: sp.csr_matrix, counts: sp.csr_matrix, trials
         scores[block_items.nonzero()] = -1.0
         for at in range(begin, end, per_block):
             chosen = order[at : min(end, at + per_block)]
-            rows = scores[trials.query[chosen] - first]
-            own = rows[np.arange(len(chosen)), trials.target[chosen]]
-            ranks[chosen] = (rows >= own[:, None]).sum(axis=1)
+            ranks[chosen] = target_ranks(scores[trials.query[chosen] - first], trials.target[chosen])
     return ranks
