@@ -62,7 +62,7 @@ def _run_side(side: str, data: Path, work: Path, settings: dict[str, Any]) -> di
     quality = summarize(model_ranks(users, films, trials), trials, KS, len(films))
     return {
         "examples_per_second": round(result["examples_per_second"], 1),
-        "timed_seconds": round(result["timed_seconds"], 2),
+        "timed_seconds": round(result["timed_seconds"], 4),
         "peak_rss_mb": round(result["peak_rss_mb"], 1),
         **{f"recall@{k}": round(quality[f"recall@{k}"], 4) for k in KS},
     }
