@@ -571,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--index", type=Path, help="required here or in the config file")
     serve.add_argument("--host", help="address to bind (default: 127.0.0.1, loopback only)")
     serve.add_argument("--port", type=int, help="default: 50051; 0 picks a free port")
-    serve.add_argument("--workers", type=_positive, help="threads serving calls (default: 8)")
+    serve.add_argument("--workers", type=_positive, help="threads serving calls (default: one per CPU core)")
     serve.add_argument("--max-concurrent-rpcs", type=_positive,
                        help="calls beyond this get RESOURCE_EXHAUSTED (default: 64)")
     serve.add_argument("--data-dir", type=Path, help="refuse models, indexes and catalogs outside this directory")

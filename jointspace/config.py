@@ -33,6 +33,7 @@ Unknown sections and keys are errors: a misspelt `tokens_fiel` must not silently
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -48,13 +49,21 @@ else:  # pragma: no cover - the 3.10 backport has the same API
     import tomli as tomllib
 
 
+def default_workers() -> int:
+    """Threads serving calls: one per usable core. A vector query is CPU-bound Python around a
+    FAISS call, and more threads than cores only fight over the GIL: on 2 cores with 16 clients,
+    8 threads spent 1.6x the server CPU per call of 2 threads (docs/benchmarks.md, "Serving
+    speed"). Raise it (`--workers`) where many calls wait on slow audio decoding instead."""
+    return max(2, len(os.sched_getaffinity(0)))
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     model: Path | None = None
     index: Path | None = None
     host: str = "127.0.0.1"
     port: int = 50051
-    workers: int = 8
+    workers: int = field(default_factory=default_workers)
     # Calls beyond this many at once get RESOURCE_EXHAUSTED instead of queueing without bound.
     max_concurrent_rpcs: int = 64
     data_dir: Path | None = None

@@ -162,9 +162,11 @@ def start_configured_server(config: ServeConfig, engine: Engine | None = None) -
 
 
 def start_server(engine: Engine, host: str = "127.0.0.1", port: int = 50051,
-                 workers: int = 8) -> RunningServer:
+                 workers: int | None = None) -> RunningServer:
     """Serve `engine` with the default settings and its limits (tests, the demo, benchmarks)."""
-    config = replace(ServeConfig(), host=host, port=port, workers=workers, limits=engine.limits)
+    config = replace(ServeConfig(), host=host, port=port, limits=engine.limits)
+    if workers is not None:
+        config = replace(config, workers=workers)
     return start_configured_server(config, engine)
 
 

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 EXACT_UP_TO = 4_096  # a filter leaving at most this many rows is answered exactly
 WIDEN = 8
+PARALLEL_FROM = 16  # queries in one FAISS call from which its OpenMP threads pay for themselves
+CORES = faiss.omp_get_max_threads()  # OMP_NUM_THREADS, or every core
 
 # (score, modality, row in the generation or -1 for the delta, key, metadata of a delta entry)
 Candidate = tuple[float, str, int, str, "dict | None"]
@@ -45,17 +47,22 @@ def search(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequ
     for query in range(count):
         groups.setdefault((frozenset(excludes[query]), tuple(filters[query])), []).append(query)
     results: list[list[Hit]] = [[] for _ in range(count)]
+    # One source (one modality's index, no upserted entries) comes back from FAISS in order.
+    merge = len(chosen) > 1 or any(m in changes.matrices for m in chosen)
     for (excluded, query_filters), members in groups.items():
         found = _candidates(generation, changes, vectors[members], k, chosen, excluded, query_filters)
         for query, candidates in zip(members, found):
-            candidates.sort(key=lambda c: -c[0])
-            results[query] = _hits(generation, candidates[:k], with_metadata)
+            if merge:
+                candidates.sort(key=lambda c: -c[0])
+                del candidates[k:]
+            results[query] = _hits(generation, candidates, with_metadata)
     return results
 
 
 def _candidates(generation: Generation, changes: Changes, vectors: np.ndarray, k: int,
                 modalities: list[str], excluded: frozenset[str],
                 filters: tuple[MetadataFilter, ...]) -> list[list[Candidate]]:
+    use_threads(len(vectors))
     found: list[list[Candidate]] = [[] for _ in range(len(vectors))]
     excluded_rows: dict[str, set[int]] = {}
     for modality, row in generation.store.locate(sorted(excluded)).values() if excluded else ():
@@ -115,6 +122,15 @@ def nearest(index: faiss.Index, vectors: np.ndarray, k: int, allowed: np.ndarray
     return scores, ids
 
 
+def use_threads(queries: int) -> None:
+    """OpenMP threads for the calling thread's next FAISS call (the setting is per thread, so
+    concurrent calls do not race). A few queries run on the caller's thread alone: a team of
+    OpenMP threads per gRPC worker, spinning after each tiny search, cost concurrent single
+    queries 40% of their throughput (docs/benchmarks.md, "Serving speed"). A batch uses every
+    core."""
+    faiss.omp_set_num_threads(1 if queries < PARALLEL_FROM else CORES)
+
+
 @functools.lru_cache(maxsize=16)
 def _all_but(hidden: frozenset[int]) -> faiss.IDSelector:
     """A selector of every row but `hidden`, built once per set of hidden rows: the rows an
@@ -153,10 +169,11 @@ def _params(index: faiss.Index, selector: faiss.IDSelector, widen: int) -> faiss
 
 
 def _hits(generation: Generation, found: list[Candidate], with_metadata: bool) -> list[Hit]:
+    if not (with_metadata and generation.with_metadata):  # nothing stored to look up
+        return [Hit(key, score, modality, meta or {}) for score, modality, _, key, meta in found]
     metadata: dict[tuple[str, int], dict] = {}
-    if with_metadata:
-        for modality in {m for _, m, row, _, _ in found if row >= 0} & generation.with_metadata:
-            rows = [row for _, m, row, _, _ in found if m == modality and row >= 0]
-            metadata.update({(modality, r): v for r, v in generation.store.metadata(modality, rows).items()})
+    for modality in {m for _, m, row, _, _ in found if row >= 0} & generation.with_metadata:
+        rows = [row for _, m, row, _, _ in found if m == modality and row >= 0]
+        metadata.update({(modality, r): v for r, v in generation.store.metadata(modality, rows).items()})
     return [Hit(key, score, modality, (meta if row < 0 else metadata.get((modality, row), {})) or {})
             for score, modality, row, key, meta in found]

@@ -122,14 +122,15 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
         for i, item in enumerate(request.requests):
             groups.setdefault((item.k, tuple(item.modalities)), []).append(i)
         served = self.engine.served
-        results: list[pb.SearchResponse | None] = [None] * len(request.requests)
+        response = pb.BatchSearchResponse()
+        slots = [response.results.add() for _ in request.requests]  # answers in request order
         for (k, modalities), members in groups.items():
             queries = [query_from_proto(request.requests[i].query, f"requests[{i}].query") for i in members]
             excludes = [set(request.requests[i].exclude_keys) for i in members]
             filters = [filters_from_proto(request.requests[i].filters, f"requests[{i}].filters") for i in members]
             for i, hits in zip(members, self.engine.search(queries, k, modalities, excludes, filters, served)):
-                results[i] = hits_to_proto(hits, served.generation.name)
-        return pb.BatchSearchResponse(results=results)
+                hits_to_proto(hits, served.generation.name, slots[i])
+        return response
 
     @rpc
     def GetIndexInfo(self, request: pb.GetIndexInfoRequest, context: grpc.ServicerContext) -> pb.IndexInfo:

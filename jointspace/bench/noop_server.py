@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from google.protobuf import struct_pb2
 
-from jointspace.config import ServeConfig
+from jointspace.config import ServeConfig, default_workers
 from jointspace.logs import configure_logging
 from jointspace.v1 import jointspace_pb2 as pb
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jointspace.bench.noop_server")
     parser.add_argument("--k", type=int, default=10, help="hits per answer")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=ServeConfig.workers)
+    parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--log-format", default="json")
     args = parser.parse_args(argv)
     configure_logging(args.log_format)

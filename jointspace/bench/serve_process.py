@@ -34,9 +34,19 @@ class ServeProcess:
                 self.records.put(json.loads(line))
 
     def wait_for(self, words: str, timeout: float = 120) -> dict:
-        """The first log record (from now on) whose message contains `words`."""
+        """The first log record (from now on) whose message contains `words`; RuntimeError with
+        the end of the log if the process exits first, queue.Empty after `timeout` seconds."""
         end = time.monotonic() + timeout
         while True:
-            record = self.records.get(timeout=max(end - time.monotonic(), 0.01))
+            try:
+                record = self.records.get(timeout=min(max(end - time.monotonic(), 0.01), 0.5))
+            except queue.Empty:
+                if self.process.poll() is not None and self.records.empty():
+                    tail = "".join(self.lines[-5:]).strip()
+                    raise RuntimeError(f"the server exited ({self.process.returncode}) before "
+                                       f"logging {words!r}: {tail}") from None
+                if time.monotonic() >= end:
+                    raise
+                continue
             if words in record["message"]:
                 return record
