@@ -432,6 +432,14 @@ def _positive_list(text: str, flag: str) -> list[int]:
     return values
 
 
+def cmd_bench_queries(args: argparse.Namespace) -> int:
+    from jointspace.bench import queries
+
+    report = queries.run(args.model, args.index, args.pairs, args.seconds, _positive_list(args.clients, "--clients"))
+    print(json.dumps(report, indent=2) if args.json else queries.format_table(report))
+    return 0
+
+
 def cmd_bench_overhead(args: argparse.Namespace) -> int:
     from jointspace.bench import overhead
 
@@ -681,6 +689,17 @@ def build_parser() -> argparse.ArgumentParser:
     decoding.add_argument("--clips", type=_positive, default=50, help="spoken-digit clips queried per pass")
     decoding.add_argument("--passes", type=_positive, default=5)
     decoding.set_defaults(func=cmd_bench_decode)
+    latency = bench_commands.add_parser(
+        "queries", help="end-to-end latency of id, history, text, audio and vector queries (Embed and Search)",
+        description="Serves MODEL and INDEX with `jointspace serve` and times Embed (encoder alone) and Search "
+                    "(encoder + index) for queries of every modality the model answers, taken from the pair rows.")
+    latency.add_argument("--model", required=True, type=Path)
+    latency.add_argument("--index", required=True, type=Path, help="an index built with that model")
+    latency.add_argument("--pairs", required=True, type=Path, nargs="+", help="pair rows to take queries from")
+    latency.add_argument("--seconds", type=float, default=5.0, help="per measurement (default: %(default)s)")
+    latency.add_argument("--clients", default="1,4", help="concurrent client processes (default: %(default)s)")
+    latency.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    latency.set_defaults(func=cmd_bench_queries)
     cost = bench_commands.add_parser(
         "overhead", help="per-call cost of the server's interceptors (sequential Search over loopback)")
     cost.add_argument("--model", required=True, type=Path)

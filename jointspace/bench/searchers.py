@@ -66,6 +66,33 @@ class JointspaceSearcher:
         self.client.close()
 
 
+class QuerySearcher:
+    """Queries of any modality, given as serialized Query messages (bench/queries.py), one per
+    call: Search (encoder and index) or Embed (the encoder alone), as `method` says."""
+
+    def __init__(self, address: str, k: int, method: str) -> None:
+        from jointspace.client import Client
+
+        self.client, self.k, self.method = Client(address, timeout=60), k, method
+
+    def prepare(self, queries: np.ndarray, batch: int) -> list[Any]:
+        from jointspace.v1 import jointspace_pb2 as pb
+
+        parsed = [pb.Query.FromString(q) for q in queries]
+        if self.method == "embed":
+            return [pb.EmbedRequest(inputs=[q]) for q in parsed]
+        return [pb.SearchRequest(query=q, k=self.k) for q in parsed]
+
+    def call(self, unit: Any) -> list[list[str]]:
+        if self.method == "embed":
+            self.client.stub.Embed(unit, timeout=60)
+            return [[]]
+        return [[hit.key for hit in self.client.stub.Search(unit, timeout=60).hits]]
+
+    def close(self) -> None:
+        self.client.close()
+
+
 class MilvusSearcher:
     def __init__(self, address: str, k: int, settings: dict[str, Any]) -> None:
         from pymilvus import MilvusClient
@@ -106,6 +133,8 @@ class ChromaSearcher:
 def open_searcher(target: Target, k: int) -> Searcher:
     if target.kind == "jointspace":
         return JointspaceSearcher(target.address, k)
+    if target.kind == "jointspace-requests":
+        return QuerySearcher(target.address, k, target.settings["method"])
     if target.kind == "milvus":
         return MilvusSearcher(target.address, k, target.settings)
     if target.kind == "chroma":
