@@ -29,6 +29,7 @@ def test_report_measures_every_workload_on_every_engine(report: dict) -> None:
     for figures in [*report["jointspace"].values(), *report["ceiling"].values()]:
         assert figures["qps"] > 0 and figures["calls"] > 0 and figures["errors"] == 0
         assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+        assert figures["server_cpu_us_per_call"] > 0  # the server process did work for its calls
     assert report["jointspace"]["batch_64"]["batch"] == 64
     assert 0.95 <= report["recall"] <= 1.0  # exact search at this size: only float rounding may differ
     assert report["dim"] == 16 and report["index"]["file_bytes"] > 2_000 * 16 * 4
@@ -47,7 +48,7 @@ def test_ratios_come_from_the_measured_figures(report: dict) -> None:
     assert target["met"] == (target["measured"] >= 0.8)
     assert report["targets"]["single_qps_16_clients_vs_peers"]["met"] is None  # no peer ran: not measured
     table = serve.format_table(report)
-    assert "search_2_clients" in table and "vs ceiling" in table and "target batch_qps_vs_faiss" in table
+    assert "search_2_clients" in table and "vs ceiling" in table and "server CPU us/call" in table and "target batch_qps_vs_faiss" in table
 
 
 def test_a_peer_that_cannot_run_is_skipped_with_its_reason(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from jointspace.bench.load import LoadResult, run_load
-from jointspace.bench.peers import PEERS, rss_bytes
+from jointspace.bench.peers import PEERS, cpu_seconds, rss_bytes
 from jointspace.bench.searchers import Target, recall_at_k, search_all
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.data.vectors import as_catalog_holds, clustered_vectors, write_vector_catalog
@@ -68,7 +68,7 @@ def run(vectors: int = 1_000_000, dim: int = 32, work: Path | None = None, secon
         info = _info(served.address)
         report["index"] = {"type": info["index_type"], "file_bytes": _index_bytes(index)}
         report["recall"] = recall_at_k(search_all(served.target, queries, K), exact)
-        report["jointspace"], report["ceiling"] = _alternate([served.target, ceiling.target], queries,
+        report["jointspace"], report["ceiling"] = _alternate([served, ceiling], queries,
                                                              clients, batches, seconds)
         search_all(base.target, queries, K)  # the same work once, so that lazy allocations are made
         report["memory"] = {"server_rss_bytes": rss_bytes(served.pid), "base_rss_bytes": rss_bytes(base.pid)}
@@ -176,14 +176,19 @@ def _workloads(clients: Sequence[int], batches: Sequence[int]) -> list[tuple[str
             [(f"batch_{b}", 1, b) for b in batches])
 
 
-def _alternate(targets: list[Target], queries: np.ndarray, clients: Sequence[int], batches: Sequence[int],
+def _alternate(servers: list[_Running], queries: np.ndarray, clients: Sequence[int], batches: Sequence[int],
                seconds: float) -> list[dict[str, Any]]:
-    """Each workload on each target in turn: one result dict per target."""
-    results: list[dict[str, Any]] = [{} for _ in targets]
+    """Each workload on each server in turn: one result dict per server, each workload's figures
+    with the server process's own CPU time per call (what the ratio of rates hides: on shared
+    cores the clients' CPU is in both rates)."""
+    results: list[dict[str, Any]] = [{} for _ in servers]
     for name, count, batch in _workloads(clients, batches):
-        for target, result in zip(targets, results):
-            result[name] = run_load(target, queries, K, count, seconds, batch).as_dict()
-            log(f"{name} against {target.address}: {json.dumps(result[name])}")
+        for server, result in zip(servers, results):
+            before = cpu_seconds(server.pid)
+            figures = run_load(server.target, queries, K, count, seconds, batch).as_dict()
+            figures["server_cpu_us_per_call"] = round((cpu_seconds(server.pid) - before) / figures["calls"] * 1e6)
+            result[name] = figures
+            log(f"{name} against {server.address}: {json.dumps(figures)}")
     return results
 
 
@@ -301,13 +306,15 @@ def format_table(report: dict[str, Any]) -> str:
              f"{report['recall']} (target {report['target_recall']}); {report['cpu_cores']} CPU cores shared by "
              f"servers and client processes; {report['seconds']:g} s per measurement",
              ""]
-    header = ["workload", "jointspace q/s", "p50 ms", "p99 ms", "ceiling q/s", "vs ceiling", "FAISS q/s", "vs FAISS"]
+    header = ["workload", "jointspace q/s", "p50 ms", "p99 ms", "server CPU us/call", "ceiling q/s",
+              "ceiling CPU us/call", "vs ceiling", "FAISS q/s", "vs FAISS"]
     for name in peers:
         header += [f"{name} q/s", f"vs {name}"]
     rows = [header]
     for workload, figures in mine.items():
         row = [workload, f"{figures['qps']:,.0f}", f"{figures['p50_ms']:.2f}", f"{figures['p99_ms']:.2f}",
-               f"{ceiling[workload]['qps']:,.0f}", f"{report['ratios']['vs_ceiling'][workload]:.2f}"]
+               f"{figures['server_cpu_us_per_call']:,}", f"{ceiling[workload]['qps']:,.0f}",
+               f"{ceiling[workload]['server_cpu_us_per_call']:,}", f"{report['ratios']['vs_ceiling'][workload]:.2f}"]
         row += ([f"{floor[workload]['qps']:,.0f}", f"{report['ratios']['vs_faiss'][workload]:.2f}"]
                 if workload in floor else ["", ""])
         for name, peer in peers.items():
