@@ -52,7 +52,7 @@ else:  # pragma: no cover - the 3.10 backport has the same API
 def default_workers() -> int:
     """Threads serving calls: one per usable core. A vector query is CPU-bound Python around a
     FAISS call, and more threads than cores only fight over the GIL: on 2 cores with 16 clients,
-    8 threads spent 1.6x the server CPU per call of 2 threads (docs/benchmarks.md, "Serving
+    8 threads spent 1.3-1.6x the server CPU per call of 2 threads (docs/benchmarks.md, "Serving
     speed"). Raise it (`--workers`) where many calls wait on slow audio decoding instead."""
     return max(2, len(os.sched_getaffinity(0)))
 
