@@ -161,12 +161,9 @@ def start_configured_server(config: ServeConfig, engine: Engine | None = None) -
     return running
 
 
-def start_server(engine: Engine, host: str = "127.0.0.1", port: int = 50051,
-                 workers: int | None = None) -> RunningServer:
+def start_server(engine: Engine, host: str = "127.0.0.1", port: int = 50051) -> RunningServer:
     """Serve `engine` with the default settings and its limits (tests, the demo, benchmarks)."""
     config = replace(ServeConfig(), host=host, port=port, limits=engine.limits)
-    if workers is not None:
-        config = replace(config, workers=workers)
     return start_configured_server(config, engine)
 
 

@@ -60,13 +60,12 @@ def run(model: Path, index: Path, pair_files: Sequence[Path], seconds: float = 5
     report: dict[str, Any] = {"k": K, "seconds": seconds, "modalities": {}}
     with _servers((SERVE, ["--model", str(model), "--index", str(index)])) as (served,):
         for modality, queries in requests.items():
-            target = Target("jointspace-requests", served.address)
             units = np.array(queries, dtype=object)
             measured: dict[str, Any] = {}
             for count in clients:
                 for method in ("embed", "search"):
-                    unit_target = Target(target.kind, target.address, {"method": method})
-                    result = run_load(unit_target, units, K, count, seconds).as_dict()
+                    target = Target("jointspace-requests", served.address, {"method": method})
+                    result = run_load(target, units, K, count, seconds).as_dict()
                     measured[f"{method}_{count}_clients"] = result
                     log(f"{modality} {method} at {count} clients: {result}")
             report["modalities"][modality] = measured
