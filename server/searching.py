@@ -13,7 +13,9 @@ over those rows, and an approximate search that comes back short is repeated wit
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Sequence
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import faiss
 import numpy as np
@@ -49,20 +51,20 @@ def search(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequ
     results: list[list[Hit]] = [[] for _ in range(count)]
     # One source (one modality's index, no upserted entries) comes back from FAISS in order.
     merge = len(chosen) > 1 or any(m in changes.matrices for m in chosen)
-    for (excluded, query_filters), members in groups.items():
-        found = _candidates(generation, changes, vectors[members], k, chosen, excluded, query_filters)
-        for query, candidates in zip(members, found):
-            if merge:
-                candidates.sort(key=lambda c: -c[0])
-                del candidates[k:]
-            results[query] = _hits(generation, candidates, with_metadata)
+    with faiss_threads(count):
+        for (excluded, query_filters), members in groups.items():
+            found = _candidates(generation, changes, vectors[members], k, chosen, excluded, query_filters)
+            for query, candidates in zip(members, found):
+                if merge:
+                    candidates.sort(key=lambda c: -c[0])
+                    del candidates[k:]
+                results[query] = _hits(generation, candidates, with_metadata)
     return results
 
 
 def _candidates(generation: Generation, changes: Changes, vectors: np.ndarray, k: int,
                 modalities: list[str], excluded: frozenset[str],
                 filters: tuple[MetadataFilter, ...]) -> list[list[Candidate]]:
-    use_threads(len(vectors))
     found: list[list[Candidate]] = [[] for _ in range(len(vectors))]
     excluded_rows: dict[str, set[int]] = {}
     for modality, row in generation.store.locate(sorted(excluded)).values() if excluded else ():
@@ -122,13 +124,35 @@ def nearest(index: faiss.Index, vectors: np.ndarray, k: int, allowed: np.ndarray
     return scores, ids
 
 
-def use_threads(queries: int) -> None:
-    """OpenMP threads for the calling thread's next FAISS call (the setting is per thread, so
-    concurrent calls do not race). A few queries run on the caller's thread alone: a team of
-    OpenMP threads per gRPC worker, spinning after each tiny search, cost concurrent single
-    queries 40% of their throughput (docs/benchmarks.md, "Serving speed"). A batch uses every
-    core."""
-    faiss.omp_set_num_threads(1 if queries < PARALLEL_FROM else CORES)
+class _InFlight:
+    """How many searches are running now, across the server's worker threads."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+
+_in_flight = _InFlight()
+
+
+@contextmanager
+def faiss_threads(queries: int) -> Iterator[None]:
+    """Sets the OpenMP threads of the calling thread's FAISS calls for the duration (the setting
+    is per thread, so concurrent calls do not race). A few queries run on the caller's thread
+    alone: a team of OpenMP threads per gRPC worker, spinning after each tiny search, cost
+    concurrent single queries 40% of their throughput. A batch uses every core only while no
+    other search runs: two concurrent batches with a full team each put twice as many threads
+    as cores, and each waits at its barriers for threads the other has preempted
+    (docs/benchmarks.md, "Serving speed")."""
+    with _in_flight.lock:
+        _in_flight.count += 1
+        alone = _in_flight.count == 1
+    faiss.omp_set_num_threads(CORES if alone and queries >= PARALLEL_FROM else 1)
+    try:
+        yield
+    finally:
+        with _in_flight.lock:
+            _in_flight.count -= 1
 
 
 @functools.lru_cache(maxsize=16)

@@ -31,6 +31,7 @@ def test_report_measures_every_workload_on_every_engine(report: dict) -> None:
         assert 0 < figures["p50_ms"] <= figures["p99_ms"]
         assert figures["server_cpu_us_per_call"] > 0  # the server process did work for its calls
     assert report["jointspace"]["batch_64"]["batch"] == 64
+    assert report["jointspace"]["batch_64"]["clients"] == report["cpu_cores"]  # throughput: one client per core
     assert 0.95 <= report["recall"] <= 1.0  # exact search at this size: only float rounding may differ
     assert report["dim"] == 16 and report["index"]["file_bytes"] > 2_000 * 16 * 4
 

@@ -100,3 +100,33 @@ def test_search_excludes_and_filters(built):
     assert [h.key for h in hits] == ["vec:unit"] and hits[0].metadata == {"kind": "raw"}
     [hits] = generation.search(query, 3, ["vector"], [{"vec:unit"}])
     assert hits == []
+
+
+def test_a_batch_uses_every_core_only_while_no_other_search_runs():
+    """OpenMP threads are set per calling thread: a single query runs on one, a batch on every
+    core while it is alone, and on one beside another search (no oversubscribed cores)."""
+    import threading
+
+    import faiss
+
+    from jointspace.server.searching import CORES, faiss_threads
+
+    seen: dict[str, int] = {}
+    other_entered, release = threading.Event(), threading.Event()
+
+    def other_batch() -> None:
+        with faiss_threads(64):
+            seen["first batch"] = faiss.omp_get_max_threads()
+            other_entered.set()
+            release.wait(10)
+
+    with faiss_threads(1):
+        seen["single query"] = faiss.omp_get_max_threads()
+    worker = threading.Thread(target=other_batch)
+    worker.start()
+    assert other_entered.wait(10)
+    with faiss_threads(64):
+        seen["concurrent batch"] = faiss.omp_get_max_threads()
+    release.set()
+    worker.join()
+    assert seen == {"single query": 1, "first batch": CORES, "concurrent batch": 1}

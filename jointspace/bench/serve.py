@@ -171,9 +171,12 @@ def _index_bytes(index: Path) -> int:
 
 
 def _workloads(clients: Sequence[int], batches: Sequence[int]) -> list[tuple[str, int, int]]:
-    """(name, clients, queries per call): single queries at each client count, then batches."""
+    """(name, clients, queries per call): single queries at each client count, then batches.
+    Batches are a throughput measurement, beside FAISS on every core: one client per core, so
+    that the server is not left idle while a lone client builds its next request and reads the
+    last answer."""
     return ([(f"search_{c}_clients", c, 1) for c in clients] +
-            [(f"batch_{b}", 1, b) for b in batches])
+            [(f"batch_{b}", _cores(), b) for b in batches])
 
 
 def _alternate(servers: list[_Running], queries: np.ndarray, clients: Sequence[int], batches: Sequence[int],
@@ -306,13 +309,13 @@ def format_table(report: dict[str, Any]) -> str:
              f"{report['recall']} (target {report['target_recall']}); {report['cpu_cores']} CPU cores shared by "
              f"servers and client processes; {report['seconds']:g} s per measurement",
              ""]
-    header = ["workload", "jointspace q/s", "p50 ms", "p99 ms", "server CPU us/call", "ceiling q/s",
+    header = ["workload", "clients", "jointspace q/s", "p50 ms", "p99 ms", "server CPU us/call", "ceiling q/s",
               "ceiling CPU us/call", "vs ceiling", "FAISS q/s", "vs FAISS"]
     for name in peers:
         header += [f"{name} q/s", f"vs {name}"]
     rows = [header]
     for workload, figures in mine.items():
-        row = [workload, f"{figures['qps']:,.0f}", f"{figures['p50_ms']:.2f}", f"{figures['p99_ms']:.2f}",
+        row = [workload, str(figures["clients"]), f"{figures['qps']:,.0f}", f"{figures['p50_ms']:.2f}", f"{figures['p99_ms']:.2f}",
                f"{figures['server_cpu_us_per_call']:,}", f"{ceiling[workload]['qps']:,.0f}",
                f"{ceiling[workload]['server_cpu_us_per_call']:,}", f"{report['ratios']['vs_ceiling'][workload]:.2f}"]
         row += ([f"{floor[workload]['qps']:,.0f}", f"{report['ratios']['vs_faiss'][workload]:.2f}"]
