@@ -14,19 +14,26 @@ import pytest
 from jointspace.bench import serve
 from jointspace.bench.peers import Peer
 from jointspace.bench.searchers import recall_at_k
+from jointspace.v1 import jointspace_pb2 as pb
 
 
 @pytest.fixture(scope="module")
-def report(built, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return serve.run(vectors=2_000, work=tmp_path_factory.mktemp("bench-serve"), seconds=0.3, clients=(1, 2),
-                     batches=(64,), peers=(), model=built.model)
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench-serve")
+
+
+@pytest.fixture(scope="module")
+def report(built, work: Path) -> dict:
+    return serve.run(vectors=2_000, work=work, seconds=0.3, clients=(1, 2), batches=(64,), peers=(),
+                     model=built.model)
 
 
 def test_report_measures_every_workload_on_every_engine(report: dict) -> None:
     workloads = ["search_1_clients", "search_2_clients", "batch_64"]
     assert list(report["jointspace"]) == workloads and list(report["ceiling"]) == workloads
+    assert list(report["ceiling_faiss"]) == workloads
     assert set(report["faiss"]) >= {"search_1_clients", "batch_64"}
-    for figures in [*report["jointspace"].values(), *report["ceiling"].values()]:
+    for figures in [*report["jointspace"].values(), *report["ceiling"].values(), *report["ceiling_faiss"].values()]:
         assert figures["qps"] > 0 and figures["calls"] > 0 and figures["errors"] == 0
         assert 0 < figures["p50_ms"] <= figures["p99_ms"]
         assert figures["server_cpu_us_per_call"] > 0  # the server process did work for its calls
@@ -38,8 +45,13 @@ def test_report_measures_every_workload_on_every_engine(report: dict) -> None:
 
 def test_ratios_come_from_the_measured_figures(report: dict) -> None:
     mine, ceiling, floor = report["jointspace"], report["ceiling"], report["faiss"]
+    searching = report["ceiling_faiss"]
     for workload, ratio in report["ratios"]["vs_ceiling"].items():
         assert ratio == pytest.approx(mine[workload]["qps"] / ceiling[workload]["qps"], abs=1e-3)
+        assert report["ratios"]["vs_ceiling_faiss"][workload] == pytest.approx(
+            mine[workload]["qps"] / searching[workload]["qps"], abs=1e-3)
+        assert report["ratios"]["ceiling_faiss_vs_ceiling"][workload] == pytest.approx(
+            searching[workload]["qps"] / ceiling[workload]["qps"], abs=1e-3)
     assert report["ratios"]["vs_faiss"]["batch_64"] == pytest.approx(
         mine["batch_64"]["qps"] / floor["batch_64"]["qps"], abs=1e-3)
     memory = report["memory"]
@@ -50,6 +62,7 @@ def test_ratios_come_from_the_measured_figures(report: dict) -> None:
     assert report["targets"]["single_qps_16_clients_vs_peers"]["met"] is None  # no peer ran: not measured
     table = serve.format_table(report)
     assert "search_2_clients" in table and "vs ceiling" in table and "server CPU us/call" in table and "target batch_qps_vs_faiss" in table
+    assert "vs ceiling+FAISS" in table and "of the ceiling at search_2_clients" in table
 
 
 def test_a_peer_that_cannot_run_is_skipped_with_its_reason(tmp_path: Path) -> None:
@@ -79,3 +92,26 @@ def test_the_hidden_row_selector_is_built_once_per_set_of_hidden_rows() -> None:
     assert _all_but(hidden) is _all_but(hidden)
     _, again = nearest(index, vectors[:1], 3, None, frozenset({0}))
     assert 0 not in again[0] and 1 in again[0]  # a new set of hidden rows gets its own selector
+
+
+def test_the_searching_ceiling_runs_the_faiss_search_of_each_query(report: dict, work: Path) -> None:
+    """The no-op server with --index does each call's FAISS search (all of a batch's queries in
+    one) on the served index, and still gives its prebuilt answer."""
+    from jointspace.bench.noop_server import NoopService
+
+    class Recording:
+        def __init__(self, index: faiss.Index) -> None:
+            self.index, self.calls = index, []
+
+        def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+            self.calls.append((vectors.shape, k))
+            return self.index.search(vectors, k)
+
+    service = NoopService(3, work / "index")
+    assert service.index.ntotal == 2_000
+    service.index = recording = Recording(service.index)
+    vector = np.ones(report["dim"], "<f4")
+    request = pb.SearchRequest(query=pb.Query(vector=pb.Vector(f32=vector.tobytes())), k=3)
+    assert service.Search(request, None) is service.response
+    service.BatchSearch(pb.BatchSearchRequest(requests=[request] * 5), None)
+    assert recording.calls == [((1, report["dim"]), 3), ((5, report["dim"]), 3)]

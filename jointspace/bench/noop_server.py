@@ -4,6 +4,11 @@ BatchSearch with a prebuilt response of k hits shaped like real ones, without em
 searching or converting anything. What jointspace reaches against this is the share of the
 ceiling its own work leaves.
 
+With `--index DIR` it also runs the one FAISS search each query needs (on the served
+generation's index, with its tuned search depth and jointspace's thread policy) before giving
+the same prebuilt answer: the ceiling of any server on this stack that must do that search, which
+splits jointspace's gap to the plain ceiling into FAISS's share and the rest.
+
 Run as `python -m jointspace.bench.noop_server --k 10 --port 0`; it logs JSON lines like
 `jointspace serve --log-format json`, the port in the "listening on" record.
 """
@@ -13,7 +18,10 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
 
 from google.protobuf import struct_pb2
 
@@ -27,20 +35,41 @@ logger = logging.getLogger("jointspace.server")
 class NoopService:
     """Search and BatchSearch of the JointSpace API, answered from prebuilt messages."""
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, index_dir: Path | None = None) -> None:
+        self.k = k
+        self.index = None if index_dir is None else _vector_index(index_dir)
         hits = [pb.Hit(key=f"v:{100_000 + i}", score=0.9 - i / 100, modality="vector", metadata=struct_pb2.Struct())
                 for i in range(k)]
         self.response = pb.SearchResponse(hits=hits, generation="gen-000001")
         self.batches: dict[int, pb.BatchSearchResponse] = {}
 
     def Search(self, request: pb.SearchRequest, context: Any) -> pb.SearchResponse:
+        self._search([request])
         return self.response
 
     def BatchSearch(self, request: pb.BatchSearchRequest, context: Any) -> pb.BatchSearchResponse:
+        self._search(request.requests)
         size = len(request.requests)
         if size not in self.batches:  # a benign race: two threads may build the same message
             self.batches[size] = pb.BatchSearchResponse(results=[self.response] * size)
         return self.batches[size]
+
+
+    def _search(self, requests: Sequence[pb.SearchRequest]) -> None:
+        """The FAISS work of these queries' vectors, its answer thrown away (with `--index`)."""
+        if self.index is not None:
+            from jointspace.server.searching import faiss_threads
+
+            vectors = np.frombuffer(b"".join(r.query.vector.f32 for r in requests), "<f4").reshape(len(requests), -1)
+            with faiss_threads(len(vectors)):
+                self.index.search(vectors, self.k)
+
+
+def _vector_index(index_dir: Path) -> Any:
+    from jointspace.server.generation import Generation
+    from jointspace.server.generations import IndexDirectory
+
+    return Generation(IndexDirectory(index_dir).current_path()).indexes["vector"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,12 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jointspace.bench.noop_server")
     parser.add_argument("--k", type=int, default=10, help="hits per answer")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--index", type=Path, help="also run each query's FAISS search on this index")
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--log-format", default="json")
     args = parser.parse_args(argv)
     configure_logging(args.log_format)
     running = start_configured_server(replace(ServeConfig(), port=args.port, workers=args.workers))
-    running.answer_with(NoopService(args.k))
+    running.answer_with(NoopService(args.k, args.index))
     logger.info("listening on 127.0.0.1:%d (no-op service, %d hits per answer)", running.port, args.k,
                 extra={"port": running.port})
     serve_until_signal(running, grace=0)
