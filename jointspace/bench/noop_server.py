@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-
 from google.protobuf import struct_pb2
 
 from jointspace.config import ServeConfig, default_workers
@@ -54,13 +53,13 @@ class NoopService:
             self.batches[size] = pb.BatchSearchResponse(results=[self.response] * size)
         return self.batches[size]
 
-
     def _search(self, requests: Sequence[pb.SearchRequest]) -> None:
         """The FAISS work of these queries' vectors, its answer thrown away (with `--index`)."""
         if self.index is not None:
             from jointspace.server.searching import faiss_threads
 
-            vectors = np.frombuffer(b"".join(r.query.vector.f32 for r in requests), "<f4").reshape(len(requests), -1)
+            packed = b"".join(r.query.vector.f32 for r in requests)
+            vectors = np.frombuffer(packed, "<f4").reshape(len(requests), -1)
             with faiss_threads(len(vectors)):
                 self.index.search(vectors, self.k)
 

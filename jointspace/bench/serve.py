@@ -6,11 +6,11 @@ in --work for the next run) and served by `jointspace serve` in a child process.
 (a) the no-op server (noop_server.py: the same server stack, prebuilt answers) = the ceiling of
 what the stack allows, and the same no-op server running each query's FAISS search = the ceiling
 of any server on this stack that must search this index (jointspace's gap to the first ceiling
-is FAISS's share plus its own; the second ceiling isolates its own), (b) FAISS in this process on the same index file = the floor of work, and
-(c) milvus-lite and chromadb when installed (peers.py), loaded with the same vectors and tuned to
-the same recall. Clients are separate processes (load.py). jointspace and the ceiling are
-measured alternately, step by step, so that drift of a shared machine hits both alike; the
-figures that matter are the ratios between them.
+is FAISS's share plus its own; the second ceiling isolates its own), (b) FAISS in this process
+on the same index file = the floor of work, and (c) milvus-lite and chromadb when installed
+(peers.py), loaded with the same vectors and tuned to the same recall. Clients are separate
+processes (load.py). jointspace and the ceilings are measured alternately, step by step, so that
+drift of a shared machine hits them alike; the figures that matter are the ratios between them.
 
 Server memory is the resident set (/proc) after the load, beside the index file's own size and a
 base: the same server serving a 1,000-vector index (Python, TensorFlow and the model loaded).
@@ -323,16 +323,17 @@ def format_table(report: dict[str, Any]) -> str:
               "ceiling CPU us/call", "vs ceiling", "ceiling+FAISS q/s", "vs ceiling+FAISS", "FAISS q/s", "vs FAISS"]
     for name in peers:
         header += [f"{name} q/s", f"vs {name}"]
-    rows = [header]
+    rows, ratio = [header], report["ratios"]
     for workload, figures in mine.items():
-        row = [workload, str(figures["clients"]), f"{figures['qps']:,.0f}", f"{figures['p50_ms']:.2f}", f"{figures['p99_ms']:.2f}",
-               f"{figures['server_cpu_us_per_call']:,}", f"{ceiling[workload]['qps']:,.0f}",
-               f"{ceiling[workload]['server_cpu_us_per_call']:,}", f"{report['ratios']['vs_ceiling'][workload]:.2f}",
-               f"{report['ceiling_faiss'][workload]['qps']:,.0f}", f"{report['ratios']['vs_ceiling_faiss'][workload]:.2f}"]
-        row += ([f"{floor[workload]['qps']:,.0f}", f"{report['ratios']['vs_faiss'][workload]:.2f}"]
+        row = [workload, str(figures["clients"]), f"{figures['qps']:,.0f}", f"{figures['p50_ms']:.2f}",
+               f"{figures['p99_ms']:.2f}", f"{figures['server_cpu_us_per_call']:,}",
+               f"{ceiling[workload]['qps']:,.0f}", f"{ceiling[workload]['server_cpu_us_per_call']:,}",
+               f"{ratio['vs_ceiling'][workload]:.2f}", f"{report['ceiling_faiss'][workload]['qps']:,.0f}",
+               f"{ratio['vs_ceiling_faiss'][workload]:.2f}"]
+        row += ([f"{floor[workload]['qps']:,.0f}", f"{ratio['vs_faiss'][workload]:.2f}"]
                 if workload in floor else ["", ""])
         for name, peer in peers.items():
-            row += ([f"{peer[workload]['qps']:,.0f}", f"{report['ratios'][f'vs_{name}'][workload]:.2f}"]
+            row += ([f"{peer[workload]['qps']:,.0f}", f"{ratio[f'vs_{name}'][workload]:.2f}"]
                     if workload in peer else ["", ""])
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
