@@ -26,6 +26,7 @@ from google.protobuf import struct_pb2
 
 from jointspace.config import ServeConfig, default_workers
 from jointspace.logs import configure_logging
+from jointspace.server.searching import faiss_threads
 from jointspace.v1 import jointspace_pb2 as pb
 
 logger = logging.getLogger("jointspace.server")
@@ -36,7 +37,7 @@ class NoopService:
 
     def __init__(self, k: int, index_dir: Path | None = None) -> None:
         self.k = k
-        self.index = None if index_dir is None else _vector_index(index_dir)
+        self.index = None if index_dir is None else served_vector_index(index_dir)
         hits = [pb.Hit(key=f"v:{100_000 + i}", score=0.9 - i / 100, modality="vector", metadata=struct_pb2.Struct())
                 for i in range(k)]
         self.response = pb.SearchResponse(hits=hits, generation="gen-000001")
@@ -56,15 +57,14 @@ class NoopService:
     def _search(self, requests: Sequence[pb.SearchRequest]) -> None:
         """The FAISS work of these queries' vectors, its answer thrown away (with `--index`)."""
         if self.index is not None:
-            from jointspace.server.searching import faiss_threads
-
             packed = b"".join(r.query.vector.f32 for r in requests)
             vectors = np.frombuffer(packed, "<f4").reshape(len(requests), -1)
             with faiss_threads(len(vectors)):
                 self.index.search(vectors, self.k)
 
 
-def _vector_index(index_dir: Path) -> Any:
+def served_vector_index(index_dir: Path) -> Any:
+    """The FAISS index of the vector modality in the generation `index_dir` serves now."""
     from jointspace.server.generation import Generation
     from jointspace.server.generations import IndexDirectory
 

@@ -203,11 +203,10 @@ def _faiss_floor(index_dir: Path, queries: np.ndarray, batches: Sequence[int], s
     one query per call, then whole batches (FAISS spreads a batch over its OpenMP threads)."""
     import faiss
 
-    from jointspace.server.generation import Generation
-    from jointspace.server.generations import IndexDirectory
+    from jointspace.bench.noop_server import served_vector_index
 
     log("FAISS in-process on the same index")
-    index = Generation(IndexDirectory(index_dir).current_path()).indexes["vector"]
+    index = served_vector_index(index_dir)
     floor = {"threads": faiss.omp_get_max_threads(),
              "search_1_clients": _timed(lambda q: index.search(q, K), queries, 1, seconds)}
     for batch in batches:
