@@ -9,6 +9,13 @@ sample weights, masked scores set to TFRS's MIN_FLOAT), computed from one score 
 direction is the same matrix read by columns, so the [batch, batch] product, the mask and the
 temperature are paid once rather than in two task calls (tests/test_training.py checks that the
 figure equals the two calls).
+
+A training step differentiates the loss in two parts: the loss and its gradient with respect to
+the two sides' embeddings run as one XLA program, and only the towers are differentiated by
+TensorFlow's tape (with those embedding gradients as output gradients). Leaving the loss's
+gradient to the tape ran the [batch, batch] backward pass outside XLA: at batch 4096 the loss
+took twice as long (docs/benchmarks.md, "Training speed"). The towers stay outside XLA so that an
+embedding table's gradient remains sparse rows, not a dense table.
 """
 
 from __future__ import annotations
@@ -58,17 +65,43 @@ class JointModel(tf.keras.Model):
     def pair_loss(self, pair: PairType, batch: dict[str, Any], training: bool = True) -> tf.Tensor:
         left = self.towers[pair.encoder_a](batch["a"], training=training)
         right = self.towers[pair.encoder_b](batch["b"], training=training)
-        terms = {k: v for k, v in batch.items() if k not in ("a", "b")}
-        loss = in_batch_loss(left, right, terms, self.temperature)
-        return pair.weight * loss / tf.cast(tf.shape(left)[0], tf.float32)
+        return in_batch_loss(left, right, _terms(batch), self.temperature) * _scale(pair, left)
+
+    def pair_gradients(self, pair: PairType, batch: dict[str, Any],
+                       variables: list[tf.Variable]) -> tuple[tf.Tensor, list[Any]]:
+        """The training loss of one batch and its gradients for `variables` (see the module
+        docstring for why the loss's own gradient is taken inside XLA)."""
+        with tf.GradientTape() as tape:
+            left = self.towers[pair.encoder_a](batch["a"], training=True)
+            right = self.towers[pair.encoder_b](batch["b"], training=True)
+        loss, d_left, d_right = loss_and_embedding_gradients(
+            left, right, _terms(batch), self.temperature, _scale(pair, left))
+        return loss, tape.gradient([left, right], variables, output_gradients=[d_left, d_right])
+
+
+def _terms(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in batch.items() if k not in ("a", "b")}
+
+
+def _scale(pair: PairType, left: tf.Tensor) -> tf.Tensor:
+    """A batch's loss is the pair type's weight times the mean over its rows."""
+    return pair.weight / tf.cast(tf.shape(left)[0], tf.float32)
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
+def loss_and_embedding_gradients(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any],
+                                 temperature: float, scale: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """`scale` × the in-batch loss, and its gradients with respect to `left` and `right`, as one
+    XLA program: it fuses the [batch, batch] mask, softmaxes and their gradients into a few
+    passes over the score matrix."""
+    with tf.GradientTape() as tape:
+        tape.watch([left, right])
+        loss = scale * in_batch_loss(left, right, batch, temperature)
+    return (loss, *tape.gradient(loss, [left, right]))
+
+
 def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temperature: float) -> tf.Tensor:
-    """The symmetric loss from the two sides' embeddings, summed over the batch. Compiled with
-    XLA, which fuses the [batch, batch] mask, softmaxes and their gradients into a few passes
-    (at batch 4096 on 2 CPU cores, a quarter of its uncompiled time); the towers
-    stay outside, so an embedding table's gradient remains sparse rows, not a dense table."""
+    """The symmetric loss from the two sides' embeddings, summed over the batch."""
     scores = tf.matmul(left, right, transpose_b=True) / temperature
     mask = score_mask(batch["codes_a"], batch["codes_b"])  # symmetric: serves both directions
     if "log_q_a" in batch:  # logQ correction: each direction's candidates lose log(sampling share)
@@ -79,5 +112,4 @@ def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temp
     # rows: queries a, candidates b; columns: queries b, candidates a
     a_to_b = tf.reduce_logsumexp(a_scores, axis=1) - tf.linalg.diag_part(a_scores)
     b_to_a = tf.reduce_logsumexp(b_scores, axis=0) - tf.linalg.diag_part(b_scores)
-    loss = tf.reduce_sum(batch["weight"] * (a_to_b + b_to_a))
-    return loss
+    return tf.reduce_sum(batch["weight"] * (a_to_b + b_to_a))

@@ -171,9 +171,8 @@ def _make_step(model: JointModel, pair: PairType, optimizer: Any) -> Callable[[d
 
     @tf.function(reduce_retracing=True)
     def step(batch: dict) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = model.pair_loss(pair, batch, training=True)
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        loss, gradients = model.pair_gradients(pair, batch, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
         return loss
 
     return step

@@ -105,3 +105,36 @@ def test_loss_from_one_score_matrix_equals_two_tfrs_retrieval_calls():
     two_calls = sum(task(q, c, sample_weight=weight, compute_metrics=False, compute_batch_metrics=False,
                          score_mask=mask) for q, c in ((left, right), (right, left)))
     assert np.isclose(float(ours), 1.5 * float(two_calls) / 6, rtol=1e-5)
+
+
+def test_step_gradients_equal_the_tape_gradients_of_the_loss():
+    """A step takes the loss's gradient inside XLA and hands it to the towers' tape; the
+    variables' gradients must be those of differentiating the whole loss with one tape,
+    the sparse embedding rows included."""
+    import tensorflow as tf
+
+    from jointspace.encoders.ids import IdEncoder
+    from jointspace.encoders.model import JointModel, PairType
+
+    encoder = IdEncoder()
+    encoder.adapt([f"x{i}" for i in range(50)])
+    encoder.dim = 8
+    model = JointModel({"id": encoder.build_tower()}, temperature=0.2)
+    rng = np.random.default_rng(1)
+    users, films = rng.integers(0, 50, 16), rng.integers(0, 50, 16)
+    batch = {"a": encoder.prepare("id", [f"x{i}" for i in users]),
+             "b": encoder.prepare("id", [f"x{i}" for i in films]),
+             "codes_a": users, "codes_b": films, "weight": rng.uniform(0.5, 2, 16).astype(np.float32),
+             "log_q_a": rng.uniform(-4, -1, 16).astype(np.float32),
+             "log_q_b": rng.uniform(-4, -1, 16).astype(np.float32)}
+    pair = PairType("id:user", "id:item", "id", "id", weight=0.7)
+    model.pair_loss(pair, batch)
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        expected_loss = model.pair_loss(pair, batch)
+    expected = tape.gradient(expected_loss, variables)
+    loss, gradients = model.pair_gradients(pair, batch, variables)
+    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5)
+    for ours, theirs in zip(gradients, expected):
+        assert np.allclose(tf.convert_to_tensor(ours), tf.convert_to_tensor(theirs), rtol=1e-4, atol=1e-5)
+    assert isinstance(gradients[0], tf.IndexedSlices)  # the table's gradient stays sparse rows
