@@ -65,6 +65,23 @@ def test_ratios_come_from_the_measured_figures(report: dict) -> None:
     assert "vs ceiling+FAISS" in table and "of the ceiling at search_2_clients" in table
 
 
+
+def test_a_peer_below_the_target_recall_is_shown_but_not_compared(report: dict) -> None:
+    """Speeds are compared at the same recall: a peer whose tuning never reached it must not
+    count toward the "≥ 3× the peers" target, whatever its speed."""
+    import copy
+
+    figures = {w: dict(f, qps=f["qps"] / 10) for w, f in report["jointspace"].items() if w.startswith("search_")}
+    slow = {"tuning": {"ef_search": 2048, "recall": 0.7, "target_missed": True}, "recall": 0.7,
+            "load_seconds": 1.0, "rss_bytes": 2**20, **figures}
+    both = copy.deepcopy(report)
+    both["peers"] = {"milvus": {**slow, "tuning": {"ef_search": 64, "recall": 0.96}, "recall": 0.96}, "chroma": slow}
+    both["ratios"] = serve.ratios(both)
+    target = serve.targets(both)["single_qps_16_clients_vs_peers"]
+    assert target["measured"] == pytest.approx(10, rel=1e-2)  # milvus only
+    assert target["met"] is None and target["not_measured"] == ["chroma"]
+    assert "chroma: recall@10 0.7 at ef_search 2048 (below the target" in serve.format_table(both)
+
 def test_a_peer_that_cannot_run_is_skipped_with_its_reason(tmp_path: Path) -> None:
     class Missing(Peer):
         name, module = "missing", "jointspace_no_such_module"

@@ -197,11 +197,11 @@ class Chroma(Peer):
         return chromadb.HttpClient(host="127.0.0.1", port=self.port)
 
     def load(self, vectors: np.ndarray) -> None:
+        """Always a fresh load. Restarted on a collection of a million vectors it had loaded and
+        answered at recall 0.954, chromadb 1.5.9 answered at 0.763 at every search depth (why
+        its reopened index differs was not investigated)."""
         client = self._client()
         if COLLECTION in [c.name for c in client.list_collections()]:
-            if client.get_collection(COLLECTION, embedding_function=None).count() == len(vectors):
-                log(f"chroma: reusing the {len(vectors)} vectors loaded in {self.work}")
-                return
             client.delete_collection(COLLECTION)
         collection = client.create_collection(
             COLLECTION, embedding_function=None,
