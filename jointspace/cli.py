@@ -714,7 +714,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "milvus-lite / chromadb when installed (pip install 'jointspace[peers]').")
     serving.add_argument("--vectors", type=_positive, default=1_000_000, help="default: %(default)s")
     serving.add_argument("--dim", type=_positive, default=32, help="default: %(default)s")
-    serving.add_argument("--work", type=Path, help="keep the model, index and peers' data here for the next run")
+    serving.add_argument("--work", type=Path,
+                         help="keep the model, index and milvus's data here for the next run (chroma reloads)")
     serving.add_argument("--seconds", type=float, default=10.0, help="per measurement (default: %(default)s)")
     serving.add_argument("--target-recall", type=_recall, default=0.95, help="recall@10 every engine is tuned to")
     serving.add_argument("--clients", default="1,4,16", help="concurrent client processes (default: %(default)s)")
