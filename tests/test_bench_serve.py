@@ -65,7 +65,6 @@ def test_ratios_come_from_the_measured_figures(report: dict) -> None:
     assert "vs ceiling+FAISS" in table and "of the ceiling at search_2_clients" in table
 
 
-
 def test_a_peer_below_the_target_recall_is_shown_but_not_compared(report: dict) -> None:
     """Speeds are compared at the same recall: a peer whose tuning never reached it must not
     count toward the "≥ 3× the peers" target, whatever its speed."""
@@ -81,6 +80,7 @@ def test_a_peer_below_the_target_recall_is_shown_but_not_compared(report: dict) 
     assert target["measured"] == pytest.approx(10, rel=1e-2)  # milvus only
     assert target["met"] is None and target["not_measured"] == ["chroma"]
     assert "chroma: recall@10 0.7 at ef_search 2048 (below the target" in serve.format_table(both)
+
 
 def test_a_peer_that_cannot_run_is_skipped_with_its_reason(tmp_path: Path) -> None:
     class Missing(Peer):
