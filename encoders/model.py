@@ -62,9 +62,13 @@ class JointModel(tf.keras.Model):
         self.towers = towers
         self.temperature = temperature
 
+    def embed_pair(self, pair: PairType, batch: dict[str, Any], training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """Both sides of a batch through their towers."""
+        return (self.towers[pair.encoder_a](batch["a"], training=training),
+                self.towers[pair.encoder_b](batch["b"], training=training))
+
     def pair_loss(self, pair: PairType, batch: dict[str, Any], training: bool = True) -> tf.Tensor:
-        left = self.towers[pair.encoder_a](batch["a"], training=training)
-        right = self.towers[pair.encoder_b](batch["b"], training=training)
+        left, right = self.embed_pair(pair, batch, training)
         return in_batch_loss(left, right, _terms(batch), self.temperature) * _scale(pair, left)
 
     def pair_gradients(self, pair: PairType, batch: dict[str, Any],
@@ -72,8 +76,7 @@ class JointModel(tf.keras.Model):
         """The training loss of one batch and its gradients for `variables` (see the module
         docstring for why the loss's own gradient is taken inside XLA)."""
         with tf.GradientTape() as tape:
-            left = self.towers[pair.encoder_a](batch["a"], training=True)
-            right = self.towers[pair.encoder_b](batch["b"], training=True)
+            left, right = self.embed_pair(pair, batch, training=True)
         loss, d_left, d_right = loss_and_embedding_gradients(
             left, right, _terms(batch), self.temperature, _scale(pair, left))
         return loss, tape.gradient([left, right], variables, output_gradients=[d_left, d_right])

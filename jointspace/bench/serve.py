@@ -281,7 +281,7 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
 def targets(report: dict[str, Any]) -> dict[str, Any]:
     """Issue 6's targets, each with the figure measured and whether it is met (None: not measured)."""
     ratio, single = report["ratios"], _most_clients(report)
-    compared = [name for name in report["peers"] if f"vs_{name}" in ratio and _at_recall(report["peers"][name])]
+    compared = [name for name, peer in report["peers"].items() if _at_recall(peer)]
     peers = [ratio[f"vs_{name}"][single] for name in compared]
     batch = [value for w, value in ratio["vs_faiss"].items() if w.startswith("batch_")]
     measured = {
