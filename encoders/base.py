@@ -23,8 +23,15 @@ Arrays = dict[str, np.ndarray]
 
 
 def l2_normalize(x: tf.Tensor) -> tf.Tensor:
-    """Unit vectors make the inner product a cosine, which FAISS and the loss both rely on."""
+    """Unit vectors make the inner product a cosine: what text and audio towers end in."""
     return tf.math.l2_normalize(x, axis=-1, epsilon=1e-12)
+
+
+def clip_to_unit_ball(x: tf.Tensor) -> tf.Tensor:
+    """Vectors longer than 1 shrink to length 1, shorter ones keep theirs. Every score stays an
+    inner product of at most 1, and a vector's length can carry how much evidence stands behind
+    it (an id trained on once stays short, a popular film grows to full length)."""
+    return tf.clip_by_norm(x, 1.0, axes=[-1])
 
 
 class TowerView(tf.keras.layers.Layer):

@@ -19,6 +19,7 @@ from jointspace.encoders.base import (
     Encoder,
     ServingEncoder,
     TowerView,
+    clip_to_unit_ball,
     l2_normalize,
     load_serving,
     save_serving,
@@ -29,6 +30,9 @@ from jointspace.errors import InvalidInput, LimitExceeded, NotFound
 from jointspace.limits import DEFAULT_LIMITS, Limits
 
 PAD = ""
+# How an id vector's length is bounded: "clip" (default) keeps it at most 1, so popular and
+# well-trained ids can outscore rarely seen ones; "unit" normalises it, making scores cosines.
+NORMS = {"clip": clip_to_unit_ball, "unit": l2_normalize}
 PREPARE_CHUNK = 200_000  # bags looked up at once in `prepare` (bounds the string array's memory)
 
 
@@ -51,15 +55,18 @@ def string_lookup(vocabulary: list[str], oov_buckets: int) -> tf.keras.layers.St
 
 
 class IdTower(tf.keras.layers.Layer):
-    """Mean of the known ids' embeddings, projected and normalised. Returns the embedding and
-    the number of known ids per row (0 means the query is made only of unknown ids).
+    """Mean of the known ids' embeddings, projected and bounded to length 1 (`NORMS`). Returns
+    the embedding and the number of known ids per row (0 means the query is made only of unknown
+    ids).
 
     Takes id strings (serving: the exported SavedModel keeps the lookup inside) or the table
     indices `IdEncoder.prepare` computed once (training: a hash lookup of every id on every step
     would cost more than the embedding itself)."""
 
-    def __init__(self, vocabulary: list[str], dim: int, oov_buckets: int, **kwargs: Any) -> None:
+    def __init__(self, vocabulary: list[str], dim: int, oov_buckets: int, norm: str = "clip",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.bound_length = NORMS[norm]
         self.lookup = string_lookup(vocabulary, oov_buckets)
         self.first_known_index = 1 + oov_buckets
         self.table = tf.keras.layers.Embedding(self.lookup.vocabulary_size(), dim)
@@ -73,7 +80,7 @@ class IdTower(tf.keras.layers.Layer):
         weights = tf.cast(keep, tf.float32)
         count = tf.reduce_sum(weights, axis=1, keepdims=True)
         pooled = tf.reduce_sum(self.table(index) * weights[..., None], axis=1) / tf.maximum(count, 1.0)
-        return l2_normalize(self.projection(pooled)), tf.cast(count[:, 0], tf.int32)
+        return self.bound_length(self.projection(pooled)), tf.cast(count[:, 0], tf.int32)
 
 
 class IdEncoder(Encoder):
@@ -88,6 +95,9 @@ class IdEncoder(Encoder):
         self.vocabulary = sorted(v for v, c in counts.items() if c >= min_count and v != PAD)
         self.oov_buckets = int(self.settings.get("oov_buckets", 8))
         self.max_bag = int(self.settings.get("max_bag", 200))
+        self.norm = str(self.settings.get("norm", "clip"))
+        if self.norm not in NORMS:
+            raise ValueError(f"id norm must be one of {', '.join(NORMS)}, not {self.norm!r}")
 
     def num_values(self) -> int:
         return len(self.vocabulary)
@@ -107,7 +117,7 @@ class IdEncoder(Encoder):
         return {"index": index}
 
     def build_tower(self) -> tf.keras.layers.Layer:
-        tower = IdTower(self.vocabulary, self.dim, self.oov_buckets, name="id_tower")
+        tower = IdTower(self.vocabulary, self.dim, self.oov_buckets, self.norm, name="id_tower")
         return TowerView(tower, "index")
 
     def export(self, tower: tf.keras.layers.Layer, path: Path) -> dict[str, Any]:
@@ -122,6 +132,7 @@ class IdEncoder(Encoder):
             "vocab_size": len(self.vocabulary),
             "oov_buckets": self.oov_buckets,
             "max_bag": self.max_bag,
+            "norm": self.norm,
         }
 
 

@@ -1,4 +1,4 @@
-"""The exported model at serving time: request values of any modality to unit vectors.
+"""The exported model at serving time: request values of any modality to vectors of the space.
 
 Used by the index builder and the server alike, so catalog entries and queries are embedded by
 the same code. Raw vectors (`vector`) need no encoder: they are checked and normalised here.
@@ -54,7 +54,7 @@ class EncoderSet:
         return sorted([*self._by_modality, VECTOR])
 
     def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
-        """float32 [len(values), D], unit rows."""
+        """float32 [len(values), D]: unit rows, or rows of length at most 1 for ids."""
         if modality == VECTOR:
             rows = [np.asarray(v, dtype=np.float32).ravel() for v in values]
             wrong = next((r for r in rows if r.size != self.dim), None)

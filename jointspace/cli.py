@@ -72,6 +72,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         validation_split=args.validation_split, patience=args.patience or None, seed=args.seed,
         pairs=parse_pair_spec(args.pairs),
         pair_weights=parse_pair_weights(args.pair_weight), logdir=args.logdir,
+        encoder_settings={"id": {"norm": args.id_norm}},
     )
 
 
@@ -392,7 +393,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from jointspace.bench import train
 
     result = train.run(args.films, args.users, args.dim, args.steps, args.batch_size, args.warmup,
-                       args.val_queries, args.learning_rate, args.seed, args.work, args.jointspace_batch_size)
+                       args.val_queries, args.learning_rate, args.seed, args.work, args.jointspace_batch_size,
+                       args.id_norm, args.temperature)
     print(json.dumps(result, indent=2) if args.json else train.table(result))
     return 0
 
@@ -456,6 +458,9 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--logq", type=float, default=1.0,
                         help="strength of the sampling-bias (logQ) correction, 0 = off (default: %(default)s)")
+    parser.add_argument("--id-norm", choices=("clip", "unit"), default="clip",
+                        help="id vectors' length: at most 1, so popular ids can outscore rare ones "
+                             "('clip', the default), or exactly 1, every score a cosine ('unit')")
     parser.add_argument("--validation-split", type=float, default=0.1)
     parser.add_argument("--patience", type=_non_negative, default=3,
                         help="stop after this many validations without a better recall@1+@10 and keep the "
@@ -765,6 +770,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="held-out (user, film) rows for recall (default: %(default)s)")
     speed.add_argument("--learning-rate", type=float, default=0.05,
                        help="jointspace side's (TFRS side: Adagrad 0.1) (default: %(default)s)")
+    speed.add_argument("--id-norm", choices=("clip", "unit"), default="clip",
+                       help="jointspace side's id vector length, as in `train` (default: %(default)s)")
+    speed.add_argument("--temperature", type=float, default=0.2,
+                       help="jointspace side's softmax temperature, as in `train` (default: %(default)s)")
     speed.add_argument("--seed", type=int, default=0)
     speed.add_argument("--work", type=Path, help="keep the split and the vectors here")
     speed.add_argument("--json", action="store_true", help="print one JSON object")

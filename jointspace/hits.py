@@ -9,7 +9,7 @@ from typing import Any
 @dataclass
 class Hit:
     key: str
-    score: float  # inner product of unit vectors: the cosine similarity
+    score: float  # inner product, at most 1: the cosine, times an id vector's length (<= 1)
     modality: str
     metadata: dict[str, Any] = field(default_factory=dict)
 

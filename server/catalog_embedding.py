@@ -14,7 +14,7 @@ DEFAULT_BATCH = 512
 
 
 def embedded_batches(encoders: EncoderSet, modality: str, values: Sequence[Any]) -> Iterator[np.ndarray]:
-    """float32 [batch, D] unit vectors, in the order of `values`."""
+    """float32 [batch, D] vectors of length at most 1, in the order of `values`."""
     size = BATCH_SIZES.get(modality, DEFAULT_BATCH)
     for start in range(0, len(values), size):
         yield encoders.embed(modality, values[start : start + size]).astype(np.float32)

@@ -31,7 +31,7 @@ Location = tuple[str, int]
 class DeltaEntry:
     key: str
     modality: str
-    vector: np.ndarray  # float32 [D], unit length
+    vector: np.ndarray  # float32 [D], as the model embeds it (length at most 1)
     metadata: dict[str, Any]
 
 

@@ -2,7 +2,7 @@
 
 `auto` follows the size of the catalog: exact search while it is cheap, HNSW (no training, high
 recall) up to a few million vectors, IVF-PQ beyond, where memory per vector starts to matter.
-Every index uses inner product over unit vectors, i.e. cosine similarity.
+Every index uses inner product over the model's vectors (unit length, at most 1 for ids).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Answering queries over a generation and its online changes, with exclusions and filters.
 
 Per result modality, the generation's FAISS index and the delta of upserted entries (changes.py)
-each give their top k, and the lists are merged by score: all scores are cosines of one space.
+each give their top k, and the lists are merged by score: all are inner products in one space.
 Rows that must not come back (hidden by an upsert or delete, excluded by the query, failing its
 metadata filter) are kept out of the FAISS search itself with an ID selector, so a query still
 gets k hits when k entries qualify, without guessing an oversampling depth. Two corrections keep

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from jointspace.bench import train
 from jointspace.cli import main
 
@@ -12,7 +14,7 @@ from jointspace.cli import main
 def test_bench_reports_both_sides_their_ratio_and_recall(tmp_path, capsys):
     code = main(["bench", "train", "--films", "300", "--users", "200", "--steps", "3", "--warmup", "2",
                  "--batch-size", "64", "--jointspace-batch-size", "32", "--val-queries", "50",
-                 "--work", str(tmp_path), "--json"])
+                 "--id-norm", "unit", "--temperature", "0.1", "--work", str(tmp_path), "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     sides = result["sides"]
@@ -28,7 +30,13 @@ def test_bench_reports_both_sides_their_ratio_and_recall(tmp_path, capsys):
     timed = {side: json.loads((tmp_path / side / "result.json").read_text())["timed_examples"]
              for side in train.SIDES}
     assert timed == {"tfrs": 3 * 64, "jointspace": 3 * 64}
-    assert "speed ratio" in train.table(result)
+    assert (result["jointspace_id_norm"], result["jointspace_temperature"]) == ("unit", 0.1)
+    at_least = all(sides["jointspace"][f"recall@{k}"] >= sides["tfrs"][f"recall@{k}"] for k in train.KS)
+    assert result["recall_at_least_tfrs"] == at_least
+    assert 0.0 <= result["popularity"]["recall@10"] <= result["popularity"]["recall@100"] <= 1.0
+    assert result["target_met"] == (result["speed_ratio"] >= train.TARGET_RATIO and at_least)
+    text = train.table(result)
+    assert "speed ratio" in text and "temperature 0.1, id norm unit" in text
 
 
 def test_bench_refuses_a_hold_out_larger_than_the_data(tmp_path, capsys):
@@ -37,3 +45,11 @@ def test_bench_refuses_a_hold_out_larger_than_the_data(tmp_path, capsys):
     assert code == 1
     assert "--val-queries 100000 leaves no training rows" in capsys.readouterr().err
 
+
+
+def test_popularity_row_ranks_films_by_training_watches(tmp_path):
+    films = 150
+    watched = np.repeat(np.arange(films), np.arange(films, 0, -1))  # film i watched 150 - i times
+    path = tmp_path / "split.npz"
+    np.savez(path, train_film=watched, val_film=np.array([0, 9, 10, 99, 100]), n_films=films)
+    assert train._popularity_recall(path) == {"recall@10": 0.4, "recall@100": 0.8}

@@ -77,6 +77,7 @@ def _keys(hits) -> list[str]:
 def test_rebuild_reports_progress_and_swaps_in_the_new_generation(built, setup):
     client, index = setup.client, setup.index
     before = client.info()["generation"]
+    answer = [h.key for h in client.search(id="m:1", k=5, modalities=["id"])]
     started = client.rebuild([built.catalog])
     assert started.name.startswith("operations/rebuild-") and not started.done
     seen = []
@@ -86,7 +87,7 @@ def test_rebuild_reports_progress_and_swaps_in_the_new_generation(built, setup):
     assert embedding and all(0 < p.done <= p.total for p in embedding)
     assert finished.generation != before and client.info()["generation"] == finished.generation
     assert (index / "CURRENT").read_text().strip() == finished.generation
-    assert client.search(id="m:1", k=1, modalities=["id"])[0].key == "m:1"
+    assert [h.key for h in client.search(id="m:1", k=5, modalities=["id"])] == answer  # same model and catalog
     assert [op.name for op in client.operations()] == [started.name]
     assert client.operation(started.name).generation == finished.generation
 
@@ -246,19 +247,23 @@ def test_filters_on_an_hnsw_index_still_return_k_hits(setup, tmp_path):
     assert len(again) == 50 and not set(_keys(again)) & set(_keys(hits[:10]))
 
 
-def _validation_file(built, path: Path, expected: str) -> Path:
-    """Films should find themselves: `expected` "self" keeps the pairs right, "other" breaks them."""
+def _validation_file(built, path: Path, expected: str, client=None) -> Path:
+    """Pairs of a film and the key it should find first: "served" takes what `client` answers now
+    (the same model and catalog rebuilt must answer alike), "other" a film half the catalog away."""
     films = built.films.film_ids.tolist()
     with path.open("w") as out:
         for i, film in enumerate(films[:40]):
-            key = film if expected == "self" else films[(i + 60) % len(films)]
+            if expected == "served":
+                key = client.search(id=film, k=1, modalities=["id"])[0].key
+            else:
+                key = films[(i + 60) % len(films)]
             out.write(json.dumps({"key": key, "id": film}) + "\n")
     return path
 
 
 def test_gated_rebuild_swaps_only_when_recall_is_reached(built, setup, tmp_path):
     client = setup.client
-    good = _validation_file(built, tmp_path / "good.jsonl", "self")
+    good = _validation_file(built, tmp_path / "good.jsonl", "served", client)
     passed = _rebuilt(client, [built.catalog], validation_pairs=good, min_recall=0.9, validation_k=1)
     assert passed.state == DONE and passed.validation.recall >= 0.9 and passed.validation.pairs == 40
     assert client.info()["generation"] == passed.generation

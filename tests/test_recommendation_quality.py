@@ -131,3 +131,36 @@ def test_tune_dim_reports_recall_per_dimension_and_recommends_one(tmp_path: Path
     assert main(["tune-dim", str(pairs), "--validation-split", "0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "validation split" in err[0]
+
+
+def test_clipped_id_vectors_grow_with_evidence_and_unit_ones_do_not(tmp_path: Path):
+    """`--id-norm clip` (the default) lets an id's length say how much training stands behind it,
+    so an id seen twice does not reach as far as one seen fifty times; `--id-norm unit` keeps every
+    id vector at length 1, so that scores are cosines."""
+    from collections import Counter
+
+    from jointspace.encoders.inference import EncoderSet
+
+    data = synthetic.generate(synthetic.SyntheticConfig(n_films=3000, n_users=2000, n_tastes=6,
+                                                        popular_share=0.4, seed=5))
+    pairs = tmp_path / "pairs.jsonl"
+    synthetic.write_pairs(data, pairs, title_pairs=False)
+    seen: Counter[str] = Counter()
+    for line in pairs.read_text().splitlines():
+        row = json.loads(line)
+        seen.update([row["id"], *row["ids"]])
+    films = sorted(seen)
+    times = np.array([seen[f] for f in films])
+    norms = {}
+    for norm in ("clip", "unit"):
+        model = tmp_path / norm
+        assert main(["train", str(pairs), "--out", str(model), "--dim", "16", "--epochs", "1",
+                     "--batch-size", "128", "--learning-rate", "0.05", "--validation-split", "0",
+                     "--id-norm", norm]) == 0
+        assert json.loads((model / "manifest.json").read_text())["encoders"]["id"]["norm"] == norm
+        norms[norm] = np.linalg.norm(EncoderSet(model).embed("id", films), axis=1)
+    assert np.allclose(norms["unit"], 1.0, atol=1e-5)
+    clipped = norms["clip"]
+    assert clipped.max() <= 1.0 + 1e-5
+    rarely, often = clipped[times < 4].mean(), clipped[times >= 16].mean()
+    assert often > 2 * rarely, (rarely, often)

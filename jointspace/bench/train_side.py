@@ -112,8 +112,9 @@ def run_jointspace(data: dict[str, np.ndarray], settings: dict[str, Any], timer:
     batches_per_epoch = max(len(rows) // batch_size, 1)
     config = TrainConfig(
         dim=settings["dim"], batch_size=batch_size, learning_rate=settings["learning_rate"],
+        temperature=settings["temperature"],
         epochs=-(-timer.last // batches_per_epoch), max_steps=timer.last, validation_split=0.0,
-        patience=None, seed=settings["seed"],
+        patience=None, seed=settings["seed"], encoder_settings={"id": {"norm": settings["id_norm"]}},
     )
     trained = train(rows, config, on_step=timer)
     encoder, tower = trained.encoders["id"], trained.towers["id"]
