@@ -138,3 +138,19 @@ def test_step_gradients_equal_the_tape_gradients_of_the_loss():
     for ours, theirs in zip(gradients, expected):
         assert np.allclose(tf.convert_to_tensor(ours), tf.convert_to_tensor(theirs), rtol=1e-4, atol=1e-5)
     assert isinstance(gradients[0], tf.IndexedSlices)  # the table's gradient stays sparse rows
+
+
+def test_prepared_id_indices_equal_the_towers_own_lookup():
+    """`prepare` finds vocabulary ids without TensorFlow; pads, unknown ids (hashed buckets) and
+    over-long bags (cut to their newest ids) must still land where the tower's lookup puts them."""
+    from jointspace.encoders.ids import IdEncoder, pad_bags, string_lookup
+
+    encoder = IdEncoder({"max_bag": 3, "oov_buckets": 4})
+    encoder.adapt(["m:1", "m:2", "m:3", ["m:4", "m:5"]])
+    bags = [["m:1"], ["m:2", "new:a"], [], ["m:1", "m:2", "m:3", "m:4", "new:b"], ["new:c"]]
+    lookup = string_lookup(encoder.vocabulary, encoder.oov_buckets)
+    expected = lookup(pad_bags(bags, encoder.max_bag)).numpy()
+    assert np.array_equal(encoder.prepare("ids", bags)["index"], expected)
+    assert expected[3].tolist()[:2] == lookup(np.array(["m:3", "m:4"])).numpy().tolist()  # newest three kept
+    singles = ["m:3", "unknown", "m:1"]
+    assert np.array_equal(encoder.prepare("id", singles)["index"], lookup(pad_bags([[v] for v in singles])).numpy())
