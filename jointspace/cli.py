@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+ID_NORMS = ("clip", "unit")  # encoders/ids.py NORMS; named here so --help needs no TensorFlow
 
 
 def _positive(text: str) -> int:
@@ -458,7 +459,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--logq", type=float, default=1.0,
                         help="strength of the sampling-bias (logQ) correction, 0 = off (default: %(default)s)")
-    parser.add_argument("--id-norm", choices=("clip", "unit"), default="clip",
+    parser.add_argument("--id-norm", choices=ID_NORMS, default="clip",
                         help="id vectors' length: at most 1, so popular ids can outscore rare ones "
                              "('clip', the default), or exactly 1, every score a cosine ('unit')")
     parser.add_argument("--validation-split", type=float, default=0.1)
@@ -770,7 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="held-out (user, film) rows for recall (default: %(default)s)")
     speed.add_argument("--learning-rate", type=float, default=0.05,
                        help="jointspace side's (TFRS side: Adagrad 0.1) (default: %(default)s)")
-    speed.add_argument("--id-norm", choices=("clip", "unit"), default="clip",
+    speed.add_argument("--id-norm", choices=ID_NORMS, default="clip",
                        help="jointspace side's id vector length, as in `train` (default: %(default)s)")
     speed.add_argument("--temperature", type=float, default=0.2,
                        help="jointspace side's softmax temperature, as in `train` (default: %(default)s)")

@@ -3,8 +3,8 @@
 One FAISS index per result modality means a search restricted to some modalities ("text → audio
 only") gets exactly k hits from the indexes it asks, with no oversampling; a search over several
 modalities merges their top-k lists by score, which is valid because all scores are inner
-products of vectors of length at most 1 in the same space. A generation is never changed after loading, so readers need no locks; a new
-generation replaces it as a whole.
+products of vectors of length at most 1 in the same space. A generation is never changed after
+loading, so readers need no locks; a new generation replaces it as a whole.
 """
 
 from __future__ import annotations

@@ -139,8 +139,11 @@ def test_clipped_id_vectors_grow_with_evidence_and_unit_ones_do_not(tmp_path: Pa
     id vector at length 1, so that scores are cosines."""
     from collections import Counter
 
+    from jointspace.cli import ID_NORMS
+    from jointspace.encoders.ids import NORMS
     from jointspace.encoders.inference import EncoderSet
 
+    assert set(ID_NORMS) == set(NORMS)  # the command line offers exactly what the tower knows
     data = synthetic.generate(synthetic.SyntheticConfig(n_films=3000, n_users=2000, n_tastes=6,
                                                         popular_share=0.4, seed=5))
     pairs = tmp_path / "pairs.jsonl"
