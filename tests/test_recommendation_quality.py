@@ -135,8 +135,8 @@ def test_tune_dim_reports_recall_per_dimension_and_recommends_one(tmp_path: Path
 
 def test_clipped_id_vectors_grow_with_evidence_and_unit_ones_do_not(tmp_path: Path):
     """`--id-norm clip` (the default) lets an id's length say how much training stands behind it,
-    so an id seen twice does not reach as far as one seen fifty times; `--id-norm unit` keeps every
-    id vector at length 1, so that scores are cosines."""
+    so after one pass ids seen under four times stay far shorter than ids seen sixteen times or
+    more; `--id-norm unit` keeps every id vector at length 1, so that scores are cosines."""
     from collections import Counter
 
     from jointspace.cli import ID_NORMS
