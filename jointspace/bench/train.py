@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from jointspace.data import synthetic
-from jointspace.encoders.metrics import Trials, model_ranks, summarize
+from jointspace.encoders.metrics import Trials, model_ranks, popularity_ranks, summarize
 from jointspace.errors import InvalidInput
 from jointspace.progress import log
 
@@ -59,13 +59,17 @@ def _run_side(side: str, data: Path, work: Path, settings: dict[str, Any]) -> di
     with np.load(data) as archive:
         targets = archive["val_film"]
     trials = Trials(np.arange(len(targets)), targets, len(targets))
-    quality = summarize(model_ranks(users, films, trials), trials, KS, len(films))
     return {
         "examples_per_second": round(result["examples_per_second"], 1),
         "timed_seconds": round(result["timed_seconds"], 4),
         "peak_rss_mb": round(result["peak_rss_mb"], 1),
-        **{f"recall@{k}": round(quality[f"recall@{k}"], 4) for k in KS},
+        **_recalls(model_ranks(users, films, trials), trials, len(films)),
     }
+
+
+def _recalls(ranks: np.ndarray, trials: Trials, num_films: int) -> dict[str, float]:
+    quality = summarize(ranks, trials, KS, num_films)
+    return {f"recall@{k}": round(quality[f"recall@{k}"], 4) for k in KS}
 
 
 def run(films: int, users: int, dim: int, steps: int, batch_size: int, warmup: int, val_queries: int,
@@ -108,9 +112,8 @@ def _popularity_recall(data: Path) -> dict[str, float]:
     with np.load(data) as archive:
         watched = np.bincount(archive["train_film"], minlength=int(archive["n_films"]))
         targets = archive["val_film"]
-    rank = np.empty(len(watched), np.int64)
-    rank[np.argsort(-watched, kind="stable")] = np.arange(len(watched))
-    return {f"recall@{k}": round(float(np.mean(rank[targets] < k)), 4) for k in KS}
+    trials = Trials(np.arange(len(targets)), targets, len(targets))
+    return _recalls(popularity_ranks(watched, trials), trials, len(watched))
 
 
 def table(result: dict[str, Any]) -> str:
