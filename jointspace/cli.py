@@ -528,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     movielens.add_argument("--seed", type=int, default=42)
     movielens.add_argument("--history", default="earlier", choices=["earlier", "all"],
                            help="a rating's history: the user's training films before it, or all others")
-    movielens.add_argument("--max-history", type=_positive, default=50)
+    movielens.add_argument("--max-history", type=_positive, default=None,
+                           help="films per history (default: 50 newest for --history earlier, 200 for all)")
     movielens.add_argument("--rating-weight", action="store_true", help="use the rating as the row weight")
     movielens.set_defaults(func=cmd_import_movielens)
     audio = import_commands.add_parser("audio", help="a folder of labelled audio files (audio = text rows)")

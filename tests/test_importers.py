@@ -96,6 +96,17 @@ def test_movielens_history_of_all_other_films(movielens, tmp_path):
     assert all(1 <= r["weight"] <= 5 for r in files["test"])
 
 
+def test_movielens_default_history_caps_depend_on_the_history_mode(tmp_path):
+    """Without --max-history: the 50 newest films for "earlier", up to 200 for "all"."""
+    data = synthetic.generate(synthetic.SyntheticConfig(n_films=400, n_users=8, n_tastes=2, mean_history=280,
+                                                        max_history=300, seed=2))
+    ratings, items = synthetic.write_movielens(data, tmp_path / "raw")
+    for mode, cap in (("earlier", 50), ("all", 200)):
+        histories = [r["ids"] for r in run_import(ratings, items, tmp_path / mode, "--history", mode)["train"]
+                     if "ids" in r]
+        assert max(map(len, histories)) == cap, mode
+
+
 def write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
