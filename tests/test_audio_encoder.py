@@ -31,3 +31,18 @@ def test_embedding_of_a_clip_does_not_depend_on_its_batch(clips: list[fsdd.Clip]
         (log_mel(batched, config), tf.constant([frames, config.num_frames(len(long_clip))])), training=False
     ).numpy()[0]
     np.testing.assert_allclose(by_itself, beside_long, atol=1e-5)
+
+
+def test_channel_colouring_is_one_smooth_bounded_curve_per_clip() -> None:
+    """The training-time channel augmentation adds, to every frame of a clip, the same curve over
+    the mel bands: a tilt or bend the size of `max_gain` per cosine, never noise within a clip."""
+    from jointspace.encoders.audio import _colour_channel
+
+    tf.random.set_seed(1)
+    x = tf.random.normal([4, 30, 40])
+    added = (_colour_channel(x, 0.3) - x).numpy()
+    np.testing.assert_allclose(added, np.broadcast_to(added[:, :1], added.shape), atol=1e-6)
+    curves = added[:, 0]
+    assert np.abs(curves).max() <= 3 * 0.3 + 1e-6
+    assert np.abs(np.diff(curves, axis=1)).max() < 0.15  # smooth: small steps between bands
+    assert np.abs(curves).max() > 0.05 and not np.allclose(curves[0], curves[1])  # random per clip
