@@ -28,10 +28,13 @@ def normalize_vectors(vectors: np.ndarray, dim: int, field: str = VECTOR) -> np.
         raise InvalidInput(f"{field}: expected {dim} values, got {got}")
     if not np.isfinite(vectors).all():
         raise InvalidInput(f"{field}: values must be finite (no NaN or Inf)")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    if (norms == 0).any():
+    # Divided by its largest value first: the norm of [2e38, 3e38] overflows float32 to inf (the
+    # query silently became the zero vector) and that of [3e-40, 4e-40] underflows to 0.
+    largest = np.abs(vectors).max(axis=1, keepdims=True)
+    if (largest == 0).any():
         raise InvalidInput(f"{field}: the zero vector has no direction")
-    return np.ascontiguousarray(vectors / norms)
+    vectors = vectors / largest
+    return np.ascontiguousarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
 
 
 class EncoderSet:

@@ -88,6 +88,16 @@ def test_vector_query_and_embed_agree(client):
     assert by_vector[0].score == pytest.approx(by_text[0].score, abs=1e-5)
 
 
+@pytest.mark.parametrize("scale", [1e38, 1e-40], ids=["norm-overflows-float32", "norm-underflows-float32"])
+def test_vector_query_of_extreme_magnitude_keeps_its_direction(client, scale):
+    """Finite float32 values whose norm overflows or underflows are still a direction."""
+    [vector] = client.embed([make_query(text="seven")])
+    by_extreme = client.search(vector=(vector * np.float32(scale)).astype(np.float32), k=5)
+    by_text = client.search(text="seven", k=5)
+    assert [h.key for h in by_extreme] == [h.key for h in by_text]
+    assert by_extreme[0].score == pytest.approx(by_text[0].score, abs=1e-3)
+
+
 def test_vector_values_field_is_accepted(client):
     request = pb.SearchRequest(query=pb.Query(vector=pb.Vector(values=[1.0] + [0.0] * (DIM - 1))), k=1,
                                modalities=["vector"])
