@@ -159,8 +159,14 @@ class DecodePool:
         self._context = _context()
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._closed = False
-        threading.Thread(target=self._start_workers, args=(size,), name="jointspace-decoder-start",
-                         daemon=True).start()
+        self._starters: list[threading.Thread] = []
+        self._start_in_background(size)
+
+    def _start_in_background(self, count: int) -> None:
+        starter = threading.Thread(target=self._start_workers, args=(count,), name="jointspace-decoder-start",
+                                   daemon=True)
+        self._starters = [t for t in self._starters if t.is_alive()] + [starter]
+        starter.start()
 
     def _start_workers(self, count: int) -> None:
         for _ in range(count):
@@ -219,11 +225,14 @@ class DecodePool:
         """Kill a worker that crashed or ran away and start another in the background."""
         worker.stop()
         if not self._closed:
-            threading.Thread(target=self._start_workers, args=(1,), name="jointspace-decoder-start",
-                             daemon=True).start()
+            self._start_in_background(1)
 
     def close(self) -> None:
+        """Stop every worker, those still starting included: a process that exits while a worker
+        is still reading its start-up data from the pipe leaves that worker printing a traceback."""
         self._closed = True
+        for starter in list(self._starters):
+            starter.join(10)  # a worker started after this point is stopped by _release
         while True:
             try:
                 self._idle.get_nowait().stop()

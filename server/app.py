@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jointspace.config import ServeConfig
-from jointspace.encoders.decode_pool import start_shared_pool
+from jointspace.encoders.decode_pool import start_shared_pool, stop_shared_pool
 from jointspace.server.access_log import AccessLogInterceptor
 from jointspace.server.auth import AuthInterceptor, Tokens
 from jointspace.server.datadir import DataDir
@@ -213,6 +213,7 @@ def run_server(config: ServeConfig) -> None:
         engine = load_engine(config)
     except BaseException:
         running.stop(0)
+        stop_shared_pool()
         raise
     if not stop.requested.is_set():  # a signal during loading: straight to the shutdown
         running.attach(engine)
@@ -222,4 +223,5 @@ def run_server(config: ServeConfig) -> None:
     stop.requested.wait()
     logger.info("stopping: NOT_SERVING, finishing in-flight calls (up to %g s)", config.grace_seconds)
     running.stop(config.grace_seconds)
+    stop_shared_pool()
     logger.info("stopped")
