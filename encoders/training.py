@@ -219,7 +219,9 @@ def train(rows: PairRows, config: TrainConfig,
     """Train and validate. `on_step(steps, examples)`, if given, is called after every step
     with the totals so far (the training benchmark times steps with it)."""
     rng = np.random.default_rng(config.seed)
-    tf.random.set_seed(config.seed)
+    # Python's and NumPy's global generators too, not only TensorFlow's: Keras draws the seeds
+    # of unseeded initializers from Python's `random`, so the same seed gave different models.
+    tf.keras.utils.set_random_seed(config.seed)
     view_pairs = rows.pair_types(config.pairs)
     views = {v for pair in view_pairs for v in pair}
     encoders = _make_encoders(rows, views, config)

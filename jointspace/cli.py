@@ -466,7 +466,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=_non_negative, default=3,
                         help="stop after this many validations without a better recall@1+@10 and keep the "
                              "best weights; 0 = train all epochs (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="fixes the validation split, batches, augmentations and initial weights: the same seed trains the same model (default: %(default)s)")
     parser.add_argument("--pairs", default=None, help="pair types to train, e.g. 'ids=id,text=id' (default: all)")
     parser.add_argument("--pair-weight", action="append", metavar="VIEW=VIEW:WEIGHT",
                         help="loss weight of a pair type, e.g. 'text=id:0.5' (repeatable; default 1)")
