@@ -308,7 +308,8 @@ def cmd_data_fsdd(args: argparse.Namespace) -> int:
 def cmd_bench_speakers(args: argparse.Namespace) -> int:
     from jointspace.bench import speakers
 
-    result = speakers.run(Path(args.source) if args.source else None, args.speaker, args.epochs)
+    result = speakers.run(Path(args.source) if args.source else None, args.speaker, args.epochs,
+                          args.seed or [0])
     print(json.dumps(result, indent=2))
     return 0
 
@@ -682,6 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     held_out.add_argument("--source", help="a FSDD folder (default: the subset shipped with jointspace)")
     held_out.add_argument("--speaker", action="append", help="speaker to hold out (repeatable; default all)")
     held_out.add_argument("--epochs", type=_positive, default=None, help="default: the train command's")
+    held_out.add_argument("--seed", type=int, action="append",
+                          help="training seed (repeatable: every speaker under every seed, with a mean per seed; default 0)")
     held_out.set_defaults(func=cmd_bench_speakers)
     front_end = bench_commands.add_parser(
         "frontend", help="in-graph log-mel vs librosa on the same clips: speed and parity")

@@ -130,3 +130,18 @@ def test_serve_stops_cleanly_on_sigterm(built):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_bench_speakers_runs_every_speaker_under_every_seed():
+    """Training follows its seed, so one seed is one draw of initial weights: `--seed` repeats
+    the held-out-speaker benchmark under several and reports a mean per seed."""
+    import json
+
+    result = jointspace("bench", "speakers", "--speaker", "theo", "--epochs", "1",
+                        "--seed", "0", "--seed", "5", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert [(r["speaker"], r["seed"]) for r in report["per_speaker"]] == [("theo", 0), ("theo", 5)]
+    assert set(report["mean_by_seed"]) == {"0", "5"}
+    recalls = [r["audio_to_text_recall@1"] for r in report["per_speaker"]]
+    assert report["mean"]["audio_to_text_recall@1"] == pytest.approx(sum(recalls) / 2, abs=1e-4)
