@@ -308,8 +308,7 @@ def cmd_data_fsdd(args: argparse.Namespace) -> int:
 def cmd_bench_speakers(args: argparse.Namespace) -> int:
     from jointspace.bench import speakers
 
-    result = speakers.run(Path(args.source) if args.source else None, args.speaker, args.epochs,
-                          args.seed or [0])
+    result = speakers.run(Path(args.source) if args.source else None, args.speaker, args.epochs, args.seed)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -468,7 +467,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many validations without a better recall@1+@10 and keep the "
                              "best weights; 0 = train all epochs (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="fixes the validation split, batches, augmentations and initial weights: the same seed trains the same model (default: %(default)s)")
+                        help="fixes the validation split, batches, augmentations and initial weights: "
+                             "the same seed trains the same model (default: %(default)s)")
     parser.add_argument("--pairs", default=None, help="pair types to train, e.g. 'ids=id,text=id' (default: all)")
     parser.add_argument("--pair-weight", action="append", metavar="VIEW=VIEW:WEIGHT",
                         help="loss weight of a pair type, e.g. 'text=id:0.5' (repeatable; default 1)")
@@ -684,7 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     held_out.add_argument("--speaker", action="append", help="speaker to hold out (repeatable; default all)")
     held_out.add_argument("--epochs", type=_positive, default=None, help="default: the train command's")
     held_out.add_argument("--seed", type=int, action="append",
-                          help="training seed (repeatable: every speaker under every seed, with a mean per seed; default 0)")
+                          help="training seed (repeatable: every speaker under every seed, with a mean "
+                               "per seed; default 0)")
     held_out.set_defaults(func=cmd_bench_speakers)
     front_end = bench_commands.add_parser(
         "frontend", help="in-graph log-mel vs librosa on the same clips: speed and parity")
