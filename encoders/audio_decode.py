@@ -92,6 +92,15 @@ def _decode_with_librosa(path: str, limits: Limits, first_error: Exception) -> t
     return np.asarray(samples, dtype=np.float32), int(rate)
 
 
+def recorded_sample_rate(path: str | Path) -> int | None:
+    """The rate a file was recorded at, read from its header alone; None where libsndfile cannot
+    read the header (such a file still decodes, through librosa)."""
+    try:
+        return int(soundfile.info(str(path)).samplerate)
+    except (soundfile.SoundFileError, RuntimeError):
+        return None
+
+
 def decode_to_rate(
     source: str | Path | bytes,
     sample_rate: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -43,11 +44,25 @@ def _auto_or_positive(text: str) -> int | None:
     return None if text == "auto" else _positive(text)
 
 
-def _recall(text: str) -> float:
+def _number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value:g}")
+    return value
+
+
+def _recall(text: str) -> float:
+    value = _number(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
@@ -73,7 +88,8 @@ def _train_config(args: argparse.Namespace) -> Any:
         validation_split=args.validation_split, patience=args.patience or None, seed=args.seed,
         pairs=parse_pair_spec(args.pairs),
         pair_weights=parse_pair_weights(args.pair_weight), logdir=args.logdir,
-        encoder_settings={"id": {"norm": args.id_norm}},
+        encoder_settings={"id": {"norm": args.id_norm},
+                          "audio": {} if args.audio_fmax is None else {"fmax": args.audio_fmax}},
     )
 
 
@@ -462,6 +478,9 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id-norm", choices=ID_NORMS, default="clip",
                         help="id vectors' length: at most 1, so popular ids can outscore rare ones "
                              "('clip', the default), or exactly 1, every score a cosine ('unit')")
+    parser.add_argument("--audio-fmax", type=_positive_number, default=None, metavar="HZ",
+                        help="top of the audio mel bands (default: half the lowest sample rate the "
+                             "training files were recorded at, at most half the model's rate)")
     parser.add_argument("--validation-split", type=float, default=0.1)
     parser.add_argument("--patience", type=_non_negative, default=3,
                         help="stop after this many validations without a better recall@1+@10 and keep the "

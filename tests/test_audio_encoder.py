@@ -46,3 +46,22 @@ def test_channel_colouring_is_one_smooth_bounded_curve_per_clip() -> None:
     assert np.abs(curves).max() <= 3 * 0.3 + 1e-6
     assert np.abs(np.diff(curves, axis=1)).max() < 0.15  # smooth: small steps between bands
     assert np.abs(curves).max() > 0.05 and not np.allclose(curves[0], curves[1])  # random per clip
+
+
+def test_mel_bands_stop_where_the_training_recordings_do(tmp_path, clips: list[fsdd.Clip]) -> None:
+    """FSDD is recorded at 8 kHz and the model runs at 16 kHz: bands above 4 kHz would only ever
+    hold the floor in training, so the front end stops there unless told otherwise."""
+    import soundfile
+
+    from jointspace.encoders.audio import AudioEncoder, audio_config
+
+    wide = tmp_path / "wide.wav"
+    soundfile.write(wide, np.zeros(22050, np.float32), 22050)
+    narrow = [str(c.path) for c in clips[:3]]
+    assert audio_config({}, narrow + [str(wide)]).fmax == 4000.0
+    assert audio_config({}, [str(wide)]).fmax is None  # above the model's 16 kHz: every band is filled
+    assert audio_config({"fmax": 3000.0}, narrow).fmax == 3000.0  # an explicit setting wins
+    assert audio_config({}, [str(tmp_path / "unreadable.mp3")]).fmax is None
+    encoder = AudioEncoder({})
+    encoder.adapt(narrow)
+    assert encoder.config.fmax == 4000.0

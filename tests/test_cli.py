@@ -58,7 +58,7 @@ def test_server_errors_are_one_line(server):
     assert_one_line_error(jointspace("query", "--target", server, "--vector", "a,b"), "--vector")
 
 
-def test_local_errors_are_one_line(tmp_path, built):
+def test_local_errors_are_one_line(tmp_path, built, clips):
     assert_one_line_error(jointspace("query", "--target", "127.0.0.1:1", "--timeout", "1", "--text", "x"), "UNAVAILABLE")
     assert_one_line_error(jointspace("query", "--audio", str(tmp_path / "missing.wav")), "no such file")
     assert_one_line_error(jointspace("train", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "m")),
@@ -66,6 +66,11 @@ def test_local_errors_are_one_line(tmp_path, built):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "one", "id": "a"}\n{not json\n')
     assert_one_line_error(jointspace("train", str(bad), "--out", str(tmp_path / "m")), "bad.jsonl:2", "JSON")
+    spoken = tmp_path / "spoken.jsonl"
+    spoken.write_text(json.dumps({"audio": str(clips[0].path), "text": clips[0].word}) + "\n")
+    assert_one_line_error(jointspace("train", str(spoken), "--out", str(tmp_path / "m"), "--audio-fmax", "9000"),
+                          "fmax=9000")
+    assert jointspace("train", str(spoken), "--out", "m", "--audio-fmax", "-1").returncode == 2
     assert_one_line_error(jointspace("index", "build", str(built.catalog), "--model", str(tmp_path),
                                      "--out", str(tmp_path / "i")), "not a jointspace model")
     assert_one_line_error(jointspace("serve", "--model", str(built.model), "--index", str(tmp_path / "none")),
