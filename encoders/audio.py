@@ -140,8 +140,7 @@ def audio_config(settings: dict[str, Any], paths: Sequence[Any] = ()) -> AudioCo
     """The front end's settings; without an explicit `fmax`, the mel bands stop where the
     training files' recordings do (`recorded_band`)."""
     fields = AudioConfig.__dataclass_fields__
-    defaults = {"n_mels": 40}
-    config = AudioConfig(**{**defaults, **{k: v for k, v in settings.items() if k in fields}})
+    config = AudioConfig(**{k: v for k, v in settings.items() if k in fields})
     if "fmax" in settings:
         return config
     return replace(config, fmax=recorded_band(paths, config))
