@@ -136,7 +136,7 @@ class AudioTower(tf.keras.layers.Layer):
         return l2_normalize(self.projection(tf.concat([mean_pool, max_pool], axis=-1)))
 
 
-def audio_config(settings: dict[str, Any], paths: Sequence[Any] = ()) -> AudioConfig:
+def audio_config(settings: dict[str, Any], paths: Sequence[Any]) -> AudioConfig:
     """The front end's settings; without an explicit `fmax`, the mel bands stop where the
     training files' recordings do (`recorded_band`)."""
     fields = AudioConfig.__dataclass_fields__
@@ -155,12 +155,12 @@ def recorded_band(paths: Sequence[Any], config: AudioConfig) -> float | None:
     would fill bands the model never learned from: the same word would embed differently by how
     it was recorded. Stopping at the lowest recorded rate fills every band of every clip; on
     spoken digits with a speaker held out it raised recall@1 (docs/benchmarks.md)."""
-    rates = [rate for rate in map(recorded_sample_rate, sorted(set(map(str, paths)))) if rate]
-    if not rates or min(rates) >= config.sample_rate or min(rates) / 2 <= config.fmin:
+    lowest = min(filter(None, map(recorded_sample_rate, set(map(str, paths)))), default=None)
+    if lowest is None or lowest >= config.sample_rate or lowest / 2 <= config.fmin:
         return config.fmax
-    log(f"audio: the training files were recorded at {min(rates)} Hz or more; mel bands stop at "
-        f"{min(rates) / 2:g} Hz")
-    return min(rates) / 2
+    log(f"audio: the training files were recorded at {lowest} Hz or more; "
+        f"mel bands stop at {lowest / 2:g} Hz")
+    return lowest / 2
 
 
 class AudioEncoder(Encoder):

@@ -140,8 +140,6 @@ def test_serve_stops_cleanly_on_sigterm(built):
 def test_bench_speakers_runs_every_speaker_under_every_seed():
     """Training follows its seed, so one seed is one draw of initial weights: `--seed` repeats
     the held-out-speaker benchmark under several and reports a mean per seed."""
-    import json
-
     result = jointspace("bench", "speakers", "--speaker", "theo", "--epochs", "1",
                         "--seed", "0", "--seed", "5", timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
