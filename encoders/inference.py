@@ -47,6 +47,11 @@ class EncoderSet:
         self.version: str = self.manifest["model_version"]
         self.limits = limits
         self._by_modality: dict[str, ServingEncoder] = {}
+        # An ensemble (export_model of several members): each member embeds, and the vectors
+        # are joined side by side, scaled so that an inner product is the members' mean score.
+        self._members = [EncoderSet(self.model_dir / path, limits) for path in self.manifest.get("members", [])]
+        if self._members:
+            return
         for name, entry in self.manifest["encoders"].items():
             encoder = registry.by_name(name).load(self.model_dir / entry["path"], entry, limits)
             for modality in entry["modalities"]:
@@ -54,6 +59,8 @@ class EncoderSet:
 
     @property
     def modalities(self) -> list[str]:
+        if self._members:
+            return self._members[0].modalities
         return sorted([*self._by_modality, VECTOR])
 
     def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
@@ -64,11 +71,13 @@ class EncoderSet:
             if wrong is not None:
                 raise InvalidInput(f"vector: expected {self.dim} values, got {wrong.size}")
             return normalize_vectors(np.stack(rows) if rows else np.zeros((0, self.dim)), self.dim)
-        encoder = self._by_modality.get(modality)
-        if encoder is None:
+        if modality not in self.modalities:
             raise InvalidInput(
                 f"the model cannot encode {modality!r} queries; it knows {', '.join(self.modalities)}"
             )
         if not values:
             return np.zeros((0, self.dim), np.float32)
-        return encoder.embed(modality, values)
+        if self._members:
+            joined = np.concatenate([member.embed(modality, values) for member in self._members], axis=1)
+            return joined / np.float32(np.sqrt(len(self._members)))
+        return self._by_modality[modality].embed(modality, values)

@@ -96,10 +96,10 @@ def _train_config(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from jointspace.data.pairs import read_pairs
     from jointspace.encoders.export import export_model
-    from jointspace.encoders.training import train
+    from jointspace.encoders.training import train_members
 
     rows = read_pairs(args.pairs_files)
-    manifest = export_model(train(rows, _train_config(args)), args.out)
+    manifest = export_model(train_members(rows, _train_config(args), args.ensemble), args.out)
     print(f"model {manifest['model_version']} (dim {manifest['dim']}) written to {args.out}")
     return 0
 
@@ -324,7 +324,8 @@ def cmd_data_fsdd(args: argparse.Namespace) -> int:
 def cmd_bench_speakers(args: argparse.Namespace) -> int:
     from jointspace.bench import speakers
 
-    result = speakers.run(Path(args.source) if args.source else None, args.speaker, args.epochs, args.seed)
+    result = speakers.run(Path(args.source) if args.source else None, args.speaker, args.epochs, args.seed,
+                          args.ensemble)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -513,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, metavar="MODEL")
     train.add_argument("--dim", type=_auto_or_positive, default=None,
                        help="'auto' (default: the fourth root of the distinct values) or a dimension")
+    train.add_argument("--ensemble", type=_positive, default=1, metavar="K",
+                       help="train K models (seeds SEED to SEED+K-1) and serve them as one: a score is "
+                            "their mean, the space K times as wide, training and queries K times "
+                            "the cost (default: %(default)s)")
     _add_training_args(train)
     train.set_defaults(func=cmd_train)
 
@@ -705,6 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
     held_out.add_argument("--seed", type=int, action="append",
                           help="training seed (repeatable: every speaker under every seed, with a mean "
                                "per seed; default 0)")
+    held_out.add_argument("--ensemble", type=_positive, default=1, metavar="K",
+                          help="train each model as an ensemble of K (train --ensemble; default: %(default)s)")
     held_out.set_defaults(func=cmd_bench_speakers)
     front_end = bench_commands.add_parser(
         "frontend", help="in-graph log-mel vs librosa on the same clips: speed and parity")

@@ -148,3 +148,20 @@ def test_bench_speakers_runs_every_speaker_under_every_seed():
     assert set(report["mean_by_seed"]) == {"0", "5"}
     recalls = [r["audio_to_text_recall@1"] for r in report["per_speaker"]]
     assert report["mean"]["audio_to_text_recall@1"] == pytest.approx(sum(recalls) / 2, abs=1e-4)
+
+
+def test_train_ensemble_trains_one_model_per_seed(tmp_path: Path):
+    from jointspace.data import synthetic
+
+    films = synthetic.generate(synthetic.SyntheticConfig(n_films=40, n_users=60, n_tastes=3, seed=4))
+    synthetic.write_pairs(films, tmp_path / "pairs.jsonl")
+    result = jointspace("train", str(tmp_path / "pairs.jsonl"), "--out", str(tmp_path / "model"),
+                        "--pairs", "ids=id", "--dim", "8", "--epochs", "1", "--ensemble", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(dim 16)" in result.stdout
+    assert "ensemble member 2/2 (seed 1)" in result.stderr
+    assert json.loads((tmp_path / "model" / "manifest.json").read_text())["members"] == ["members/0", "members/1"]
+    refused = jointspace("train", str(tmp_path / "pairs.jsonl"), "--out", str(tmp_path / "other"),
+                         "--ensemble", "0")
+    assert refused.returncode == 2 and "--ensemble" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "other").exists()

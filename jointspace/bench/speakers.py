@@ -19,12 +19,12 @@ from jointspace.progress import log
 
 
 def evaluate_speaker(clips: list[fsdd.Clip], speaker: str, work: Path, epochs: int | None,
-                     seed: int = 0) -> dict[str, Any]:
+                     seed: int = 0, ensemble: int = 1) -> dict[str, Any]:
     from jointspace.client import Client, make_query
     from jointspace.data.pairs import read_pairs
     from jointspace.encoders.export import export_model
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.encoders.training import TrainConfig, train
+    from jointspace.encoders.training import TrainConfig, train_members
     from jointspace.server.app import start_server
     from jointspace.server.builder import build_generation
     from jointspace.server.engine import Engine
@@ -34,7 +34,7 @@ def evaluate_speaker(clips: list[fsdd.Clip], speaker: str, work: Path, epochs: i
     fsdd.write_catalog(held_out, work / "catalog.jsonl")
     started = time.monotonic()
     config = TrainConfig(epochs=epochs, seed=seed)
-    export_model(train(read_pairs([work / "pairs.jsonl"]), config), work / "model")
+    export_model(train_members(read_pairs([work / "pairs.jsonl"]), config, ensemble), work / "model")
     train_seconds = time.monotonic() - started
     build_generation(EncoderSet(work / "model"), [work / "catalog.jsonl"], work / "index")
     running = start_server(Engine(work / "model", work / "index"), port=0)
@@ -54,6 +54,7 @@ def evaluate_speaker(clips: list[fsdd.Clip], speaker: str, work: Path, epochs: i
     return {
         "speaker": speaker,
         "seed": seed,
+        "ensemble": ensemble,
         "train_clips": len(train_clips),
         "test_clips": len(held_out),
         "audio_to_text_recall@1": round(recall1, 4),
@@ -63,7 +64,7 @@ def evaluate_speaker(clips: list[fsdd.Clip], speaker: str, work: Path, epochs: i
 
 
 def run(source: Path | None, speakers: Sequence[str] | None, epochs: int | None,
-        seeds: Sequence[int] | None = None) -> dict[str, Any]:
+        seeds: Sequence[int] | None = None, ensemble: int = 1) -> dict[str, Any]:
     """Every chosen speaker under every seed. Training is reproducible for a seed, so one seed is
     one draw of initial weights: the six-speaker mean moved by 0.03 between two seeds, and
     several seeds say how far a figure can be trusted. None: seed 0 alone."""
@@ -74,7 +75,7 @@ def run(source: Path | None, speakers: Sequence[str] | None, epochs: int | None,
     for seed in seeds:
         for speaker in chosen:
             with tempfile.TemporaryDirectory(prefix=f"jointspace-bench-{speaker}-") as work:
-                result = evaluate_speaker(clips, speaker, Path(work), epochs, seed)
+                result = evaluate_speaker(clips, speaker, Path(work), epochs, seed, ensemble)
             log(json.dumps(result))
             results.append(result)
     keys = ("audio_to_text_recall@1", "text_to_audio_precision@10")
