@@ -61,10 +61,7 @@ def _write_model(trained: TrainedModel, folder: Path) -> dict[str, Any]:
     for name, encoder in trained.encoders.items():
         entry = encoder.export(trained.towers[name], folder / name)
         encoders[name] = {"path": name, "modalities": list(encoder.modalities), **entry}
-    manifest = _manifest(trained.dim, encoders, trained)
-    manifest["metrics"] = trained.metrics
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return _write_manifest(folder, _manifest(trained.dim, encoders, trained, trained.metrics))
 
 
 def _write_ensemble(members: list[TrainedModel], folder: Path) -> dict[str, Any]:
@@ -74,14 +71,18 @@ def _write_ensemble(members: list[TrainedModel], folder: Path) -> dict[str, Any]
     # modalities, which audio rate) need not know about members; EncoderSet loads the members.
     encoders = {name: {**entry, "path": f"{paths[0]}/{entry['path']}"}
                 for name, entry in written[0]["encoders"].items()}
-    manifest = _manifest(sum(m["dim"] for m in written), encoders, members[0])
-    manifest["members"] = paths
-    manifest["metrics"] = {"members": [m["metrics"] for m in written]}
+    manifest = _manifest(sum(m["dim"] for m in written), encoders, members[0],
+                         {"members": [m["metrics"] for m in written]})
+    return _write_manifest(folder, {**manifest, "members": paths})
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def _manifest(dim: int, encoders: dict[str, Any], trained: TrainedModel) -> dict[str, Any]:
+def _manifest(dim: int, encoders: dict[str, Any], trained: TrainedModel,
+              metrics: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "model_version": new_model_version(),
@@ -97,6 +98,7 @@ def _manifest(dim: int, encoders: dict[str, Any], trained: TrainedModel) -> dict
             "seed": trained.config.seed,
             "final_loss": trained.history[-1] if trained.history else None,
         },
+        "metrics": metrics,
     }
 
 
