@@ -50,18 +50,14 @@ class EncoderSet:
         # An ensemble (export_model of several members): each member embeds, and the vectors
         # are joined side by side, scaled so that an inner product is the members' mean score.
         self._members = [EncoderSet(self.model_dir / path, limits) for path in self.manifest.get("members", [])]
-        if self._members:
-            return
-        for name, entry in self.manifest["encoders"].items():
-            encoder = registry.by_name(name).load(self.model_dir / entry["path"], entry, limits)
-            for modality in entry["modalities"]:
-                self._by_modality[modality] = encoder
-
-    @property
-    def modalities(self) -> list[str]:
-        if self._members:
-            return self._members[0].modalities
-        return sorted([*self._by_modality, VECTOR])
+        if not self._members:
+            for name, entry in self.manifest["encoders"].items():
+                encoder = registry.by_name(name).load(self.model_dir / entry["path"], entry, limits)
+                for modality in entry["modalities"]:
+                    self._by_modality[modality] = encoder
+        # Worked out once: `embed` checks every query against it.
+        self.modalities: list[str] = (self._members[0].modalities if self._members
+                                      else sorted([*self._by_modality, VECTOR]))
 
     def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
         """float32 [len(values), D]: unit rows, or rows of length at most 1 for ids."""
