@@ -25,6 +25,7 @@ from jointspace.encoders.base import (
     Arrays,
     Encoder,
     ServingEncoder,
+    join_members,
     l2_normalize,
     load_serving,
     save_serving,
@@ -208,17 +209,18 @@ class AudioEncoder(Encoder):
                            self.dynamic_range_db, self.channel_gain, name="audio_tower")
         return _FeatureView(tower)
 
-    def export(self, tower: tf.keras.layers.Layer, path: Path) -> dict[str, Any]:
-        inner: AudioTower = tower.inner
+    def export(self, towers: Sequence[tf.keras.layers.Layer], path: Path) -> dict[str, Any]:
+        inners: list[AudioTower] = [tower.inner for tower in towers]
 
         @tf.function(input_signature=[
             tf.TensorSpec([None, None], tf.float32, name="waveform"),
             tf.TensorSpec([None], tf.int32, name="num_samples"),
         ])
         def serve(waveform: tf.Tensor, num_samples: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"embedding": inner(inner.features(waveform, num_samples), training=False)}
+            features = inners[0].features(waveform, num_samples)  # one front end for every member
+            return {"embedding": join_members([inner(features, training=False) for inner in inners])}
 
-        save_serving(path, inner, serve)
+        save_serving(path, inners, serve)
         return {"audio": self.config.to_dict()}
 
 

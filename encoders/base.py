@@ -47,11 +47,20 @@ class TowerView(tf.keras.layers.Layer):
         return self.inner(inputs[self.field], training=training)[0]
 
 
-def save_serving(path: Path, tower: tf.keras.layers.Layer, serve: Any) -> None:
+def join_members(embeddings: Sequence[tf.Tensor]) -> tf.Tensor:
+    """An ensemble's vector: its members' vectors side by side, each scaled by 1/sqrt(members),
+    so that an inner product is the mean of the members' own scores and a unit vector stays one.
+    One member's vector is returned as it is."""
+    if len(embeddings) == 1:
+        return embeddings[0]
+    return tf.concat(embeddings, axis=-1) / tf.sqrt(float(len(embeddings)))
+
+
+def save_serving(path: Path, towers: Sequence[tf.keras.layers.Layer], serve: Any) -> None:
     """Save `serve` (a tf.function with an input signature) as the SavedModel's default
-    signature, with the tower tracked so its variables travel along."""
+    signature, with the towers tracked so their variables travel along."""
     module = tf.Module()
-    module.tower = tower
+    module.towers = list(towers)
     module.serve = serve
     tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
 
@@ -90,8 +99,13 @@ class Encoder(ABC):
         """A layer mapping a dict of prepared arrays (batched) to unit vectors [batch, dim]."""
 
     @abstractmethod
-    def export(self, tower: tf.keras.layers.Layer, path: Path) -> dict[str, Any]:
-        """Write a self-contained SavedModel (preprocessing inside) and return its manifest entry."""
+    def export(self, towers: Sequence[tf.keras.layers.Layer], path: Path) -> dict[str, Any]:
+        """Write a self-contained SavedModel (preprocessing inside) and return its manifest entry.
+
+        `towers` is one tower, or an ensemble's (`train_members`: the same rows and settings, so
+        the same vocabularies and front end, different weights). An ensemble's towers go into one
+        SavedModel that prepares the input once and returns `join_members` of their vectors: it
+        serves as any single model does, with one call a query."""
 
 
 class ServingEncoder(ABC):

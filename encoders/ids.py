@@ -21,6 +21,7 @@ from jointspace.encoders.base import (
     ServingEncoder,
     TowerView,
     clip_to_unit_ball,
+    join_members,
     l2_normalize,
     load_serving,
     save_serving,
@@ -128,14 +129,15 @@ class IdEncoder(Encoder):
         tower = IdTower(self.vocabulary, self.dim, self.oov_buckets, self.norm, name="id_tower")
         return TowerView(tower, "index")
 
-    def export(self, tower: tf.keras.layers.Layer, path: Path) -> dict[str, Any]:
-        inner: IdTower = tower.inner
+    def export(self, towers: Sequence[tf.keras.layers.Layer], path: Path) -> dict[str, Any]:
+        inners: list[IdTower] = [tower.inner for tower in towers]
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="ids")])
         def serve(ids: tf.Tensor) -> dict[str, tf.Tensor]:
-            embedding, known = inner(ids, training=False)
-            return {"embedding": embedding, "known": known}
+            outputs = [inner(ids, training=False) for inner in inners]
+            return {"embedding": join_members([embedding for embedding, _ in outputs]),
+                    "known": outputs[0][1]}
 
-        save_serving(path, inner, serve)
+        save_serving(path, inners, serve)
         return {
             "vocab_size": len(self.vocabulary),
             "oov_buckets": self.oov_buckets,

@@ -47,17 +47,12 @@ class EncoderSet:
         self.version: str = self.manifest["model_version"]
         self.limits = limits
         self._by_modality: dict[str, ServingEncoder] = {}
-        # An ensemble (export_model of several members): each member embeds, and the vectors
-        # are joined side by side, scaled so that an inner product is the members' mean score.
-        self._members = [EncoderSet(self.model_dir / path, limits) for path in self.manifest.get("members", [])]
-        if not self._members:
-            for name, entry in self.manifest["encoders"].items():
-                encoder = registry.by_name(name).load(self.model_dir / entry["path"], entry, limits)
-                for modality in entry["modalities"]:
-                    self._by_modality[modality] = encoder
+        for name, entry in self.manifest["encoders"].items():
+            encoder = registry.by_name(name).load(self.model_dir / entry["path"], entry, limits)
+            for modality in entry["modalities"]:
+                self._by_modality[modality] = encoder
         # Worked out once: `embed` checks every query against it.
-        self.modalities: list[str] = (self._members[0].modalities if self._members
-                                      else sorted([*self._by_modality, VECTOR]))
+        self.modalities: list[str] = sorted([*self._by_modality, VECTOR])
 
     def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
         """float32 [len(values), D]: unit rows, or rows of length at most 1 for ids."""
@@ -73,7 +68,4 @@ class EncoderSet:
             )
         if not values:
             return np.zeros((0, self.dim), np.float32)
-        if self._members:
-            joined = np.concatenate([member.embed(modality, values) for member in self._members], axis=1)
-            return joined / np.float32(np.sqrt(len(self._members)))
         return self._by_modality[modality].embed(modality, values)

@@ -19,6 +19,7 @@ from jointspace.encoders.base import (
     Encoder,
     ServingEncoder,
     TowerView,
+    join_members,
     l2_normalize,
     load_serving,
     save_serving,
@@ -96,14 +97,15 @@ class TextEncoder(Encoder):
         tower = TextTower(self.vocabulary, self.dim, self.width, self.buckets, name="text_tower")
         return TowerView(tower, "text")
 
-    def export(self, tower: tf.keras.layers.Layer, path: Path) -> dict[str, Any]:
-        inner: TextTower = tower.inner
+    def export(self, towers: Sequence[tf.keras.layers.Layer], path: Path) -> dict[str, Any]:
+        inners: list[TextTower] = [tower.inner for tower in towers]
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
-            embedding, words = inner(text)
-            return {"embedding": embedding, "words": words}
+            outputs = [inner(text) for inner in inners]
+            return {"embedding": join_members([embedding for embedding, _ in outputs]),
+                    "words": outputs[0][1]}
 
-        save_serving(path, inner, serve)
+        save_serving(path, inners, serve)
         return {"vocab_size": len(self.vocabulary), "trigram_buckets": self.buckets}
 
 

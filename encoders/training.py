@@ -320,7 +320,7 @@ def train_members(rows: PairRows, config: TrainConfig, members: int = 1) -> list
     Two seeds of the same code put a held-out voice 0.05 apart on spoken digits: a model's errors
     on what it has never heard are partly the luck of its draw, and the mean of several draws'
     scores cancels some of that luck (three members raised held-out-speaker recall@1 by 0.02,
-    docs/benchmarks.md), at `members` times the training and query cost."""
+    docs/benchmarks.md), at `members` times the training cost and the model work of a query."""
     if members < 1:
         raise InvalidInput(f"an ensemble needs at least one member, not {members}")
     trained = []

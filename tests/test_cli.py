@@ -160,7 +160,7 @@ def test_train_ensemble_trains_one_model_per_seed(tmp_path: Path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "(dim 16)" in result.stdout
     assert "ensemble member 2/2 (seed 1)" in result.stderr
-    assert json.loads((tmp_path / "model" / "manifest.json").read_text())["members"] == ["members/0", "members/1"]
+    assert json.loads((tmp_path / "model" / "manifest.json").read_text())["training"]["members"] == 2
     refused = jointspace("train", str(tmp_path / "pairs.jsonl"), "--out", str(tmp_path / "other"),
                          "--ensemble", "0")
     assert refused.returncode == 2 and "--ensemble" in refused.stderr and "Traceback" not in refused.stderr
