@@ -14,7 +14,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from jointspace.errors import InvalidInput, JointspaceError
 
@@ -811,13 +811,27 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--work", type=Path, help="keep the split and the vectors here")
     speed.add_argument("--json", action="store_true", help="print one JSON object")
     speed.set_defaults(func=cmd_bench_train)
+    for command in _leaf_parsers(parser):
+        command.set_defaults(command_parser=command)
     return parser
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """The parsers that run a command (`bench speakers`, not `bench`)."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        yield parser
+    for group in groups:
+        for child in group.choices.values():
+            yield from _leaf_parsers(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     own, pipeline_options = _split_pipeline_options(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(own)
+    args, unknown = parser.parse_known_args(own)
+    if unknown:  # said by the command's own parser, whose usage lists what it does take
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if pipeline_options and not getattr(args, "takes_pipeline_options", False):
         parser.error("options after -- are Apache Beam pipeline options, for `index build --runner beam` "
                      "and `bench build`")

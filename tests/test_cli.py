@@ -91,6 +91,11 @@ def test_usage_errors_exit_2():
     result = jointspace("train", "x.jsonl", "--out", "m", "--dim", "minus")
     assert result.returncode == 2 and "--dim" in result.stderr
     assert jointspace("query").returncode == 2
+    # An option the command does not take is reported with that command's usage, not the top's.
+    unknown = jointspace("bench", "speakers", "--json")
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.splitlines()[-1] == "jointspace bench speakers: error: unrecognized arguments: --json"
+    assert unknown.stderr.startswith("usage: jointspace bench speakers [-h]")
 
 
 def test_every_command_has_help():
