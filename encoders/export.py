@@ -55,6 +55,9 @@ def export_model(trained: TrainedModel | Sequence[TrainedModel], out: Path) -> d
 
 def _write_model(members: list[TrainedModel], folder: Path) -> dict[str, Any]:
     first = members[0]
+    if any(_trained_alike(first) != _trained_alike(member) for member in members[1:]):
+        raise InvalidInput("ensemble members must be trained on the same rows with the same settings "
+                           "(train_members): their encoders differ")
     encoders = {}
     for name, encoder in first.encoders.items():
         entry = encoder.export([member.towers[name] for member in members], folder / name)
@@ -81,6 +84,12 @@ def _write_model(members: list[TrainedModel], folder: Path) -> dict[str, Any]:
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _trained_alike(trained: TrainedModel) -> tuple:
+    """What members must share for one SavedModel to prepare a query once for all of them."""
+    return (trained.dim, [p.name for p in trained.pair_types],
+            {name: (encoder.settings, encoder.num_values()) for name, encoder in trained.encoders.items()})
 
 
 def _mean(values: list[float]) -> float | None:

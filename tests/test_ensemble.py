@@ -99,6 +99,25 @@ def test_an_ensemble_in_the_older_layout_is_refused_with_what_to_do(ensemble: Pa
         EncoderSet(tmp_path)
 
 
+def test_models_trained_on_different_rows_are_not_joined(tmp_path: Path):
+    """One SavedModel prepares a query once for every member, so members must share what
+    preparing depends on; models of other rows are refused, and nothing is written."""
+    from jointspace.data.pairs import read_pairs
+    from jointspace.encoders.export import export_model
+    from jointspace.encoders.training import TrainConfig, train
+    from jointspace.errors import InvalidInput
+
+    models = []
+    for films in (30, 40):
+        data = synthetic.generate(synthetic.SyntheticConfig(n_films=films, n_users=40, n_tastes=2, seed=1))
+        synthetic.write_pairs(data, tmp_path / f"pairs-{films}.jsonl")
+        models.append(train(read_pairs([tmp_path / f"pairs-{films}.jsonl"]),
+                            TrainConfig(dim=DIM, epochs=1, batch_size=32, pairs=[("ids", "id")])))
+    with pytest.raises(InvalidInput, match="trained on the same rows with the same settings"):
+        export_model(models, tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs-30.jsonl", "pairs-40.jsonl"]
+
+
 def test_a_served_ensemble_answers_with_the_members_mean_score(ensemble: Path):
     from jointspace.client import Client
     from jointspace.encoders.inference import EncoderSet
