@@ -56,6 +56,12 @@ def join_members(embeddings: Sequence[tf.Tensor]) -> tf.Tensor:
     return tf.concat(embeddings, axis=-1) / tf.sqrt(float(len(embeddings)))
 
 
+def join_outputs(outputs: Sequence[tuple[tf.Tensor, tf.Tensor]]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Members' `(embedding, count)` outputs for one input: the joined embedding, and the first
+    member's count of known ids or words (members share their vocabularies, so counts agree)."""
+    return join_members([embedding for embedding, _ in outputs]), outputs[0][1]
+
+
 def save_serving(path: Path, towers: Sequence[tf.keras.layers.Layer], serve: Any) -> None:
     """Save `serve` (a tf.function with an input signature) as the SavedModel's default
     signature, with the towers tracked so their variables travel along."""

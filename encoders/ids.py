@@ -21,7 +21,7 @@ from jointspace.encoders.base import (
     ServingEncoder,
     TowerView,
     clip_to_unit_ball,
-    join_members,
+    join_outputs,
     l2_normalize,
     load_serving,
     save_serving,
@@ -133,9 +133,8 @@ class IdEncoder(Encoder):
         inners: list[IdTower] = [tower.inner for tower in towers]
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="ids")])
         def serve(ids: tf.Tensor) -> dict[str, tf.Tensor]:
-            outputs = [inner(ids, training=False) for inner in inners]
-            return {"embedding": join_members([embedding for embedding, _ in outputs]),
-                    "known": outputs[0][1]}
+            embedding, known = join_outputs([inner(ids, training=False) for inner in inners])
+            return {"embedding": embedding, "known": known}
 
         save_serving(path, inners, serve)
         return {

@@ -19,7 +19,7 @@ from jointspace.encoders.base import (
     Encoder,
     ServingEncoder,
     TowerView,
-    join_members,
+    join_outputs,
     l2_normalize,
     load_serving,
     save_serving,
@@ -101,9 +101,8 @@ class TextEncoder(Encoder):
         inners: list[TextTower] = [tower.inner for tower in towers]
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
-            outputs = [inner(text) for inner in inners]
-            return {"embedding": join_members([embedding for embedding, _ in outputs]),
-                    "words": outputs[0][1]}
+            embedding, words = join_outputs([inner(text) for inner in inners])
+            return {"embedding": embedding, "words": words}
 
         save_serving(path, inners, serve)
         return {"vocab_size": len(self.vocabulary), "trigram_buckets": self.buckets}
