@@ -14,7 +14,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from jointspace.errors import InvalidInput, JointspaceError
 
@@ -495,8 +495,19 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logdir", default=None, help="write TensorBoard scalars (loss, validation) here")
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A parser that runs a command (it sets `func`) names itself as `command_parser`, so that an
+    unknown option is reported with the usage of `bench speakers`, not of `jointspace`.
+    Subparsers are made of their parent's class, so every parser below the root is one too."""
+
+    def set_defaults(self, **kwargs: Any) -> None:
+        if "func" in kwargs:
+            kwargs["command_parser"] = self
+        super().set_defaults(**kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _CommandParser(
         prog="jointspace",
         description="One vector space for ids, text and audio, served over gRPC.",
     )
@@ -811,19 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--work", type=Path, help="keep the split and the vectors here")
     speed.add_argument("--json", action="store_true", help="print one JSON object")
     speed.set_defaults(func=cmd_bench_train)
-    for command in _leaf_parsers(parser):
-        command.set_defaults(command_parser=command)
     return parser
-
-
-def _leaf_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
-    """The parsers that run a command (`bench speakers`, not `bench`)."""
-    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not groups:
-        yield parser
-    for group in groups:
-        for child in group.choices.values():
-            yield from _leaf_parsers(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
