@@ -196,6 +196,7 @@ class Client:
             "model_version": response.model_version,
             "size_by_modality": dict(response.size_by_modality),
             "query_modalities": list(response.query_modalities),
+            "last_change": response.last_change,
             "bytes_per_vector": response.bytes_per_vector,
         }
 
@@ -211,12 +212,14 @@ class Client:
 
     def rebuild(self, catalogs: Sequence[str | Path], index: str = "", model: str | Path | None = None,
                 validation_pairs: str | Path | None = None, min_recall: float = 0.0, validation_k: int = 0,
-                request_id: str = "") -> pb.Operation:
-        """Start a rebuild from catalog files on the server's file system; returns at once."""
+                request_id: str = "", includes_changes_through: int = 0) -> pb.Operation:
+        """Start a rebuild from catalog files on the server's file system; returns at once.
+        `includes_changes_through`: the `last_change` of `info()` when the catalogs were exported
+        (the online changes up to it are in them and are not carried over); 0 carries all."""
         request = pb.RebuildIndexRequest(
             catalog_paths=[str(c) for c in catalogs], index_type=index, model_dir=str(model or ""),
             validation_pairs=str(validation_pairs or ""), min_recall=min_recall, validation_k=validation_k,
-            request_id=request_id)
+            request_id=request_id, catalog_includes_changes_through=includes_changes_through)
         return self.stub.RebuildIndex(request, timeout=self.timeout)
 
     def operation(self, name: str) -> pb.Operation:

@@ -161,7 +161,7 @@ class Engine:
         for modality, matrix in served.changes.matrices.items():
             by_modality[modality] = by_modality.get(modality, 0) + len(matrix.keys)
         return {**info, "size": sum(by_modality.values()), "size_by_modality": by_modality,
-                "query_modalities": served.encoders.modalities}
+                "query_modalities": served.encoders.modalities, "last_change": self.journal.last_number()}
 
     def upsert(self, entries: Sequence[CatalogEntry], request_id: str = "") -> int:
         """Embed with the served model, journal (durable before returning), then serve. A retry
@@ -223,13 +223,13 @@ class Engine:
         except InvalidInput:
             raise InvalidInput(f"{field}: a key appears more than once in one call") from None
 
-    def swap(self, encoders: EncoderSet, generation: Generation, carry_since: float) -> None:
+    def swap(self, encoders: EncoderSet, generation: Generation, carry_after: int) -> None:
         """Make a loaded and checked generation (and its model) live: carry over the online
-        changes acknowledged after `carry_since` (re-embedded if the model changes), switch
+        changes numbered after `carry_after` (re-embedded if the model changes), switch
         `CURRENT`, then swap the served value. Writers wait meanwhile; readers never do."""
         with self._writer:
             served = self._served
-            carried = self.journal.changes(served.journal_name, since=carry_since)
+            carried = self.journal.changes(served.journal_name, after=carry_after)
             if encoders.version != served.encoders.version or served.fallback:
                 carried = _reembedded(encoders, carried)
             self.journal.carry_over(generation.name, carried)

@@ -8,8 +8,10 @@ top of it (changes.py), so an acknowledged change survives a restart or a SIGKIL
 keeps both the vector (replayed as is while the model stays) and the value it came from (id,
 text, vector, or audio bytes), so that a rebuild with another model can embed it again.
 
-A rebuild carries changes over to its new generation (`carry_over`), all in one transaction,
-before `CURRENT` is switched; rows of any generation other than the live one are dropped once it
+Every change is numbered once, as it is acknowledged (`origin`: its first `seq`); the number
+stays with it when a rebuild carries it over to a new generation (`carry_over`, one transaction,
+before `CURRENT` is switched). Which changes a rebuild carries is decided by these numbers (those
+after the one its catalog is said to include), never by file times or clocks; rows of any generation other than the live one are dropped once it
 is live, and at every start (a generation that was placed but never went live may reuse a name).
 """
 
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS changes (
     audio BLOB,
     sample_rate INTEGER,
     vector BLOB,                  -- little-endian float32, as embedded for the generation's model
-    metadata TEXT
+    metadata TEXT,
+    origin INTEGER                -- the seq the change was acknowledged as; NULL: this row's seq
 );
 CREATE INDEX IF NOT EXISTS changes_by_generation ON changes (generation, seq);
 """
@@ -55,6 +58,7 @@ class Change:
     kind: str
     key: str
     acknowledged: float = 0.0
+    number: int = 0  # the journal's number for it (`origin`); 0 until journalled
     modality: str | None = None
     value: Any = None  # id or text string, float list, or (audio bytes, sample rate or None)
     vector: np.ndarray | None = None
@@ -82,6 +86,7 @@ class Journal:
                     connection.execute("PRAGMA journal_mode=WAL")
                     connection.execute("PRAGMA synchronous=FULL")
                     connection.executescript(SCHEMA)
+                    _add_origin_column(connection)
                 self._connection = connection
             return self._connection
 
@@ -106,21 +111,31 @@ class Journal:
         now = time.time()
         self._write([_row(generation, now, change) for change in changes])
 
-    def changes(self, generation: str, since: float | None = None) -> list[Change]:
-        """Changes made against `generation` (acknowledged after `since`, if given), in order."""
+    def last_number(self) -> int:
+        """The number of the newest change, 0 for an empty or absent journal. AUTOINCREMENT never
+        reuses a number, so every change acknowledged later has a larger one."""
+        connection = self._open(create=False)
+        if connection is None:
+            return 0
+        with self._lock, self._reading():
+            return int(connection.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+
+    def changes(self, generation: str, after: int = 0) -> list[Change]:
+        """Changes made against `generation` (numbered after `after`), in order."""
         connection = self._open(create=False)
         if connection is None:
             return []
         with self._lock, self._reading():
             rows = connection.execute(
-                "SELECT kind, key, acknowledged, modality, value, audio, sample_rate, vector, metadata"
-                " FROM changes WHERE generation = ? AND acknowledged > ? ORDER BY seq",
-                (generation, -1.0 if since is None else since)).fetchall()
+                "SELECT kind, key, acknowledged, modality, value, audio, sample_rate, vector, metadata,"
+                " COALESCE(origin, seq) FROM changes WHERE generation = ? AND COALESCE(origin, seq) > ?"
+                " ORDER BY seq", (generation, after)).fetchall()
         return [_change(row) for row in rows]
 
     def carry_over(self, generation: str, changes: list[Change]) -> None:
         """Record changes as made against `generation` (a new one, not live yet), keeping their
-        acknowledgement times; rows left under that name by an earlier attempt are replaced."""
+        acknowledgement times and numbers; rows left under that name by an earlier attempt are
+        replaced."""
         if changes or self.path.is_file():  # an index that never changed gets no journal
             self._write([_row(generation, c.acknowledged, c) for c in changes], replacing=generation)
 
@@ -134,7 +149,7 @@ class Journal:
                     connection.execute("DELETE FROM changes WHERE generation = ?", (replacing,))
                 connection.executemany(
                     "INSERT INTO changes (generation, acknowledged, kind, key, modality, value, audio,"
-                    " sample_rate, vector, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    " sample_rate, vector, metadata, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 connection.execute("COMMIT")
             except BaseException:
                 # A failed COMMIT may have rolled back already, and ROLLBACK itself may fail on a
@@ -152,6 +167,14 @@ class Journal:
                 connection.execute("DELETE FROM changes WHERE generation != ?", (generation,))
 
 
+def _add_origin_column(connection: sqlite3.Connection) -> None:
+    """Journals written before changes kept their number across rebuilds lack the column; NULL
+    there means the row's own seq, which is what those rows were numbered."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(changes)")}
+    if "origin" not in columns:
+        connection.execute("ALTER TABLE changes ADD COLUMN origin INTEGER")
+
+
 def _row(generation: str, acknowledged: float, change: Change) -> tuple[Any, ...]:
     audio = sample_rate = value = None
     if change.modality == "audio" and change.value is not None:
@@ -161,13 +184,13 @@ def _row(generation: str, acknowledged: float, change: Change) -> tuple[Any, ...
     vector = None if change.vector is None else np.asarray(change.vector, "<f4").tobytes()
     metadata = None if change.metadata is None else json.dumps(change.metadata, separators=(",", ":"))
     return (generation, acknowledged, change.kind, change.key, change.modality, value, audio, sample_rate,
-            vector, metadata)
+            vector, metadata, change.number or None)
 
 
 def _change(row: tuple[Any, ...]) -> Change:
-    kind, key, acknowledged, modality, value, audio, sample_rate, vector, metadata = row
+    kind, key, acknowledged, modality, value, audio, sample_rate, vector, metadata, number = row
     return Change(
-        kind, key, acknowledged, modality,
+        kind, key, acknowledged, int(number), modality,
         (bytes(audio), sample_rate) if audio is not None else None if value is None else json.loads(value),
         None if vector is None else np.frombuffer(vector, "<f4").copy(),
         None if metadata is None else json.loads(metadata),

@@ -12,7 +12,6 @@ removes the new files; a crash leaves them for `remove_partials` at the next sta
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -37,10 +36,13 @@ class RebuildPlan:
     index_spec: str = "auto"
     model_dir: Path | None = None  # None: the model being served
     gate: validation.Gate | None = None
+    # The online changes numbered up to this are in the catalogs; later ones are carried over.
+    carry_after: int = 0
 
 
 def plan_rebuild(engine: Engine, catalogs: Sequence[str], index_spec: str = "", model_dir: str = "",
-                 validation_pairs: str = "", min_recall: float = 0.0, validation_k: int = 0) -> RebuildPlan:
+                 validation_pairs: str = "", min_recall: float = 0.0, validation_k: int = 0,
+                 includes_changes_through: int = 0) -> RebuildPlan:
     """Check a request before any work starts, so that a typo is an error of the call, not of
     an operation that fails a moment later. Paths go through the data directory."""
     if not catalogs:
@@ -60,7 +62,16 @@ def plan_rebuild(engine: Engine, catalogs: Sequence[str], index_spec: str = "", 
         gate = validation.Gate(pairs, min_recall, validation_k or validation.DEFAULT_K)
     elif min_recall:
         raise InvalidInput("min_recall: given without validation_pairs to measure it on")
-    return RebuildPlan(paths, index_spec or "auto", model, gate)
+    return RebuildPlan(paths, index_spec or "auto", model, gate, _included_changes(engine, includes_changes_through))
+
+
+def _included_changes(engine: Engine, through: int) -> int:
+    """A number the journal has given out: a larger one would silently drop changes not yet made."""
+    last = engine.journal.last_number()
+    if not 0 <= through <= last:
+        raise InvalidInput(f"catalog_includes_changes_through: {through} is not a change number given so far "
+                           f"(0 to {last}, IndexInfo.last_change)")
+    return through
 
 
 def run_rebuild(engine: Engine, plan: RebuildPlan, control: OperationControl) -> str:
@@ -79,8 +90,6 @@ def _rebuild(engine: Engine, plan: RebuildPlan, control: OperationControl) -> st
         encoders = EncoderSet(plan.model_dir, engine.limits)
     else:
         encoders = engine.served.encoders
-    # Changes acknowledged after the catalog files were last written are not in them (guide.md).
-    catalog_written = max(os.stat(p).st_mtime for p in plan.catalogs)
     name = build_generation(encoders, plan.catalogs, engine.index_dir.root, plan.index_spec,
                             report=control.report, go_live=False, model_dir=encoders.model_dir)
     try:
@@ -94,7 +103,7 @@ def _rebuild(engine: Engine, plan: RebuildPlan, control: OperationControl) -> st
             validation.check(figures, name, engine.served.generation.name)
         control.report("swapping", 0, 0)
         control.committed = True
-        engine.swap(encoders, generation, carry_since=catalog_written)
+        engine.swap(encoders, generation, carry_after=plan.carry_after)
     except BaseException:
         if engine.index_dir.current_name() != name:
             engine.index_dir.remove(name)

@@ -142,7 +142,8 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
         one while one runs is ABORTED (operations.py)."""
         engine = self.engine
         plan = plan_rebuild(engine, list(request.catalog_paths), request.index_type, request.model_dir,
-                            request.validation_pairs, request.min_recall, request.validation_k)
+                            request.validation_pairs, request.min_recall, request.validation_k,
+                            request.catalog_includes_changes_through)
         status = engine.operations.start(lambda control: run_rebuild(engine, plan, control), request.request_id)
         return operation_to_proto(status)
 

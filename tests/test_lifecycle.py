@@ -9,9 +9,10 @@ import os
 import shutil
 import subprocess
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import grpc
 import numpy as np
@@ -59,6 +60,33 @@ def _code(call) -> tuple[grpc.StatusCode, str]:
 
 def _rebuilt(client: Client, catalogs: list[Path], **options: Any) -> pb.Operation:
     return client.wait(client.rebuild(catalogs, **options).name, poll=0.02)
+
+
+@contextmanager
+def _while_rebuilding(client: Client, monkeypatch: pytest.MonkeyPatch, catalogs: list[Path],
+                      **options: Any) -> Iterator[list[pb.Operation]]:
+    """Holds a real rebuild just before it reads its catalogs while the body runs; the list
+    yielded receives the finished operation on exit."""
+    from jointspace.server import rebuild
+
+    reading, go_on = threading.Event(), threading.Event()
+    real_build = rebuild.build_generation
+
+    def held_build(*args: Any, **kwargs: Any) -> str:
+        reading.set()
+        if not go_on.wait(120):
+            raise TimeoutError("the test never let the rebuild go on")
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(rebuild, "build_generation", held_build)
+    operation = client.rebuild(catalogs, **options)
+    assert reading.wait(120), "the rebuild never started reading"
+    finished: list[pb.Operation] = []
+    try:
+        yield finished
+    finally:
+        go_on.set()
+    finished.append(client.wait(operation.name, poll=0.02))
 
 
 def _vector_catalog(path: Path, count: int, seed: int = 0) -> Path:
@@ -186,20 +214,33 @@ def test_upsert_and_delete_are_served_and_survive_a_restart(built, setup):
         check(again)
 
 
-def test_changes_are_carried_over_a_rebuild_unless_the_catalog_is_newer(built, setup, tmp_path):
+@pytest.mark.parametrize("catalog_time", [1_000_000_000, 4_000_000_000], ids=["dated-past", "dated-future"])
+def test_changes_are_carried_over_a_rebuild_by_journal_number_whatever_the_catalog_date(
+        built, setup, tmp_path, monkeypatch, catalog_time):
+    """Journal numbers decide, not file times: by default every acknowledged change survives a
+    rebuild (made before it or while it runs); a catalog said to include the changes up to N
+    supersedes exactly those."""
     client = setup.client
     catalog = tmp_path / "catalog.jsonl"
     shutil.copy(built.catalog, catalog)
-    os.utime(catalog, (1_000_000_000, 1_000_000_000))  # exported long before the changes
-    client.upsert([{"key": "new:seven", "text": NEW_TEXT}])
-    client.delete(["m:2"])
-    assert _rebuilt(client, [catalog]).state == DONE
-    assert _keys(client.search(text=NEW_TEXT, k=1, modalities=["text"])) == ["new:seven"]
+    os.utime(catalog, (catalog_time, catalog_time))
+    unit = [1.0] + [0.0] * (DIM - 1)
+    client.upsert([{"key": "before:seven", "text": NEW_TEXT}])
+    during = [f"during:{i}" for i in range(5)]
+    with _while_rebuilding(client, monkeypatch, [catalog]) as finished:
+        client.upsert([{"key": key, "vector": unit} for key in during])
+        client.delete(["m:2"])
+    assert finished[0].state == DONE
+    assert _keys(client.search(text=NEW_TEXT, k=1, modalities=["text"])) == ["before:seven"]
+    assert set(during) <= set(_keys(client.search(vector=unit, k=20, modalities=["vector"])))
     assert "m:2" not in _keys(client.search(id="m:3", k=200, modalities=["id"]))
 
-    catalog.write_text(catalog.read_text())  # a fresh export: it holds every change made so far
-    assert _rebuilt(client, [catalog]).state == DONE
-    assert "new:seven" not in _keys(client.search(text=NEW_TEXT, k=20, modalities=["text"]))
+    exported = client.info()["last_change"]  # a catalog exported now would hold all of those
+    client.upsert([{"key": "after:export", "vector": unit}])
+    assert _rebuilt(client, [catalog], includes_changes_through=exported).state == DONE
+    found = _keys(client.search(vector=unit, k=20, modalities=["vector"]))
+    assert "after:export" in found and not set(during) & set(found)
+    assert "before:seven" not in _keys(client.search(text=NEW_TEXT, k=20, modalities=["text"]))
     assert "m:2" in _keys(client.search(id="m:3", k=200, modalities=["id"]))
 
 
@@ -286,11 +327,12 @@ def _other_model(built, path: Path, version: str) -> Path:
     return path
 
 
-def test_rebuild_with_a_new_model_switches_both_and_survives_a_restart(built, setup, tmp_path):
+def test_rebuild_with_a_new_model_switches_both_and_survives_a_restart(built, setup, tmp_path, monkeypatch):
     client = setup.client
     model = _other_model(built, tmp_path / "model-2", "model-two")
-    client.upsert([{"key": "new:seven", "text": NEW_TEXT}])
-    switched = _rebuilt(client, [built.catalog], model=model)
+    with _while_rebuilding(client, monkeypatch, [built.catalog], model=model) as finished:
+        client.upsert([{"key": "new:seven", "text": NEW_TEXT}])
+    switched = finished[0]
     assert switched.state == DONE
     assert client.info()["model_version"] == "model-two"
     assert _keys(client.search(text=NEW_TEXT, k=1, modalities=["text"])) == ["new:seven"]  # re-embedded
@@ -322,6 +364,8 @@ def test_bad_lifecycle_requests_get_clear_codes(built, setup, tmp_path):
                             "catalog_paths[0]"),
         "missing model": (lambda: client.rebuild([built.catalog], model=tmp_path / "nope"),
                           grpc.StatusCode.NOT_FOUND, "model_dir"),
+        "change not made yet": (lambda: client.rebuild([built.catalog], includes_changes_through=10**9),
+                                grpc.StatusCode.INVALID_ARGUMENT, "catalog_includes_changes_through"),
         "gate without pairs": (lambda: client.rebuild([built.catalog], min_recall=0.5),
                                grpc.StatusCode.INVALID_ARGUMENT, "min_recall"),
         "recall over 1": (lambda: client.rebuild([built.catalog], validation_pairs=built.catalog, min_recall=2),

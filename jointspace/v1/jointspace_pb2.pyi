@@ -121,7 +121,7 @@ class GetIndexInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IndexInfo(_message.Message):
-    __slots__ = ("generation", "size", "dim", "index_type", "model_version", "size_by_modality", "query_modalities", "bytes_per_vector")
+    __slots__ = ("generation", "size", "dim", "index_type", "model_version", "size_by_modality", "query_modalities", "bytes_per_vector", "last_change")
     class SizeByModalityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,7 @@ class IndexInfo(_message.Message):
     SIZE_BY_MODALITY_FIELD_NUMBER: _ClassVar[int]
     QUERY_MODALITIES_FIELD_NUMBER: _ClassVar[int]
     BYTES_PER_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHANGE_FIELD_NUMBER: _ClassVar[int]
     generation: str
     size: int
     dim: int
@@ -145,7 +146,8 @@ class IndexInfo(_message.Message):
     size_by_modality: _containers.ScalarMap[str, int]
     query_modalities: _containers.RepeatedScalarFieldContainer[str]
     bytes_per_vector: float
-    def __init__(self, generation: _Optional[str] = ..., size: _Optional[int] = ..., dim: _Optional[int] = ..., index_type: _Optional[str] = ..., model_version: _Optional[str] = ..., size_by_modality: _Optional[_Mapping[str, int]] = ..., query_modalities: _Optional[_Iterable[str]] = ..., bytes_per_vector: _Optional[float] = ...) -> None: ...
+    last_change: int
+    def __init__(self, generation: _Optional[str] = ..., size: _Optional[int] = ..., dim: _Optional[int] = ..., index_type: _Optional[str] = ..., model_version: _Optional[str] = ..., size_by_modality: _Optional[_Mapping[str, int]] = ..., query_modalities: _Optional[_Iterable[str]] = ..., bytes_per_vector: _Optional[float] = ..., last_change: _Optional[int] = ...) -> None: ...
 
 class CatalogEntry(_message.Message):
     __slots__ = ("key", "id", "text", "audio", "vector", "metadata")
@@ -164,7 +166,7 @@ class CatalogEntry(_message.Message):
     def __init__(self, key: _Optional[str] = ..., id: _Optional[str] = ..., text: _Optional[str] = ..., audio: _Optional[_Union[Audio, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class RebuildIndexRequest(_message.Message):
-    __slots__ = ("catalog_paths", "index_type", "request_id", "model_dir", "validation_pairs", "min_recall", "validation_k")
+    __slots__ = ("catalog_paths", "index_type", "request_id", "model_dir", "validation_pairs", "min_recall", "validation_k", "catalog_includes_changes_through")
     CATALOG_PATHS_FIELD_NUMBER: _ClassVar[int]
     INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +174,7 @@ class RebuildIndexRequest(_message.Message):
     VALIDATION_PAIRS_FIELD_NUMBER: _ClassVar[int]
     MIN_RECALL_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_K_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_INCLUDES_CHANGES_THROUGH_FIELD_NUMBER: _ClassVar[int]
     catalog_paths: _containers.RepeatedScalarFieldContainer[str]
     index_type: str
     request_id: str
@@ -179,7 +182,8 @@ class RebuildIndexRequest(_message.Message):
     validation_pairs: str
     min_recall: float
     validation_k: int
-    def __init__(self, catalog_paths: _Optional[_Iterable[str]] = ..., index_type: _Optional[str] = ..., request_id: _Optional[str] = ..., model_dir: _Optional[str] = ..., validation_pairs: _Optional[str] = ..., min_recall: _Optional[float] = ..., validation_k: _Optional[int] = ...) -> None: ...
+    catalog_includes_changes_through: int
+    def __init__(self, catalog_paths: _Optional[_Iterable[str]] = ..., index_type: _Optional[str] = ..., request_id: _Optional[str] = ..., model_dir: _Optional[str] = ..., validation_pairs: _Optional[str] = ..., min_recall: _Optional[float] = ..., validation_k: _Optional[int] = ..., catalog_includes_changes_through: _Optional[int] = ...) -> None: ...
 
 class OperationProgress(_message.Message):
     __slots__ = ("phase", "done", "total")
