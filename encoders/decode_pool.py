@@ -17,10 +17,11 @@ process (docs/benchmarks.md has the measured cost). Workers come from a "forkser
 unsafe. The forkserver preloads the decoding modules (no TensorFlow), so replacing a worker is a
 fork of a small, already-warm process.
 
-Test hook (like server/pause_points.py): with JOINTSPACE_DECODE_TEST_FAULTS=1 in the server's
-environment, content that is exactly one of the TEST_* markers makes the worker crash with a real
-segfault, hang, or allocate without end. Unset (always, outside tests), the markers are ordinary
-undecodable bytes.
+Tests reach these paths through jointspace/faults.py: with its decoder markers installed in the
+server process (by code, never by the environment), content that is exactly one of the markers
+makes the worker crash with a real segfault, hang, or allocate without end. Each job carries that
+setting to its worker, which has no installed faults of its own. Otherwise (always, outside
+tests) the markers are ordinary undecodable bytes.
 """
 
 from __future__ import annotations
@@ -38,16 +39,13 @@ from typing import Any
 
 import numpy as np
 
+from jointspace import faults
 from jointspace.deadline import current_deadline
 from jointspace.errors import DeadlineExceeded, InvalidInput, JointspaceError, LimitExceeded, NotReady
 from jointspace.limits import Limits
 
 logger = logging.getLogger("jointspace.server")
 
-TEST_FAULTS = "JOINTSPACE_DECODE_TEST_FAULTS"
-TEST_SEGFAULT = b"jointspace-test:segfault"
-TEST_HANG = b"jointspace-test:hang"
-TEST_MEMORY = b"jointspace-test:memory"
 # Waiting for a free worker outside a call (a rebuild embedding a catalog): every decode ends
 # within max_audio_decode_seconds, so this is only reached when workers cannot be started at all.
 IDLE_WAIT_SECONDS = 120.0
@@ -59,7 +57,7 @@ class _Job:
     sample_rate: int
     pcm_sample_rate: int | None
     limits: Limits
-    test_faults: bool
+    decode_markers: bool  # faults.decode_markers_enabled() in the server process
 
 
 def _limit_memory(megabytes: int) -> None:
@@ -77,25 +75,11 @@ def _limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
-def _test_fault(job: _Job) -> None:
-    if not job.test_faults or not isinstance(job.source, bytes):
-        return
-    if job.source == TEST_SEGFAULT:
-        import ctypes
-
-        ctypes.string_at(0)  # reads address 0: SIGSEGV, as a decoder bug would
-    elif job.source == TEST_HANG:
-        threading.Event().wait()
-    elif job.source == TEST_MEMORY:
-        hog = []
-        while True:
-            hog.append(bytearray(64 << 20))
-
-
 def _decode(job: _Job) -> np.ndarray:
     from jointspace.encoders.audio_decode import decode_to_rate
 
-    _test_fault(job)
+    if job.decode_markers:
+        faults.decode_fault(job.source)
     return decode_to_rate(job.source, job.sample_rate, pcm_sample_rate=job.pcm_sample_rate, limits=job.limits)
 
 
@@ -183,6 +167,7 @@ class DecodePool:
         `limits.max_audio_decode_seconds`."""
         if self._closed:
             raise NotReady("the audio decoder pool is closed (the server is stopping)")
+        faults.pause_point("decoding")
         deadline = current_deadline()
         try:
             worker = self._idle.get(timeout=IDLE_WAIT_SECONDS if deadline is None else deadline.remaining())
@@ -191,7 +176,7 @@ class DecodePool:
                 raise DeadlineExceeded(f"deadline of {deadline.seconds:g} s exceeded while waiting for a free "
                                        f"audio decoder ({self.size} decode in parallel)") from None
             raise NotReady("no audio decoder process could be started; see the server log") from None
-        job = _Job(source, sample_rate, pcm_sample_rate, limits, os.environ.get(TEST_FAULTS) == "1")
+        job = _Job(source, sample_rate, pcm_sample_rate, limits, faults.decode_markers_enabled())
         budget = limits.max_audio_decode_seconds
         remaining = None if deadline is None else deadline.remaining()
         deadline_binds = remaining is not None and remaining < budget

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import jointspace
 from jointspace.encoders.training import TrainedModel
-from jointspace.errors import InvalidInput, NotFound
+from jointspace.errors import InvalidInput, JointspaceError, NotFound
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -29,7 +29,8 @@ def new_model_version() -> str:
 
 
 def export_model(trained: TrainedModel | Sequence[TrainedModel], out: Path) -> dict[str, Any]:
-    """Write to a temporary sibling and rename, so a crash never leaves a half model at `out`.
+    """Write to a temporary sibling and swap it in by rename (`_swap`), so a crash never leaves
+    a half model at `out`, and `out` is only ever replaced when it is a model (`check_model_out`).
 
     Several trained models (`train_members`) become one ensemble model. Its space is their
     spaces side by side (dim = the sum of theirs), each member's vector scaled by
@@ -38,19 +39,73 @@ def export_model(trained: TrainedModel | Sequence[TrainedModel], out: Path) -> d
     one call (the members share their vocabularies and audio front end, so a query is decoded
     and prepared once), and the index, the server and any other caller of the SavedModels see
     an ordinary model."""
-    out = Path(out)
+    check_model_out(out)
+    out = Path(os.path.abspath(out))  # `..` and `.` have no name to put a sibling beside
     members = [trained] if isinstance(trained, TrainedModel) else list(trained)
     staging = out.with_name(f".{out.name}.partial-{secrets.token_hex(4)}")
     staging.mkdir(parents=True)
     try:
         manifest = _write_model(members, staging)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        _swap(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def check_model_out(out: Path) -> None:
+    """Refuse an output folder that holds anything a model export did not write: replacing it
+    would delete the user's files (`--out data` once deleted the pair file being trained on).
+    A new or empty folder, or a model's own folder, is fine. The CLI calls this before training,
+    so that a wrong `--out` costs nothing."""
+    folder = Path(os.path.abspath(out))
+    if folder.is_symlink():
+        raise InvalidInput(f"--out {out}: a symbolic link; give the folder it points to")
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInput(f"--out {out}: exists and is not a folder")
+    if folder.exists():
+        foreign = _not_of_a_model(folder)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise InvalidInput(f"--out {out}: not a jointspace model folder ({shown} would be deleted); "
+                               f"give a new or empty folder, or a model folder to replace")
+    parent = folder.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InvalidInput(f"--out {out}: cannot write in {parent}")
+
+
+def _not_of_a_model(folder: Path) -> list[str]:
+    """Names in `folder` that are not the manifest or an encoder folder its manifest names (all
+    of them when there is no readable manifest)."""
+    names = sorted(p.name for p in folder.iterdir())
+    try:
+        encoders = read_manifest(folder).get("encoders")
+    except JointspaceError:
+        return names
+    ours = {MANIFEST}
+    if isinstance(encoders, dict):
+        ours |= {e.get("path") for e in encoders.values() if isinstance(e, dict)}
+    return [name for name in names if name not in ours]
+
+
+def _swap(new: Path, out: Path) -> None:
+    """Put the finished model `new` at `out`. A model already there is renamed aside and deleted
+    only once the new one is in place, so at every moment one whole model is at `out` or beside
+    it. An empty folder is replaced by the rename itself."""
+    old = None
+    if out.exists() and any(out.iterdir()):
+        old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+        os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)  # the new model is in place: a leftover is no failure
 
 
 def _write_model(members: list[TrainedModel], folder: Path) -> dict[str, Any]:

@@ -119,7 +119,8 @@ class IdEncoder(Encoder):
         missed = np.flatnonzero(rows < 0)
         if missed.size:
             lookup = string_lookup(self.vocabulary, self.oov_buckets)
-            rows[missed] = lookup(np.array([flat[i] for i in missed], dtype=str)).numpy()
+            # An object array: a fixed-width one makes every id as wide as the longest.
+            rows[missed] = lookup(np.array([flat[i] for i in missed], dtype=object)).numpy()
         index = np.zeros((len(bags), max(1, int(lengths.max(initial=0)))), np.int32)  # 0 is the pad
         starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
         index[np.repeat(np.arange(len(bags)), lengths), np.arange(len(flat)) - starts] = rows

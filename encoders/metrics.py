@@ -11,7 +11,7 @@ hit rate, and it is exactly TFRS's `FactorizedTopK` top-k accuracy (each held-ou
 once); a query with several relevant candidates contributes each of them. Precision@k and MRR
 are per query (MRR takes the best-ranked relevant candidate). Ties count against the model
 (a candidate scoring the same as the relevant one ranks ahead of it), so a collapsed space that
-maps everything to one point scores nothing.
+maps everything to one point scores nothing, and so does a space of NaN vectors.
 """
 
 from __future__ import annotations
@@ -71,9 +71,14 @@ def model_ranks(query_vectors: np.ndarray, candidate_vectors: np.ndarray, trials
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """1-based rank of each row's target among that row's scores; ties count against the target."""
+    """1-based rank of each row's target among that row's scores. Ties and NaN scores count
+    against the target, and a target whose own score is NaN is a miss (inf): NaN compares false
+    with everything, so counting only the scores at least as high ranked a NaN model's every
+    target first."""
     own = scores[np.arange(len(targets)), targets]
-    return (scores >= own[:, None]).sum(axis=1)
+    ranks = ((scores >= own[:, None]) | np.isnan(scores)).sum(axis=1).astype(np.float64)
+    ranks[np.isnan(own)] = np.inf
+    return ranks
 
 
 def popularity_ranks(counts: np.ndarray, trials: Trials) -> np.ndarray:

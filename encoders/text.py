@@ -91,7 +91,9 @@ class TextEncoder(Encoder):
         return self.distinct_texts
 
     def prepare(self, modality: str, values: Sequence[Any]) -> Arrays:
-        return {"text": np.asarray([str(v) for v in values], dtype=str)}
+        """An object array: a fixed-width string array makes every text as wide as the longest,
+        so one long text among thousands asked for gigabytes."""
+        return {"text": np.array([str(v) for v in values], dtype=object)}
 
     def build_tower(self) -> tf.keras.layers.Layer:
         tower = TextTower(self.vocabulary, self.dim, self.width, self.buckets, name="text_tower")

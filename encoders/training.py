@@ -7,6 +7,7 @@ types are interleaved at random within an epoch in proportion to their size.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -96,7 +97,9 @@ def _view_data(encoder: Encoder, view: str, values: list[Any]) -> ViewData:
     position[rows] = np.arange(len(rows))
     arrays = encoder.prepare(modality_of(view), [values[i] for i in rows])
     codes = np.full(len(values), -1, np.int64)
-    _, codes[rows] = np.unique(np.array([_value_key(values[i]) for i in rows]), return_inverse=True)
+    # An object array: a fixed-width string array makes every value as wide as the longest one.
+    keys = np.array([_value_key(values[i]) for i in rows], dtype=object)
+    _, codes[rows] = np.unique(keys, return_inverse=True)
     return ViewData(arrays, position, codes)
 
 
@@ -163,6 +166,32 @@ def _epoch_batches(pair_rows: list[np.ndarray], batch_size: int,
         batches += [(index, order[s * size : (s + 1) * size]) for s in range(count)]
     rng.shuffle(batches)
     return [(i, b) for i, b in batches if len(b) >= 2]
+
+
+def check_steps(pair_rows: list[np.ndarray], batch_size: int, rows: int, held_out: int) -> None:
+    """Refuse a run that would take no step (one row, a batch of one, every row held out): it
+    would write an untrained model as if it were trained. A step needs two rows of one pair type
+    (each row's negatives are the batch's other rows)."""
+    if batch_size >= 2 and any(len(members) >= 2 for members in pair_rows):
+        return
+    raise InvalidInput(f"no training step: {rows - held_out} of {rows} rows left for training after "
+                       f"holding out {held_out} for validation, batch size {batch_size}; a step needs a "
+                       f"batch of at least 2 rows of one pair type")
+
+
+def check_loss(loss: float, epoch: int, step: int) -> None:
+    """A non-finite loss means the weights are (or are about to be) NaN: every vector of such a
+    model is NaN, and it would score and serve as if it were fine."""
+    if not math.isfinite(loss):
+        raise InvalidInput(f"training diverged: the loss became {loss} at epoch {epoch}, step {step}; "
+                           f"lower --learning-rate, raise --temperature or check the rows' weights")
+
+
+def check_finite_weights(model: JointModel) -> None:
+    """The last step's update is never seen by a loss: check the weights it left."""
+    if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.trainable_variables):
+        raise InvalidInput("training diverged: the last step left non-finite weights; "
+                           "lower --learning-rate or raise --temperature")
 
 
 def _make_step(model: JointModel, pair: PairType, optimizer: Any) -> Callable[[dict], tf.Tensor]:
@@ -260,6 +289,7 @@ def train(rows: PairRows, config: TrainConfig,
         train_rows[(data[p.a].position[train_rows] >= 0) & (data[p.b].position[train_rows] >= 0)]
         for p in pairs
     ]
+    check_steps(pair_rows, config.batch_size, len(rows), val_count)
     log_q = [(config.logq * log_frequencies(data[p.a].codes, members),
               config.logq * log_frequencies(data[p.b].codes, members)) if config.logq else None
              for p, members in zip(pairs, pair_rows)]
@@ -283,6 +313,7 @@ def train(rows: PairRows, config: TrainConfig,
         progress = Progress(len(batches), f"epoch {epoch}/{config.epochs}", unit="batch")
         for index, batch_rows in batches:
             loss = float(steps[index](_batch(pairs[index], data, weights, batch_rows, log_q[index])))
+            check_loss(loss, epoch, done_steps + 1)
             total += loss
             progress.update(loss=f"{loss:.3f}")
             done_steps, done_examples = done_steps + 1, done_examples + len(batch_rows)
@@ -308,6 +339,7 @@ def train(rows: PairRows, config: TrainConfig,
     else:
         metrics = validation_metrics(model, pairs, data, val_rows) if val_count else {}
         scalars.validation(config.epochs, metrics)
+    check_finite_weights(model)
     for direction, values in metrics.items():
         log(f"validation {direction}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
     return TrainedModel(encoders, towers, pairs, dim, config, metrics, history)

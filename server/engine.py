@@ -21,6 +21,7 @@ from jointspace.data.catalog import CatalogEntry, check_unique_keys
 from jointspace.deadline import check_deadline
 from jointspace.encoders.inference import EncoderSet
 from jointspace.errors import InvalidInput, JointspaceError, LimitExceeded, NotFound, NotReady, StorageError
+from jointspace.faults import pause_point
 from jointspace.hits import Hit
 from jointspace.limits import DEFAULT_LIMITS, Limits
 from jointspace.progress import log
@@ -32,7 +33,6 @@ from jointspace.server.generation import Generation
 from jointspace.server.generations import IndexDirectory
 from jointspace.server.journal import DELETE, UPSERT, Change, Journal
 from jointspace.server.operations import Operations
-from jointspace.server.pause_points import pause_point
 from jointspace.server.request_ids import RecentWrites, fingerprint, metadata_text
 from jointspace.server.searching import search
 

@@ -8,31 +8,22 @@ UNAVAILABLE: nothing was applied; retry once the disk is fixed), or Corrupt (DAT
 SQLite finds the file itself damaged. The callers arrange the rest: a build removes its staging
 folder, an upsert changes what is served only after its journal commit.
 
-Test hook (like server/pause_points.py): JOINTSPACE_FAULT_AT=SITE[,SITE...] makes the named sites
-fail with ENOSPC as a full disk would, in a real server, so tests reach these paths through real
-gRPC on any machine. The sites: "journal", "index", "store", "manifest", "current". Unset
-(always, outside tests), a site costs one dictionary lookup. tests/test_write_faults.py also
-injects real write failures with libfiu where `fiu-run` is installed.
+Tests make a site fail with ENOSPC, as a full disk would, through jointspace/faults.py (installed
+by code, never by the environment), so they reach these paths through real gRPC on any machine.
+tests/test_write_faults.py can also inject real write failures with libfiu (BUILD.md).
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import sqlite3
 from contextlib import contextmanager
 from typing import Iterator
 
+from jointspace import faults
 from jointspace.errors import Corrupt, StorageError
 
-FAULT_AT = "JOINTSPACE_FAULT_AT"
 SITES = ("journal", "index", "store", "manifest", "current")
 _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
-
-
-def _inject(site: str) -> None:
-    if site in os.environ.get(FAULT_AT, "").split(","):
-        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected by {FAULT_AT})")
 
 
 def _reason(error: BaseException) -> str:
@@ -49,7 +40,7 @@ def write_site(site: str, what: str) -> Iterator[None]:
     if site not in SITES:
         raise ValueError(f"unknown write site {site!r}")
     try:
-        _inject(site)
+        faults.fail_write(site)
         yield
     except sqlite3.Error as error:
         if getattr(error, "sqlite_errorname", "") in _DAMAGED:

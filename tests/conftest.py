@@ -10,9 +10,17 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis import settings
 
 import jointspace  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from jointspace.data import fsdd, synthetic
+
+# Every property test runs the same examples on every run and machine (derandomize), as many as it
+# asks for or this count, without a per-example deadline (a server call's time depends on the
+# machine and its load), and a failure prints the blob that reproduces it. Loaded by default;
+# `pytest --hypothesis-profile NAME` picks another registered profile.
+settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, print_blob=True)
+settings.load_profile("ci")
 
 TRAIN_SPEAKERS = ("jackson", "nicolas")
 INDEX_SPEAKER = "george"
@@ -27,6 +35,8 @@ class Built:
     catalog: Path
     films: synthetic.SyntheticData
     indexed_clips: list[fsdd.Clip]
+    train_clips: list[fsdd.Clip]
+    history: list[float]  # the mean training loss of each epoch
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +72,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, clips: list[fsdd.Clip]) -> B
     trained = train(rows, TrainConfig(dim=16, epochs=4, batch_size=64, validation_split=0.1))
     export_model(trained, root / "model")
     build_generation(EncoderSet(root / "model"), [catalog], root / "index")
-    return Built(root, root / "model", root / "index", catalog, films, indexed)
+    return Built(root, root / "model", root / "index", catalog, films, indexed, train_clips, trained.history)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""`jointspace bench train` at a tiny size: both sides run in their own processes and the report
-is well formed (the speed figures themselves are for the full-size command, not for a test)."""
+"""`jointspace bench train` at a tiny size: both sides run in their own processes, the report is
+well formed, and both trainers learn (the speed figures themselves are for the full-size
+command, not for a test)."""
 
 from __future__ import annotations
 
@@ -11,25 +12,33 @@ from jointspace.bench import train
 from jointspace.cli import main
 
 
+STEPS, WARMUP = 40, 2  # about one pass over the tiny data: enough to leave the popular films behind
+
+
 def test_bench_reports_both_sides_their_ratio_and_recall(tmp_path, capsys):
-    code = main(["bench", "train", "--films", "300", "--users", "200", "--steps", "3", "--warmup", "2",
-                 "--batch-size", "64", "--jointspace-batch-size", "32", "--val-queries", "50",
+    code = main(["bench", "train", "--films", "300", "--users", "200", "--steps", str(STEPS), "--warmup", str(WARMUP),
+                 "--batch-size", "64", "--jointspace-batch-size", "32", "--val-queries", "200",
                  "--id-norm", "unit", "--temperature", "0.1", "--work", str(tmp_path), "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     sides = result["sides"]
     assert set(sides) == set(train.SIDES)
-    for values in sides.values():
+    for side, values in sides.items():
         assert values["examples_per_second"] > 0 and values["timed_seconds"] > 0
         assert values["peak_rss_mb"] > 100  # TensorFlow alone takes more: it is the child's figure
         assert 0.0 <= values["recall@10"] <= values["recall@100"] <= 1.0
+        # A trainer that does not learn does no better than ranking films by their training watches
+        # (the popularity row), nor than a guess at recall@100 (100 of 300 films: 0.33).
+        for k in train.KS:
+            assert values[f"recall@{k}"] > result["popularity"][f"recall@{k}"], (side, values)
+        assert values["recall@100"] >= 0.5, (side, values)
     ratio = sides["jointspace"]["examples_per_second"] / sides["tfrs"]["examples_per_second"]
     assert abs(result["speed_ratio"] - ratio) <= 1e-3 * ratio + 1e-3
-    assert result["examples_seen"] == 5 * 64 and result["val_queries"] == 50
+    assert result["examples_seen"] == (WARMUP + STEPS) * 64 and result["val_queries"] == 200
     # jointspace's batch of 32 takes twice the steps: both sides time as many examples
     timed = {side: json.loads((tmp_path / side / "result.json").read_text())["timed_examples"]
              for side in train.SIDES}
-    assert timed == {"tfrs": 3 * 64, "jointspace": 3 * 64}
+    assert timed == {"tfrs": STEPS * 64, "jointspace": STEPS * 64}
     assert (result["jointspace_id_norm"], result["jointspace_temperature"]) == ("unit", 0.1)
     at_least = all(sides["jointspace"][f"recall@{k}"] >= sides["tfrs"][f"recall@{k}"] for k in train.KS)
     assert result["recall_at_least_tfrs"] == at_least

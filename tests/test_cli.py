@@ -28,14 +28,22 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> N
         assert word in lines[0]
 
 
-def test_query_json_output(server):
-    result = jointspace("query", "--target", server, "--text", "seven", "-k", "3", "--modality", "audio", "--json")
+def test_query_json_output(server, client):
+    """The command prints the server's answer, hit for hit; and that answer says the word: every
+    indexed clip is the same speaker's, so only the word can tell a right answer from a wrong one
+    (a guess puts 0.4 sevens in a top 4)."""
+    result = jointspace("query", "--target", server, "--text", "seven", "-k", "4", "--modality", "audio", "--json")
     assert result.returncode == 0, result.stderr
-    payload = json.loads(result.stdout)
-    assert len(payload["hits"]) == 3
-    assert set(payload["hits"][0]) == {"key", "score", "modality", "metadata"}
-    assert all(h["modality"] == "audio" for h in payload["hits"])
-    assert isinstance(payload["hits"][0]["metadata"]["digit"], int)
+    hits = json.loads(result.stdout)["hits"]
+    assert len(hits) == 4
+    assert set(hits[0]) == {"key", "score", "modality", "metadata"}
+    assert all(h["modality"] == "audio" for h in hits)
+    served = client.search(text="seven", k=4, modalities=["audio"])
+    assert [(h["key"], h["metadata"]) for h in hits] == [(h.key, h.metadata) for h in served]
+    assert [h["score"] for h in hits] == pytest.approx([h.score for h in served], abs=1e-5)
+    assert all(h["metadata"]["digit"] == int(h["key"].split(":")[1].split("_")[0]) for h in hits)
+    words = [h["metadata"]["word"] for h in hits]
+    assert words.count("seven") >= 2, words
 
 
 def test_query_by_ids_and_audio_file(server, built):

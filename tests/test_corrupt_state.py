@@ -8,7 +8,6 @@ import json
 import logging
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import grpc
@@ -17,10 +16,10 @@ import pytest
 
 from jointspace.client import Client
 from jointspace.errors import Corrupt
+from jointspace.faults import Faults, Pause, injected
 from jointspace.server.generation import CorruptGeneration, Generation
 from jointspace.server.generations import MANIFEST, sha256_of
 from jointspace.server.journal import JOURNAL_FILE, UPSERT, Change, Journal
-from jointspace.server.pause_points import PAUSE_AT, PAUSE_FILE, RESUME_FILE
 from jointspace.server.store import STORE_FILE
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import jointspace_exe, own_server
@@ -150,21 +149,16 @@ def test_without_an_intact_generation_serve_exits_with_one_line(built, tmp_path)
     assert "gen-000002" in errors[0] and f"{FIRST}/index-audio.faiss" in errors[0]
 
 
-def test_a_corrupt_new_generation_is_refused_at_the_swap(built, tmp_path, monkeypatch):
+def test_a_corrupt_new_generation_is_refused_at_the_swap(built, tmp_path):
     index = _index_with_generations(built, tmp_path, 1)
-    paused, resume = tmp_path / "paused", tmp_path / "resume"
-    monkeypatch.setenv(PAUSE_AT, "placed")
-    monkeypatch.setenv(PAUSE_FILE, str(paused))
-    monkeypatch.setenv(RESUME_FILE, str(resume))
-    with own_server(_engine(built, index)) as running, Client(f"127.0.0.1:{running.port}", timeout=60) as client:
+    placed = Pause()
+    with injected(Faults(pauses={"placed": placed})), own_server(_engine(built, index)) as running, \
+            Client(f"127.0.0.1:{running.port}", timeout=60) as client:
         client.wait_ready()
         operation = client.rebuild([built.catalog])
-        end = time.monotonic() + 120
-        while not paused.is_file():
-            assert time.monotonic() < end
-            time.sleep(0.02)
+        assert placed.reached.wait(120), "the rebuild never placed its generation"
         _flip(index / "gen-000002" / "index-text.faiss")  # placed, not yet loaded or live
-        resume.write_text("go")
+        placed.resume.set()
         finished = client.wait(operation.name, poll=0.02)
         assert finished.state == pb.Operation.FAILED
         assert finished.error.code == grpc.StatusCode.DATA_LOSS.value[0]

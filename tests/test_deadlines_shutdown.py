@@ -9,6 +9,7 @@ import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -21,6 +22,7 @@ from jointspace.client import Client, make_query
 from jointspace.deadline import Deadline, check_deadline, deadline_scope
 from jointspace.errors import Cancelled, DeadlineExceeded
 from jointspace.v1 import jointspace_pb2 as pb
+from harness_serve import serve_program
 from serving import own_server, scrape, value
 
 SERVICE = "jointspace.v1.JointSpace"
@@ -89,15 +91,16 @@ def test_audio_batches_check_the_deadline_before_every_clip(engine):
 
 
 def _collect(watch, statuses: queue.Queue) -> None:
+    """Each status the watch streams; a failure goes into the queue too, for the test's own
+    thread to see (an exception raised here would only end this thread)."""
     try:
         for answer in watch:
             statuses.put(answer.status)
     except grpc.RpcError as error:
         if error.code() != grpc.StatusCode.CANCELLED:  # we cancel it ourselves
-            raise
+            statuses.put(error)
 
 
-@pytest.mark.slow
 def _late_calls_until_refused(target: str, within: float = 10) -> grpc.StatusCode | None:
     """New calls until one is turned away, and how. A call that lands in the very instant the server
     stops accepting is one gRPC's core has received but not yet handed to a handler: it cancels
@@ -113,7 +116,20 @@ def _late_calls_until_refused(target: str, within: float = 10) -> grpc.StatusCod
     return None
 
 
+def _wait_for_file(path: Path, call: grpc.Future, within: float = 120) -> None:
+    """Until `path` appears; the bound only turns a server that never gets there into a failure."""
+    give_up = time.monotonic() + within
+    while not path.is_file():
+        assert not call.done(), call.exception()
+        assert time.monotonic() < give_up, f"{path.name} did not appear within {within:g} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
 def test_sigterm_drains_in_flight_calls_then_exits(built, tmp_path):
+    """The call in flight is held inside the server, at the "decoding" pause point of the
+    test-only entry point tests/harness_serve.py, until the test has seen the drain; then it is let
+    go and must complete. It is in flight by construction, not because it is slow on this machine."""
     config = tmp_path / "serve.toml"
     config.write_text(f"""
 [server]
@@ -121,29 +137,23 @@ model = "{built.model}"
 index = "{built.index}"
 port = 0
 grace_seconds = 60
-[limits]
-max_request_audio_seconds = 1500
-[metrics]
-port = 0
 [logging]
 format = "json"
 """)
     clip = io.BytesIO()
-    soundfile.write(clip, np.frombuffer(_noise_pcm(60, 8000), "<f4"), 8000, format="WAV", subtype="PCM_16")
-    slow = pb.EmbedRequest(inputs=[make_query(audio=clip.getvalue())] * 20)  # 20 min of audio, ~19 MB
-    serve = ServeProcess(["--config", str(config)])
+    soundfile.write(clip, np.frombuffer(_noise_pcm(1, 8000), "<f4"), 8000, format="WAV", subtype="PCM_16")
+    paused, resume = tmp_path / "paused", tmp_path / "resume"
+    serve = ServeProcess(["--config", str(config)], program=serve_program(
+        "--pause-at", "decoding", "--pause-file", str(paused), "--resume-file", str(resume)))
     try:
-        port = serve.wait_for("listening on")["port"]
-        metrics_port = serve.wait_for("metrics on")["metrics_port"]
+        target = f"127.0.0.1:{serve.wait_for('listening on')['port']}"
         serve.wait_for("serving gen-")
-        target = f"127.0.0.1:{port}"
         with Client(target, timeout=120) as client:
             client.wait_ready(timeout=30)
-            in_flight = client.stub.Embed.future(slow, timeout=120)
-            while value(scrape(metrics_port), "jointspace_grpc_requests_in_flight", service=SERVICE, method="Embed") < 1:
-                assert not in_flight.done(), in_flight.exception()
-                time.sleep(0.02)
-            statuses: queue.Queue[int] = queue.Queue()
+            in_flight = client.stub.Embed.future(pb.EmbedRequest(inputs=[make_query(audio=clip.getvalue())]),
+                                                 timeout=120)
+            _wait_for_file(paused, in_flight)
+            statuses: queue.Queue[int | grpc.RpcError] = queue.Queue()
             watch = health_pb2_grpc.HealthStub(client.channel).Watch(health_pb2.HealthCheckRequest(), timeout=120)
             threading.Thread(target=_collect, args=(watch, statuses), daemon=True).start()
             assert statuses.get(timeout=10) == health_pb2.HealthCheckResponse.SERVING
@@ -152,9 +162,10 @@ format = "json"
             assert statuses.get(timeout=10) == health_pb2.HealthCheckResponse.NOT_SERVING
             watch.cancel()  # a watcher is an in-flight call too; the drain would wait for it
             assert _late_calls_until_refused(target) == grpc.StatusCode.UNAVAILABLE
-            assert not in_flight.done(), "the slow call ended before the test could see the drain"
+            assert not in_flight.done(), in_flight.exception()
+            resume.write_text("go")
             response = in_flight.result(timeout=120)  # ...and the call in flight still completes
-        assert response.count == 20 and len(response.vectors) == 20 * 4 * response.dim
+        assert response.count == 1 and len(response.vectors) == 4 * response.dim
         assert serve.process.wait(timeout=30) == 0
         messages = [json.loads(line)["message"] for line in serve.lines if line.startswith("{")]
         assert any(m.startswith("stopping: NOT_SERVING") for m in messages) and messages[-1] == "stopped"

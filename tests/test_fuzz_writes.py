@@ -12,6 +12,7 @@ import math
 import shutil
 import struct
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -233,11 +234,10 @@ def test_concurrent_upserts_and_deletes_of_one_key_end_as_the_last_acknowledged_
                 with lock:
                     acknowledged.append(("delete", seed, step))
 
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        writers = [pool.submit(worker, seed) for seed in range(4)]
+    for writer in writers:
+        writer.result()  # a writer's failed assert or error raises here, in the test's thread
     engine = served.engine
     journal = [c for c in engine.journal.changes(engine.served.generation.name) if c.key == key]
     assert len(journal) == len(acknowledged) and sum(c.kind == "delete" for c in journal) == \

@@ -188,6 +188,16 @@ def test_audio_import_from_a_csv_with_random_split(clip_folder, tmp_path):
     assert len(held) == 1
 
 
+def test_a_labels_csv_with_a_byte_order_mark_has_its_header_read(clip_folder, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes("path,label\nnested/0_theo_0.wav,zero\nnested/1_theo_0.wav,one\n".encode("utf-8-sig"))
+    out = tmp_path / "out"
+    result = jointspace("import", "audio", str(clip_folder), "--labels", str(labels), "--out", str(out),
+                        "--test-fraction", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(out / "train.jsonl")) + len(read_jsonl(out / "test.jsonl")) == 2
+
+
 def test_bad_audio_labels_give_one_line_errors(clip_folder, tmp_path):
     out = str(tmp_path / "out")
     labels = tmp_path / "labels.csv"
@@ -218,3 +228,31 @@ def test_splits():
         group_split(groups, 0.5, 0, held_out=["a", "b", "c"])
     with pytest.raises(InvalidInput, match="between 0 and 1"):
         random_split(10, 0.0, 0)
+
+
+def test_audio_files_that_would_share_a_catalog_key_are_refused(clip_folder, tmp_path):
+    nested = clip_folder / "nested"
+    shutil.copy(nested / "0_theo_0.wav", nested / "0_theo_0.flac")
+    out = tmp_path / "out"
+    assert_one_line_error(jointspace("import", "audio", str(clip_folder), "--out", str(out), "--pattern",
+                                     r"(?P<label>\d)_(?P<speaker>[a-z]+)_(?P<take>\d+)"),
+                          "0_theo_0.flac", "0_theo_0.wav", "clip:nested/0_theo_0")
+    assert not out.exists()
+
+
+def test_a_clip_labelled_twice_is_refused(clip_folder, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("nested/0_theo_0.wav,zero\nnested/1_theo_0.wav,one\n./nested/0_theo_0.wav,nought\n")
+    out = tmp_path / "out"
+    assert_one_line_error(jointspace("import", "audio", str(clip_folder), "--labels", str(labels), "--out", str(out)),
+                          "labels.csv:3", "line 1")
+    assert not out.exists()
+
+
+def test_fsdd_clips_that_would_share_a_catalog_key_are_refused(clip_folder, tmp_path):
+    nested = clip_folder / "nested"
+    (nested / "recordings").mkdir()
+    shutil.copy(nested / "1_theo_0.wav", nested / "recordings" / "0_theo_0.wav")
+    out = tmp_path / "out"
+    assert_one_line_error(jointspace("data", "fsdd", "--source", str(nested), "--out", str(out)), "0_theo_0")
+    assert not out.exists()

@@ -1,6 +1,7 @@
 """SIGKILL at each step of a rebuild, in a real `jointspace serve` process: after every restart the
 server answers from a complete generation, partial files are gone and no acknowledged upsert is
-lost. The kill lands at a named step through the pause hook (server/pause_points.py)."""
+lost. The kill lands at a named step: the server runs under the test-only entry point
+tests/harness_serve.py, which pauses it there (jointspace/faults.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.client import Client
 from jointspace.server.generations import IndexDirectory
+from harness_serve import serve_program
 
 DIM = 16
 LONG_AGO = 1_000_000_000  # the catalog's mtime: older than every upsert, which are all carried over
@@ -34,9 +36,9 @@ def _catalog(path: Path) -> Path:
 
 class Server:
     def __init__(self, built, index: Path, pause_at: str | None, pause_file: Path) -> None:
-        env = {"JOINTSPACE_PAUSE_AT": pause_at, "JOINTSPACE_PAUSE_FILE": str(pause_file)} if pause_at else {}
+        pause = ("--pause-at", pause_at, "--pause-file", str(pause_file)) if pause_at else ()
         self.serve = ServeProcess(["--model", str(built.model), "--index", str(index), "--port", "0",
-                                   "--log-format", "json"], env)
+                                   "--log-format", "json"], program=serve_program(*pause))
         self.pause_file = pause_file
         port = self.serve.wait_for("listening on")["port"]
         self.client = Client(f"127.0.0.1:{port}", timeout=60)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jointspace.client import Client
+from jointspace.faults import Faults, Pause, injected
 from jointspace.logs import configure_logging
-from jointspace.server import metrics
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import own_server, scrape, value
 
@@ -74,18 +75,30 @@ def test_metrics_describe_the_served_index(engine):
     assert value(samples, "process_resident_memory_bytes") > 0
 
 
-def test_rebuild_progress_reaches_the_endpoint(engine):
-    with own_server(engine, metrics_port=0) as running:
-        metrics.rebuild_progress(30, 120)
-        metrics.rebuild_finished("succeeded")
-        samples = scrape(running.metrics.port)
-        metrics.rebuild_progress(0, None)
-        unknown_total = scrape(running.metrics.port)
-    assert value(samples, "jointspace_rebuild_items_done") == 30
-    assert value(samples, "jointspace_rebuild_items_total") == 120
-    assert value(samples, "jointspace_rebuild_progress_ratio") == 0.25
-    assert value(samples, "jointspace_rebuilds_total", outcome="succeeded") >= 1
-    assert value(unknown_total, "jointspace_rebuild_progress_ratio") == 0
+def test_a_real_rebuild_reports_its_progress_at_the_endpoint(built, tmp_path):
+    """Scraped while a rebuild of the shared catalog stands still after embedding its first batch
+    (a pause point, jointspace/faults.py), then once it has succeeded."""
+    from jointspace.server.engine import Engine
+
+    index = tmp_path / "index"
+    shutil.copytree(built.index, index)
+    catalog_rows = len(built.catalog.read_text().splitlines())
+    embedded = Pause()
+    with own_server(Engine(built.model, index), metrics_port=0) as running, \
+            Client(f"127.0.0.1:{running.port}", timeout=60) as client, \
+            injected(Faults(pauses={"embedding": embedded})):
+        before = scrape(running.metrics.port)
+        operation = client.rebuild([built.catalog])
+        assert embedded.reached.wait(120), "the rebuild never embedded a batch"
+        during = scrape(running.metrics.port)
+        embedded.resume.set()
+        assert client.wait(operation.name, poll=0.05).state == pb.Operation.SUCCEEDED
+        after = scrape(running.metrics.port)
+    done, total = value(during, "jointspace_rebuild_items_done"), value(during, "jointspace_rebuild_items_total")
+    assert total == catalog_rows and 0 < done < total  # the first batch of several modalities
+    assert value(during, "jointspace_rebuild_progress_ratio") == pytest.approx(done / total)
+    succeeded = [value(at, "jointspace_rebuilds_total", outcome="succeeded") for at in (before, during, after)]
+    assert succeeded[1] == succeeded[0] and succeeded[2] == succeeded[0] + 1
 
 
 def test_health_is_not_serving_until_an_engine_is_attached(engine):

@@ -39,13 +39,33 @@ def test_small_pair_types_get_a_fair_share_of_batches():
 def test_training_lowers_the_loss_and_reports_validation(built):
     import json
 
+    history = built.history
+    assert len(history) == 4  # the fixture's epochs
+    assert all(later < earlier for earlier, later in zip(history, history[1:])), history
+    assert history[-1] < 0.95 * history[0], history
     manifest = json.loads((built.model / "manifest.json").read_text())
+    assert manifest["training"]["final_loss"] == pytest.approx(history[-1])
     assert manifest["dim"] == 16
     assert set(manifest["encoders"]) == {"id", "text", "audio"}
     assert sorted(manifest["pair_types"]) == ["audio=text", "id=ids", "id=text"]
     assert {"audio->text", "text->audio", "ids->id"} <= set(manifest["metrics"])
     assert 0.0 <= manifest["metrics"]["audio->text"]["recall@1"] <= 1.0
     assert manifest["encoders"]["audio"]["audio"]["sample_rate"] == 16000
+
+
+def test_the_trained_model_names_the_word_of_its_training_clips_well_above_chance(built):
+    """On the clips it was trained on, the spoken digit's word must be the nearest of the ten far
+    more often than the one time in ten of a guess: an untrained or broken model stays near it."""
+    from jointspace.data.fsdd import DIGIT_WORDS
+    from jointspace.encoders.inference import EncoderSet
+
+    encoders = EncoderSet(built.model)
+    sounds = encoders.embed("audio", [str(c.path) for c in built.train_clips])
+    words = encoders.embed("text", list(DIGIT_WORDS))
+    nearest = np.argmax(sounds @ words.T, axis=1)
+    recall_at_1 = float(np.mean(nearest == [c.digit for c in built.train_clips]))
+    chance = 1 / len(DIGIT_WORDS)
+    assert recall_at_1 >= 3 * chance, recall_at_1
 
 
 def test_exported_savedmodels_are_self_contained(built):

@@ -1,10 +1,11 @@
 """Disk full and I/O errors while the server writes, through real gRPC: the operation fails with
 a message, and the live index and every acknowledged change stay as they were.
 
-Two injectors. The in-process hook (JOINTSPACE_FAULT_AT, server/write_sites.py) runs everywhere.
-libfiu (`fiu-run`, Debian's fiu-utils) makes the real libc calls fail under SQLite and FAISS in a
-`jointspace serve` process; those tests run where `fiu-run` is installed (`make test` installs it
-when apt-get can) and are reported as skipped otherwise."""
+Two injectors. The in-process one (jointspace/faults.py, at the write sites of
+server/write_sites.py) runs everywhere. libfiu (`fiu-run`, Debian's fiu-utils) makes the real libc
+calls fail under SQLite and FAISS in a `jointspace serve` process; that test is opt-in
+(JOINTSPACE_FIU_TESTS=1), because TensorFlow's import often hangs under libfiu's preload (BUILD.md):
+`make test` reports it as skipped, and once opted in, a missing `fiu-run` fails it."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ import pytest
 
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.client import Client
+from jointspace.faults import Faults, injected
 from jointspace.server.generations import IndexDirectory
-from jointspace.server.write_sites import FAULT_AT, SITES
+from jointspace.server.write_sites import SITES
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import own_server
 
@@ -77,18 +79,21 @@ def served(built, tmp_path):
         yield client, index
 
 
-def test_a_journal_write_that_fails_fails_the_upsert_and_applies_nothing(built, served, monkeypatch):
+def _failing(site: str) -> Faults:
+    return Faults(failing_writes=frozenset({site}))
+
+
+def test_a_journal_write_that_fails_fails_the_upsert_and_applies_nothing(built, served):
     from jointspace.server.engine import Engine
 
     client, index = served
     assert client.upsert([{"key": "ok:1", "vector": _vector(1)}]) == 1
-    monkeypatch.setenv(FAULT_AT, "journal")
-    message = _unavailable(lambda: client.upsert([{"key": "lost:2", "vector": _vector(2)}]))
-    assert "writing the journal" in message and "No space left on device" in message
-    assert "nothing was applied" in message
-    _unavailable(lambda: client.delete(["ok:1"]))
+    with injected(_failing("journal")):
+        message = _unavailable(lambda: client.upsert([{"key": "lost:2", "vector": _vector(2)}]))
+        assert "writing the journal" in message and "No space left on device" in message
+        assert "nothing was applied" in message
+        _unavailable(lambda: client.delete(["ok:1"]))
     assert _top_key(client, 2) != "lost:2" and _top_key(client, 1) == "ok:1"
-    monkeypatch.delenv(FAULT_AT)
     assert client.upsert([{"key": "ok:3", "vector": _vector(3)}]) == 1
     # A restart replays exactly the acknowledged changes.
     with own_server(Engine(built.model, index)) as running, Client(f"127.0.0.1:{running.port}") as again:
@@ -98,23 +103,23 @@ def test_a_journal_write_that_fails_fails_the_upsert_and_applies_nothing(built, 
 
 
 @pytest.mark.parametrize("site", [s for s in SITES if s != "journal"])
-def test_a_rebuild_write_that_fails_fails_the_operation_and_leaves_the_index(served, tmp_path, monkeypatch, site):
+def test_a_rebuild_write_that_fails_fails_the_operation_and_leaves_the_index(served, tmp_path, site):
     client, index = served
     assert client.upsert([{"key": "ok:1", "vector": _vector(1)}]) == 1
     catalog = _vector_catalog(tmp_path / "catalog.jsonl")
-    monkeypatch.setenv(FAULT_AT, site)
-    operation = client.wait(client.rebuild([catalog]).name, poll=0.02)
+    with injected(_failing(site)):
+        operation = client.wait(client.rebuild([catalog]).name, poll=0.02)
     assert operation.state == pb.Operation.FAILED
     assert operation.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
     assert "No space left on device" in operation.error.message
     assert f"{FIRST} keeps serving" in operation.error.message
     _assert_untouched(client, index, [("ok:1", 1)])
-    monkeypatch.delenv(FAULT_AT)
     assert client.wait(client.rebuild([catalog]).name, poll=0.02).state == pb.Operation.SUCCEEDED
     assert _top_key(client, 1) == "ok:1"  # carried over to the new generation
 
 
 FIU = shutil.which("fiu-run")
+FIU_OPTED_IN = os.environ.get("JOINTSPACE_FIU_TESTS") == "1"
 
 
 class FiuServer:
@@ -144,10 +149,10 @@ class FiuServer:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(FIU is None or os.environ.get("JOINTSPACE_FIU_TESTS") != "1",
-                    reason="opt-in: JOINTSPACE_FIU_TESTS=1 and fiu-run (apt-get install fiu-utils); "
-                           "TensorFlow's import often hangs under libfiu's preload")
+@pytest.mark.skipif(not FIU_OPTED_IN, reason="opt-in (JOINTSPACE_FIU_TESTS=1, with fiu-utils installed): "
+                                             "TensorFlow's import often hangs under libfiu's preload")
 def test_real_write_failures_under_libfiu(built, tmp_path):
+    assert FIU is not None, "JOINTSPACE_FIU_TESTS=1 but fiu-run is not installed (apt-get install fiu-utils)"
     index = tmp_path / "index"
     shutil.copytree(built.index, index)
     catalog = _vector_catalog(tmp_path / "catalog.jsonl")

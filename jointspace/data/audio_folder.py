@@ -50,6 +50,7 @@ def clips_from_csv(folder: Path, labels: Path) -> list[LabelledClip]:
         if "label" not in columns:
             raise InvalidInput(f"{labels}:1: the header names no 'label' column")
     clips = []
+    labelled: dict[Path, int] = {}  # clip → the line that labelled it
     for number, cells in lines:
         where = f"{labels}:{number}"
         if len(cells) < 2 or len(cells) > len(columns):
@@ -61,8 +62,12 @@ def clips_from_csv(folder: Path, labels: Path) -> list[LabelledClip]:
         path = folder / row["path"]
         if not path.is_file():
             raise NotFound(f"{where}: audio file {row['path']!r} not found in {folder}")
+        resolved = path.resolve()
+        if resolved in labelled:  # one clip, two rows and two catalog entries of one key
+            raise InvalidInput(f"{where}: {row['path']!r} is already labelled at line {labelled[resolved]}")
+        labelled[resolved] = number
         fields = {k: v for k, v in row.items() if k not in ("path", "label") and v}
-        clips.append(LabelledClip(path.resolve(), row["label"], fields))
+        clips.append(LabelledClip(resolved, row["label"], fields))
     if not clips:
         raise InvalidInput(f"{labels}: names no clips")
     return clips
@@ -91,6 +96,19 @@ def clips_from_names(folder: Path, pattern: str | None) -> list[LabelledClip]:
     return clips
 
 
+def clip_keys(clips: Sequence[LabelledClip], folder: Path) -> list[str]:
+    """Each clip's catalog key, its path in the folder without suffix, refusing two clips of one
+    key (x.wav beside x.flac): `index build` would refuse the catalog."""
+    keys: dict[str, Path] = {}
+    for clip in clips:
+        key = "clip:" + Path(os.path.relpath(clip.path, folder)).with_suffix("").as_posix()
+        if key in keys:
+            raise InvalidInput(f"{os.path.relpath(keys[key], folder)} and {os.path.relpath(clip.path, folder)} "
+                               f"would both be catalog key {key!r}: keep one, or rename one")
+        keys[key] = clip.path
+    return list(keys)
+
+
 def _group_field(clips: Sequence[LabelledClip], group_by: str | None) -> str:
     names = [group_by] if group_by else [g for g in GROUP_FIELDS if any(g in c.fields for c in clips)]
     missing = next((c for c in clips if not names or names[0] not in c.fields), None)
@@ -113,6 +131,7 @@ def import_audio(folder: Path, out: Path, *, labels: Path | None = None, pattern
     if labels is not None and pattern is not None:
         raise InvalidInput("--labels and --pattern are alternatives: give one")
     clips = clips_from_csv(folder, Path(labels)) if labels is not None else clips_from_names(folder, pattern)
+    keys = clip_keys(clips, folder.resolve())
     held_groups: list[str] = []
     if split == "random":
         test = random_split(len(clips), test_fraction, seed)
@@ -127,11 +146,9 @@ def import_audio(folder: Path, out: Path, *, labels: Path | None = None, pattern
         target = out / f"{name}.jsonl"
         counts[name] = write_rows(target, ({"audio": relative_path(c.path, target), "text": c.label} for c in part))
     catalog = out / "catalog.jsonl"
-    resolved = folder.resolve()
-    rows = [{"key": "clip:" + Path(os.path.relpath(c.path, resolved)).with_suffix("").as_posix(),
-             "audio": relative_path(c.path, catalog),
+    rows = [{"key": key, "audio": relative_path(c.path, catalog),
              "metadata": {"label": c.label, **c.fields, "split": "test" if held else "train"}}
-            for c, held in zip(clips, test)]
+            for key, c, held in zip(keys, clips, test)]
     rows += [{"key": f"label:{label}", "text": label, "metadata": {"label": label}}
              for label in sorted({c.label for c in clips})]
     write_rows(catalog, rows)

@@ -61,7 +61,19 @@ def list_clips(root: Path | str) -> list[Clip]:
                 clips[resolved] = Clip(resolved, int(match[1]), match[2], int(match[3]))
     if not clips:
         raise NotFound(f"{root}: no clips named DIGIT_SPEAKER_TAKE.wav here or in recordings/")
-    return sorted(clips.values(), key=lambda c: (c.speaker, c.digit, c.take, c.path.name))
+    ordered = sorted(clips.values(), key=lambda c: (c.speaker, c.digit, c.take, c.path.name))
+    _check_unique_names(ordered)
+    return ordered
+
+
+def _check_unique_names(clips: Sequence[Clip]) -> None:
+    """Two files of one name without suffix (in recordings/ and beside it, or x.wav beside
+    x.WAV) are the same digit, speaker and take, and `write_catalog` would give both one key."""
+    first: dict[str, Path] = {}
+    for clip in clips:
+        other = first.setdefault(clip.path.stem, clip.path)
+        if other != clip.path:
+            raise InvalidInput(f"{other} and {clip.path} are both recording {clip.path.stem}: keep one")
 
 
 def split_by_speaker(clips: Sequence[Clip], held_out: str) -> tuple[list[Clip], list[Clip]]:

@@ -7,6 +7,7 @@ caller restricts the pair types.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -78,14 +79,23 @@ def read_pairs(paths: Sequence[Path]) -> PairRows:
                 elif modality_of(name) in ("id", "text") and not (isinstance(value, str) and value):
                     raise InvalidInput(f"{where}: {name} must be a non-empty string")
             rows.append(views)
-            try:
-                weights.append(float(row.get("weight", 1.0)))
-            except (TypeError, ValueError):
-                raise InvalidInput(f"{where}: weight must be a number") from None
+            weights.append(_weight(row.get("weight", 1.0), where))
     if not rows:
         raise InvalidInput(f"no pair rows in {', '.join(map(str, paths))}")
     names = sorted({name for row in rows for name in row})
     return PairRows({n: [row.get(n) for row in rows] for n in names}, weights)
+
+
+def _weight(value: Any, where: str) -> float:
+    """A row's loss weight: a finite number, at least 0. NaN or infinity makes every loss after
+    it NaN, and a negative weight rewards pushing a pair apart."""
+    try:
+        weight = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        weight = math.nan
+    if not (math.isfinite(weight) and weight >= 0):
+        raise InvalidInput(f"{where}: weight must be a finite number >= 0, got {value!r:.40}")
+    return weight
 
 
 def parse_pair_spec(spec: str | None) -> list[tuple[str, str]] | None:
@@ -112,7 +122,7 @@ def parse_pair_weights(specs: Sequence[str] | None) -> dict[str, float]:
             weight = float(number)
         except ValueError:
             weight = -1.0
-        if not (a and equals and b) or "=" in b or "," in pair or not weight >= 0:
+        if not (a and equals and b) or "=" in b or "," in pair or not 0 <= weight < math.inf:
             raise InvalidInput(f"--pair-weight {spec!r}: expected VIEW=VIEW:WEIGHT with a weight >= 0")
         weights["=".join(sorted((a.strip(), b.strip())))] = weight
     return weights

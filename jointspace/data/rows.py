@@ -10,7 +10,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from jointspace.errors import InvalidInput, NotFound
 
@@ -33,15 +33,17 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, row) for every row of a .jsonl/.json/.csv file; empty CSV cells are absent."""
     if not path.is_file():
         raise NotFound(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open("rb") as handle:
+        lines = _text_lines(path, handle)
         if path.suffix.lower() == ".csv":
-            for number, record in enumerate(csv.DictReader(handle), start=2):
+            reader = csv.DictReader(lines)
+            for record in reader:
                 try:
-                    yield number, {k: _csv_value(k, v) for k, v in record.items() if k and v}
+                    yield reader.line_num, {k: _csv_value(k, v) for k, v in record.items() if k and v}
                 except ValueError as error:
-                    raise InvalidInput(f"{path}:{number}: {error}") from None
+                    raise InvalidInput(f"{path}:{reader.line_num}: {error}") from None
             return
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
@@ -53,11 +55,32 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, row
 
 
+def _text_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
+    """The file's lines as text, line endings kept (the csv module wants them). Decoded one line
+    at a time so that a byte that is not UTF-8 is reported by its line, not by its offset in a
+    block; a byte order mark (spreadsheets write one) is dropped rather than read as part of
+    the first column's name."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidInput(f"{path}:{number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at "
+                               f"byte {error.start + 1} of the line)") from None
+
+
 def resolve_audio(path: Path, value: Any, where: str) -> str:
-    """Audio paths are relative to the file that names them; absolute ones stay as they are."""
+    """Audio paths are relative to the file that names them; absolute ones stay as they are. A
+    missing file is reported here, where the row's file and line are known."""
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{where}: audio must be a file path")
-    return str((path.parent / value).resolve())
+    resolved = (path.parent / value).resolve()
+    try:
+        present = resolved.is_file()
+    except OSError as error:  # a name the file system cannot hold, e.g. a component too long
+        raise InvalidInput(f"{where}: audio file {value!r:.60} cannot be read ({error.strerror})") from None
+    if not present:
+        raise NotFound(f"{where}: audio file {value!r:.60} not found")
+    return str(resolved)
 
 
 def relative_path(path: Path | str, out: Path) -> str:
@@ -79,7 +102,8 @@ def write_rows(out: Path, rows: Iterable[dict]) -> int:
 
 def read_text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, line) of a non-empty text file in UTF-8 or, failing that, latin-1 (any byte
-    sequence is latin-1, so what cannot be text is caught by its NUL bytes: UTF-16, binaries)."""
+    sequence is latin-1, so what cannot be text is caught by its NUL bytes: UTF-16, binaries).
+    A UTF-8 byte order mark is dropped, not read as part of the first line."""
     if not path.is_file():
         raise NotFound(f"{path}: no such file")
     data = path.read_bytes()
@@ -89,7 +113,7 @@ def read_text_lines(path: Path) -> Iterator[tuple[int, str]]:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
         raise InvalidInput(f"{path}:{line}: NUL byte: not a latin-1 or UTF-8 text file (UTF-16?)")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     for number, line in enumerate(text.splitlines(), start=1):
