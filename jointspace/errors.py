@@ -1,10 +1,35 @@
 """Errors that carry their meaning to the edges: the CLI prints them in one line, the gRPC service
 maps each class to a status code. Code deeper down raises these instead of bare ValueErrors so
-that a user always learns which input was wrong."""
+that a user always learns which input was wrong.
+
+Messages travel back to whoever sent the request, so they quote input by a short prefix
+(`quoted`) and `public_message` bounds them as a whole and removes the server's own paths once,
+where an error leaves the process: a client learns what was wrong with its request, not the
+layout of the server's disks, and a message never outgrows what a client accepts in a status.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+QUOTE_CHARS = 60
+# Well below the 8 KiB of headers a gRPC client accepts by default: a longer status message
+# makes the client drop the call with a transport error instead of reporting the status.
+MESSAGE_CHARS = 1_000
+# A run of this many characters without a space is echoed input (a server path is removed
+# before): it is cut like a quote.
+_ECHO = re.compile(r"\S{%d,}" % (2 * QUOTE_CHARS))
 
 
 class JointspaceError(Exception):
     """Base class: an error whose message is meant for the user."""
+
+
+class InternalError(JointspaceError):
+    """A bug, found where the server answers; gRPC INTERNAL. Its message names the kind of
+    failure only: the details, which may hold anything, go to the server's log."""
 
 
 class InvalidInput(JointspaceError):
@@ -54,3 +79,28 @@ class Corrupt(JointspaceError):
 class StorageError(JointspaceError):
     """A write to disk failed (disk full, I/O error); nothing of the change was applied, so the
     caller may retry once the disk is fixed; gRPC UNAVAILABLE."""
+
+
+def quoted(value: object, limit: int = QUOTE_CHARS) -> str:
+    """The repr of what a client sent, cut to its first `limit` characters: enough to recognise
+    it, never a 16 KB id or path back."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def public_message(error: BaseException, server_paths: Sequence[Path | str] = ()) -> str:
+    """What a client is told of `error`: an unexpected exception by its kind only, a
+    JointspaceError by its message with each of `server_paths` (folders; the one that clients'
+    relative paths start from first) removed from the paths it names, so that they read as the
+    client would name them, long unbroken runs cut and the whole bounded."""
+    if not isinstance(error, JointspaceError):
+        return f"internal error: {type(error).__name__}; the server log has the details"
+    text = str(error)
+    for folder in map(str, server_paths):
+        if folder.strip("/"):
+            inside = re.compile(re.escape(folder) + r"(/|(?=[^\w.-])|$)")
+            text = inside.sub(lambda match: "" if match.group(1) else ".", text)
+    text = _ECHO.sub(lambda match: f"{match.group()[:QUOTE_CHARS]}…", text)
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"

@@ -3,8 +3,9 @@ that checks input, so a limit is defined once and named the same in every error 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from jointspace.errors import InvalidInput, LimitExceeded
 
@@ -27,6 +28,16 @@ class Limits:
     max_ids: int = 10_000
     # Excluded keys deepen every FAISS search by their number, so they are bounded like a bag.
     max_exclude_keys: int = 10_000
+    # One call's searches together: each costs its k plus its excluded keys (looked up, kept out
+    # of the search, and every hit is a message to build). The other limits bound one query;
+    # this bounds the call, e.g. 1,024 queries of k 256, or 26 queries with 10,000 exclusions.
+    max_search_work: int = 262_144
+    # Metadata filters of one query: each is a pass over the rows its values match.
+    max_filters: int = 64
+    # A catalog key or an entry's metadata comes back in every answer that finds it: without a
+    # bound one entry could make every search that finds it bigger than any client accepts.
+    max_key_bytes: int = 1_024  # UTF-8
+    max_metadata_bytes: int = 64 * 1024  # as compact JSON in UTF-8
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -57,6 +68,29 @@ class Limits:
         allowed = getattr(self, limit)
         if count > allowed:
             raise LimitExceeded(f"{field}: {count} {what}, over {limit} ({allowed})")
+
+    def check_key(self, key: str, field: str) -> None:
+        """InvalidInput unless `key` can be stored (UTF-8: no lone surrogate, which a JSON file
+        can spell); LimitExceeded over max_key_bytes."""
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidInput(f"{field}: not valid Unicode text (a lone surrogate)") from None
+        self.check_count(size, "max_key_bytes", field, "bytes")
+
+    def check_metadata(self, metadata: Mapping[str, Any], field: str) -> None:
+        """LimitExceeded when the metadata, as compact JSON, is over max_metadata_bytes."""
+        if metadata:
+            text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
+            self.check_count(len(text.encode("utf-8", "surrogatepass")), "max_metadata_bytes", field, "bytes")
+
+    def check_search_work(self, searches: Iterable[tuple[int, int]], field: str) -> None:
+        """LimitExceeded when the (k, excluded keys) of a call's searches add up to more than
+        max_search_work; a k under 1 counts as none (it is refused on its own)."""
+        work = sum(max(k, 0) + excluded for k, excluded in searches)
+        if work > self.max_search_work:
+            raise LimitExceeded(f"{field}: {work:,} hits and excluded keys in one call, over max_search_work "
+                                f"({self.max_search_work:,}); ask for fewer hits or split the call")
 
 
 DEFAULT_LIMITS = Limits()

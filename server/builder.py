@@ -8,17 +8,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from jointspace.data.catalog import CatalogEntry, read_catalog
+from jointspace.data.catalog import CatalogEntry, RowRules, read_catalog
 from jointspace.encoders.inference import EncoderSet
 from jointspace.progress import Progress, log
 from jointspace.server.catalog_embedding import embedded_batches
+from jointspace.server.datadir import DataDir
 from jointspace.server.generation_writer import (
     publish_generation,
     staging_area,
     write_catalog_store,
     write_tuned_index,
 )
-from jointspace.server.index_types import build_index, factory_string
+from jointspace.server.index_types import build_index, check_index_type, factory_string
 from jointspace.server.tuning import DEFAULT_TARGET_RECALL, exact_neighbours, tuning_queries
 
 
@@ -41,16 +42,20 @@ def build_generation(
     report: ReportProgress = _no_report,
     go_live: bool = True,
     model_dir: Path | None = None,
+    data_dir: DataDir | None = None,
 ) -> str:
     """Build and publish a generation; returns its name. Nothing is published on failure.
 
     `report` is called between batches; raising from it stops the build with nothing published,
     which is how a server cancels a rebuild. `go_live=False` places the generation without
     switching `CURRENT`, so that a server can load and check it first, and `model_dir` records
-    the model folder it is to be served with after a restart (both: rebuild.py)."""
+    the model folder it is to be served with after a restart (both: rebuild.py). A server
+    passes its `data_dir`: the audio files that catalog rows name must lie inside it too. Keys
+    and metadata are held to the model's limits."""
     started = time.monotonic()
+    check_index_type(index_spec, encoders.dim, "--index")  # before the catalog is read and embedded
     report("reading catalog", 0, 0)
-    entries = read_catalog(catalog_paths)
+    entries = read_catalog(catalog_paths, RowRules(encoders.limits, data_dir.confine if data_dir else None))
     with staging_area(index_root) as (directory, staging):
         groups: dict[str, list[CatalogEntry]] = {}
         for entry in entries:

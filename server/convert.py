@@ -9,6 +9,7 @@ from google.protobuf import json_format, struct_pb2
 
 from jointspace.data.catalog import CatalogEntry
 from jointspace.errors import InvalidInput
+from jointspace.limits import Limits
 from jointspace.server.engine import Query
 from jointspace.server.filters import MetadataFilter, make_filter
 from jointspace.hits import Hit
@@ -50,15 +51,19 @@ def query_from_proto(query: pb.Query, field: str = "query") -> Query:
     return "vector", vector_from_proto(query.vector, f"{field}.vector")
 
 
-def catalog_entry_from_proto(entry: pb.CatalogEntry, field: str) -> CatalogEntry:
-    """An upserted entry: its content is checked as a query's is (the same oneof members)."""
+def catalog_entry_from_proto(entry: pb.CatalogEntry, field: str, limits: Limits) -> CatalogEntry:
+    """An upserted entry: its content is checked as a query's is (the same oneof members), its
+    key and metadata against the limits that catalog rows meet too (data/catalog.py)."""
     if not entry.key:
         raise InvalidInput(f"{field}.key: empty; every entry needs its catalog key")
+    limits.check_key(entry.key, f"{field}.key")
     kind = entry.WhichOneof("content")
     if kind is None:
         raise InvalidInput(f"{field}: no content; set one of id, text, audio, vector")
     modality, value = query_from_proto(pb.Query(**{kind: getattr(entry, kind)}), f"{field}.{kind}")
-    return CatalogEntry(entry.key, modality, value, _plain(entry.metadata, f"{field}.metadata"))
+    metadata = _plain(entry.metadata, f"{field}.metadata")
+    limits.check_metadata(metadata, f"{field}.metadata")
+    return CatalogEntry(entry.key, modality, value, metadata)
 
 
 def _plain(message: Any, field: str) -> Any:
@@ -69,7 +74,8 @@ def _plain(message: Any, field: str) -> Any:
         raise InvalidInput(f"{field}: {error}") from None
 
 
-def filters_from_proto(filters: Any, field: str) -> tuple[MetadataFilter, ...]:
+def filters_from_proto(filters: Any, field: str, limits: Limits) -> tuple[MetadataFilter, ...]:
+    limits.check_count(len(filters), "max_filters", field, "filters")
     return tuple(
         make_filter(item.field, [_plain(v, f"{field}[{i}].any_of[{j}]") for j, v in enumerate(item.any_of)],
                     f"{field}[{i}]")

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from jointspace.errors import InvalidInput
+from jointspace.errors import InvalidInput, quoted
 
 # A value as compared: ("s", text), ("n", number as float) or ("b", flag).
 Value = tuple[str, Any]
@@ -46,15 +46,15 @@ def make_filter(field: str, values: Sequence[Any], where: str) -> MetadataFilter
     """Validate one filter; `where` names it in errors (e.g. "filters[0]")."""
     if not field:
         raise InvalidInput(f"{where}.field: empty; name a metadata field")
-    if '"' in field:
-        raise InvalidInput(f"{where}.field: {field!r}: field names with '\"' cannot be filtered on")
+    if "\0" in field:  # SQLite ends text at a NUL: it could not compare the name (store.py)
+        raise InvalidInput(f"{where}.field: {quoted(field)}: a field name cannot hold a NUL character")
     if not values:
         raise InvalidInput(f"{where}.any_of: empty; give at least one value")
     converted = set()
     for position, value in enumerate(values):
         comparable = canonical(value)
         if comparable is None:
-            raise InvalidInput(f"{where}.any_of[{position}]: {value!r}: only strings, numbers and "
+            raise InvalidInput(f"{where}.any_of[{position}]: {quoted(value)}: only strings, numbers and "
                                "booleans can be matched")
         converted.add(comparable)
     return MetadataFilter(field, frozenset(converted))
@@ -93,6 +93,9 @@ class FieldIndex:
         self._lock = threading.Lock()
 
     def _field(self, modality: str, field: str) -> dict[Value, np.ndarray]:
+        """Kept only when the field has values: names that match nothing come from requests and
+        are answered without a scan (store.field_names), so keeping them would only let callers
+        fill the memory with names."""
         key = (modality, field)
         built = self._built.get(key)
         if built is None:
@@ -100,7 +103,8 @@ class FieldIndex:
                 built = self._built.get(key)
                 if built is None:
                     built = self._build(modality, field)
-                    self._built[key] = built
+                    if built:
+                        self._built[key] = built
         return built
 
     def _build(self, modality: str, field: str) -> dict[Value, np.ndarray]:

@@ -23,9 +23,18 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from jointspace.errors import Aborted, Cancelled, InvalidInput, JointspaceError, NotFound
+from jointspace.errors import (
+    Aborted,
+    Cancelled,
+    InternalError,
+    InvalidInput,
+    JointspaceError,
+    NotFound,
+    public_message,
+    quoted,
+)
+from jointspace.faults import pause_point
 from jointspace.server import metrics
-from jointspace.server.pause_points import pause_point
 
 logger = logging.getLogger("jointspace.server")
 
@@ -111,7 +120,7 @@ class Operations:
             self._finish(control.name, FAILED, error=error)
         except Exception as error:  # a bug: the operation fails, the server goes on serving
             logger.exception("operation %s failed", control.name)
-            self._finish(control.name, FAILED, error=JointspaceError(f"internal error: {type(error).__name__}: {error}"))
+            self._finish(control.name, FAILED, error=InternalError(public_message(error)))
         else:
             self._finish(control.name, SUCCEEDED, generation=generation)
 
@@ -137,7 +146,7 @@ class Operations:
         with self._lock:
             status = self._statuses.get(name)
         if status is None:
-            raise NotFound(f"name: no operation {name!r} on this server (operations are kept in memory "
+            raise NotFound(f"name: no operation {quoted(name)} on this server (operations are kept in memory "
                            f"for the last {self._keep_finished} finished ones, and not across restarts)")
         return status
 

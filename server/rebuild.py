@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from jointspace.encoders.export import read_manifest
 from jointspace.encoders.inference import EncoderSet
-from jointspace.errors import Corrupt, InvalidInput, NotFound, StorageError
+from jointspace.errors import Corrupt, InvalidInput, StorageError, quoted
 from jointspace.progress import log
 from jointspace.server import validation
 from jointspace.server.builder import build_generation
 from jointspace.server.engine import check_pair
 from jointspace.server.generation import Generation
+from jointspace.server.index_types import check_index_type
 from jointspace.server.operations import OperationControl
-from jointspace.server.pause_points import pause_point
 
 if TYPE_CHECKING:
     from jointspace.server.engine import Engine
@@ -47,22 +48,26 @@ def plan_rebuild(engine: Engine, catalogs: Sequence[str], index_spec: str = "", 
     an operation that fails a moment later. Paths go through the data directory."""
     if not catalogs:
         raise InvalidInput("catalog_paths: empty; name at least one catalog file on the server")
-    paths = [engine.data_dir.confine(c, f"catalog_paths[{i}]") for i, c in enumerate(catalogs)]
-    for i, path in enumerate(paths):
-        if not path.is_file():
-            raise NotFound(f"catalog_paths[{i}]: {catalogs[i]}: no such file on the server")
-    model = engine.data_dir.confine(model_dir, "model_dir") if model_dir else None
-    if model is not None and not model.is_dir():
-        raise NotFound(f"model_dir: {model_dir}: no such directory on the server")
+    paths = [engine.data_dir.existing(c, f"catalog_paths[{i}]") for i, c in enumerate(catalogs)]
+    model = engine.data_dir.existing(model_dir, "model_dir", "directory") if model_dir else None
+    check_index_type(index_spec or "auto", _model_dim(engine, model), "index_type")
     gate = None
     if validation_pairs:
-        pairs = engine.data_dir.confine(validation_pairs, "validation_pairs")
-        if not pairs.is_file():
-            raise NotFound(f"validation_pairs: {validation_pairs}: no such file on the server")
-        gate = validation.Gate(pairs, min_recall, validation_k or validation.DEFAULT_K)
+        pairs = engine.data_dir.existing(validation_pairs, "validation_pairs")
+        gate = validation.Gate(pairs, min_recall, validation_k or validation.DEFAULT_K, engine.data_dir)
     elif min_recall:
         raise InvalidInput("min_recall: given without validation_pairs to measure it on")
     return RebuildPlan(paths, index_spec or "auto", model, gate, _included_changes(engine, includes_changes_through))
+
+
+def _model_dim(engine: Engine, model: Path | None) -> int:
+    """The dimension of the vectors the new index will hold: the new model's, from its manifest."""
+    if model is None:
+        return engine.served.encoders.dim
+    dim = read_manifest(model).get("dim")
+    if not isinstance(dim, int) or dim < 1:
+        raise InvalidInput(f"model_dir: the model's manifest gives no dimension ({quoted(dim)})")
+    return dim
 
 
 def _included_changes(engine: Engine, through: int) -> int:
@@ -91,7 +96,8 @@ def _rebuild(engine: Engine, plan: RebuildPlan, control: OperationControl) -> st
     else:
         encoders = engine.served.encoders
     name = build_generation(encoders, plan.catalogs, engine.index_dir.root, plan.index_spec,
-                            report=control.report, go_live=False, model_dir=encoders.model_dir)
+                            report=control.report, go_live=False, model_dir=encoders.model_dir,
+                            data_dir=engine.data_dir)
     try:
         control.report("placed", 0, 0)
         generation = Generation(engine.index_dir.root / name)

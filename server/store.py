@@ -50,6 +50,7 @@ class StoreReader:
     def __init__(self, path: Path) -> None:
         self.uri = f"file:{path}?mode=ro"
         self._local = threading.local()
+        self._field_names: dict[str, frozenset[str]] = {}
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -92,13 +93,32 @@ class StoreReader:
             found.update((key, (modality, row)) for key, modality, row in cursor)
         return found
 
+    def field_names(self, modality: str) -> frozenset[str]:
+        """The top-level metadata field names of a modality's entries, found by one scan and
+        kept (the store never changes): a filter on any other name is answered without one."""
+        names = self._field_names.get(modality)
+        if names is None:
+            names = frozenset(name for (name,) in self._connection().execute(
+                "SELECT DISTINCT j.key FROM entries e, json_each(e.metadata) j "
+                "WHERE e.modality = ? AND e.metadata != '{}'", (modality,)))
+            self._field_names[modality] = names
+        return names
+
     def field_values(self, modality: str, field: str) -> Iterator[tuple[int, str, Any]]:
-        """(row, JSON type, value) of a top-level metadata field, one per element for a list."""
-        path = f'$."{field}"'
+        """(row, JSON type, value) of a top-level metadata field, one per element for a list.
+
+        The field is matched by name among the top-level members rather than named in a JSON
+        path: a path cannot spell every name (a quote, a backslash), and SQLite compares a path
+        with the stored text, in which json.dumps wrote non-ASCII names as escapes."""
+        if field not in self.field_names(modality):
+            return iter(())
         return self._connection().execute(
-            "SELECT e.row, j.type, j.atom FROM entries e, json_each(e.metadata, ?) j "
-            "WHERE e.modality = ? AND json_type(e.metadata, ?) != 'object'",
-            (path, modality, path),
+            "SELECT e.row, j.type, j.atom FROM entries e, json_each(e.metadata) j "
+            "WHERE e.modality = ?1 AND j.key = ?2 AND j.type NOT IN ('array', 'object') "
+            "UNION ALL "
+            "SELECT e.row, v.type, v.atom FROM entries e, json_each(e.metadata) j, json_each(j.value) v "
+            "WHERE e.modality = ?1 AND j.key = ?2 AND j.type = 'array'",
+            (modality, field),
         )
 
     def info(self) -> dict[str, str]:

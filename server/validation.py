@@ -2,22 +2,23 @@
 live, so that a broken catalog export or a worse model is caught before users see it.
 
 A validation file has the layout of a catalog (JSON Lines or CSV): each row names a `key` of the
-catalog and one query field, `id`, `ids`, `text`, `audio` (a path relative to the file) or
-`vector`. The query is embedded with the model of the new generation and searched among the
+catalog and one query field, `id`, `ids`, `text`, `audio` (a path relative to the file, inside
+the data directory as a catalog's are) or `vector`. The query is embedded with the model of the new generation and searched among the
 entries of the key's modality; the row is a hit when the key is among the top k. A key missing
 from the new generation is a miss, so a rebuild that loses entries fails its gate too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jointspace.data.catalog import entry_from_row
+from jointspace.data.catalog import LOCAL, RowRules, entry_from_row
 from jointspace.data.rows import iter_rows
 from jointspace.encoders.inference import EncoderSet
 from jointspace.errors import InvalidInput, NotReady
+from jointspace.server.datadir import DataDir
 from jointspace.server.generation import Generation
 from jointspace.server.searching import search
 
@@ -29,6 +30,7 @@ class Gate:
     pairs: Path
     min_recall: float
     k: int = DEFAULT_K
+    data_dir: DataDir = field(default_factory=DataDir)  # where the audio the pairs name may lie
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_recall <= 1.0:
@@ -44,7 +46,7 @@ class ValidationPair:
     key: str  # expected among the hits
 
 
-def read_validation_pairs(path: Path) -> list[ValidationPair]:
+def read_validation_pairs(path: Path, rules: RowRules = LOCAL) -> list[ValidationPair]:
     pairs = []
     for number, row in iter_rows(Path(path)):
         where = f"{path}:{number}"
@@ -54,7 +56,7 @@ def read_validation_pairs(path: Path) -> list[ValidationPair]:
                 raise InvalidInput(f"{where}: needs a key and a non-empty ids list")
             pairs.append(ValidationPair("ids", [str(i) for i in ids], row["key"]))
             continue
-        entry = entry_from_row({k: v for k, v in row.items() if k != "metadata"}, where, Path(path))
+        entry = entry_from_row({k: v for k, v in row.items() if k != "metadata"}, where, Path(path), rules)
         pairs.append(ValidationPair(entry.modality, entry.value, entry.key))
     if not pairs:
         raise InvalidInput(f"validation_pairs {path}: no rows")
@@ -63,7 +65,7 @@ def read_validation_pairs(path: Path) -> list[ValidationPair]:
 
 def measure(encoders: EncoderSet, generation: Generation, gate: Gate) -> dict[str, Any]:
     """{"k", "recall", "min_recall", "pairs"} of the generation on the gate's pairs."""
-    pairs = read_validation_pairs(gate.pairs)
+    pairs = read_validation_pairs(gate.pairs, RowRules(encoders.limits, gate.data_dir.confine))
     located = generation.store.locate(sorted({p.key for p in pairs}))
     groups: dict[tuple[str, str], list[ValidationPair]] = {}
     for pair in pairs:

@@ -4,14 +4,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from jointspace.data.rows import iter_rows, resolve_audio
-from jointspace.errors import InvalidInput
+from jointspace.errors import InvalidInput, quoted
+from jointspace.limits import DEFAULT_LIMITS, Limits
 
 CONTENT_FIELDS = ("id", "text", "audio", "vector")
+
+
+class Confine(Protocol):
+    """Where a file that a row names may lie: a server's data directory (server/datadir.py)."""
+
+    def __call__(self, path: str, field: str, relative_to: Path | None = None) -> Path: ...
+
+
+@dataclass(frozen=True)
+class RowRules:
+    """What a row may hold beyond its format: keys and metadata within the limits, and audio
+    files where `confine` allows them (None: anywhere, as a local `index build` reads them)."""
+
+    limits: Limits = DEFAULT_LIMITS
+    confine: Confine | None = None
+
+
+LOCAL = RowRules()
 
 
 @dataclass(frozen=True)
@@ -22,11 +41,13 @@ class CatalogEntry:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def entry_from_row(row: dict[str, Any], where: str, base: Path | None = None) -> CatalogEntry:
+def entry_from_row(row: dict[str, Any], where: str, base: Path | None = None,
+                   rules: RowRules = LOCAL) -> CatalogEntry:
     """Validate one row; `base` is the catalog file, for relative audio paths."""
     key = row.get("key")
     if not isinstance(key, str) or not key:
         raise InvalidInput(f"{where}: key must be a non-empty string")
+    rules.limits.check_key(key, f"{where}: key")
     present = [f for f in CONTENT_FIELDS if row.get(f) is not None]
     if len(present) != 1:
         raise InvalidInput(
@@ -37,13 +58,23 @@ def entry_from_row(row: dict[str, Any], where: str, base: Path | None = None) ->
     if modality in ("id", "text") and not (isinstance(value, str) and value):
         raise InvalidInput(f"{where}: {modality} must be a non-empty string")
     if modality == "audio" and base is not None:
-        value = resolve_audio(base, value, where)
+        value = resolve_audio(base, _confined(value, where, base, rules.confine), where)
     if modality == "vector":
         value = _vector(value, where)
     metadata = row.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise InvalidInput(f"{where}: metadata must be a JSON object")
+    rules.limits.check_metadata(metadata, f"{where}: metadata")
     return CatalogEntry(key, modality, value, metadata)
+
+
+def _confined(value: Any, where: str, base: Path, confine: Confine | None) -> Any:
+    """An audio path checked by `confine` before anything looks at the file (relative paths
+    from the catalog's folder, as resolve_audio reads them); other values are left for
+    resolve_audio to refuse."""
+    if confine is not None and isinstance(value, str) and value:
+        confine(value, f"{where}: audio", relative_to=base.parent)
+    return value
 
 
 def _vector(value: Any, where: str) -> np.ndarray:
@@ -56,16 +87,16 @@ def _vector(value: Any, where: str) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def iter_numbered(path: Path) -> Iterator[tuple[int, CatalogEntry]]:
+def iter_numbered(path: Path, rules: RowRules = LOCAL) -> Iterator[tuple[int, CatalogEntry]]:
     """(line number, entry) of one file: the line number orders entries for sharded builds."""
     path = Path(path)
     for number, row in iter_rows(path):
-        yield number, entry_from_row(row, f"{path}:{number}", path)
+        yield number, entry_from_row(row, f"{path}:{number}", path, rules)
 
 
-def iter_catalog(paths: Sequence[Path]) -> Iterator[CatalogEntry]:
+def iter_catalog(paths: Sequence[Path], rules: RowRules = LOCAL) -> Iterator[CatalogEntry]:
     for path in paths:
-        for _, entry in iter_numbered(path):
+        for _, entry in iter_numbered(path, rules):
             yield entry
 
 
@@ -74,7 +105,7 @@ def check_unique_keys(keys: Iterable[str]) -> None:
     seen: set[str] = set()
     for key in keys:
         if key in seen:
-            raise InvalidInput(f"catalog: key {key!r} appears more than once")
+            raise InvalidInput(f"catalog: key {quoted(key)} appears more than once")
         seen.add(key)
 
 
@@ -83,9 +114,9 @@ def check_not_empty(count: int, paths: Sequence[Path]) -> None:
         raise InvalidInput(f"no catalog rows in {', '.join(map(str, paths))}")
 
 
-def read_catalog(paths: Sequence[Path]) -> list[CatalogEntry]:
+def read_catalog(paths: Sequence[Path], rules: RowRules = LOCAL) -> list[CatalogEntry]:
     """All entries, refusing duplicate keys and empty catalogs."""
-    entries = list(iter_catalog(paths))
+    entries = list(iter_catalog(paths, rules))
     check_unique_keys(e.key for e in entries)
     check_not_empty(len(entries), paths)
     return entries
