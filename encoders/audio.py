@@ -22,6 +22,7 @@ import soxr
 from jointspace.encoders.audio_decode import recorded_sample_rate
 from jointspace.encoders.audio_frontend import AudioConfig, decode_audio, log_mel, pad_batch
 from jointspace.encoders.base import (
+    EncoderPlugin,
     Arrays,
     Encoder,
     ServingEncoder,
@@ -32,7 +33,6 @@ from jointspace.encoders.base import (
     tf,
 )
 from jointspace.encoders.decode_pool import shared_pool
-from jointspace.encoders.registry import EncoderPlugin, register
 from jointspace.deadline import check_deadline
 from jointspace.errors import InvalidInput, LimitExceeded
 from jointspace.limits import DEFAULT_LIMITS, Limits
@@ -303,4 +303,4 @@ def padded_groups(lengths: Sequence[int], budget: int) -> list[list[int]]:
     return groups
 
 
-register(EncoderPlugin(AudioEncoder.name, AudioEncoder.modalities, AudioEncoder, ServingAudioEncoder))
+PLUGIN = EncoderPlugin(AudioEncoder.name, AudioEncoder.modalities, AudioEncoder, ServingAudioEncoder)

@@ -3,23 +3,36 @@
 An encoder owns everything modality-specific at both ends of a model's life: during training it
 turns raw view values into arrays and builds a Keras tower that maps them to unit vectors of the
 shared space; at export it writes a SavedModel whose signature takes what a caller has (strings,
-waveforms); at serving time it turns request values into that signature's inputs. The core
-(model, training, export, index, server) never branches on a modality name, which is what lets a
-third-party encoder join through the registry.
+waveforms); at serving time it turns request values into that signature's inputs. Model, training and
+export never branch on a modality name; the set of modalities itself is closed (registry.py).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
 import jointspace  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
+from jointspace.limits import Limits
 
 Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class EncoderPlugin:
+    """How to make the two halves of one encoder. `modalities` are the view / query fields it
+    encodes; `load` builds the serving half from an exported SavedModel directory and its
+    manifest entry under the server's request limits."""
+
+    name: str
+    modalities: tuple[str, ...]
+    encoder_class: type
+    load: Callable[[Path, dict[str, Any], Limits], Any]
 
 
 def l2_normalize(x: tf.Tensor) -> tf.Tensor:

@@ -8,7 +8,6 @@ ensemble is exported the same way: each encoder's SavedModel holds every member'
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -17,18 +16,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import jointspace
+from jointspace.encoders.manifest import MANIFEST, EncoderEntry, ModelManifest, read_manifest
 from jointspace.encoders.training import TrainedModel
-from jointspace.errors import InvalidInput, JointspaceError, NotFound
-
-MANIFEST = "manifest.json"
-FORMAT = 1
+from jointspace.errors import InvalidInput, JointspaceError
 
 
 def new_model_version() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
 
 
-def export_model(trained: TrainedModel | Sequence[TrainedModel], out: Path) -> dict[str, Any]:
+def export_model(trained: TrainedModel | Sequence[TrainedModel], out: Path) -> ModelManifest:
     """Write to a temporary sibling and swap it in by rename (`_swap`), so a crash never leaves
     a half model at `out`, and `out` is only ever replaced when it is a model (`check_model_out`).
 
@@ -81,12 +78,10 @@ def _not_of_a_model(folder: Path) -> list[str]:
     of them when there is no readable manifest)."""
     names = sorted(p.name for p in folder.iterdir())
     try:
-        encoders = read_manifest(folder).get("encoders")
+        encoders = read_manifest(folder).encoders
     except JointspaceError:
         return names
-    ours = {MANIFEST}
-    if isinstance(encoders, dict):
-        ours |= {e.get("path") for e in encoders.values() if isinstance(e, dict)}
+    ours = {MANIFEST} | {entry.path for entry in encoders.values()}
     return [name for name in names if name not in ours]
 
 
@@ -108,25 +103,24 @@ def _swap(new: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)  # the new model is in place: a leftover is no failure
 
 
-def _write_model(members: list[TrainedModel], folder: Path) -> dict[str, Any]:
+def _write_model(members: list[TrainedModel], folder: Path) -> ModelManifest:
     first = members[0]
     if any(_trained_alike(first) != _trained_alike(member) for member in members[1:]):
         raise InvalidInput("ensemble members must be trained on the same rows with the same settings "
                            "(train_members): their encoders differ")
     encoders = {}
     for name, encoder in first.encoders.items():
-        entry = encoder.export([member.towers[name] for member in members], folder / name)
-        encoders[name] = {"path": name, "modalities": list(encoder.modalities), **entry}
+        settings = encoder.export([member.towers[name] for member in members], folder / name)
+        encoders[name] = EncoderEntry(name, list(encoder.modalities), settings)
     # Each member's validation figures, on its own split: no figure of the joined model exists.
     metrics = first.metrics if len(members) == 1 else {"members": [m.metrics for m in members]}
-    manifest = {
-        "format": FORMAT,
-        "model_version": new_model_version(),
-        "jointspace_version": jointspace.__version__,
-        "dim": sum(member.dim for member in members),
-        "encoders": encoders,
-        "pair_types": [p.name for p in first.pair_types],
-        "training": {
+    manifest = ModelManifest(
+        model_version=new_model_version(),
+        jointspace_version=jointspace.__version__,
+        dim=sum(member.dim for member in members),
+        encoders=encoders,
+        pair_types=[p.name for p in first.pair_types],
+        training={
             "epochs": first.config.epochs,
             "batch_size": first.config.batch_size,
             "learning_rate": first.config.learning_rate,
@@ -135,9 +129,9 @@ def _write_model(members: list[TrainedModel], folder: Path) -> dict[str, Any]:
             "members": len(members),
             "final_loss": _mean([m.history[-1] for m in members if m.history]),
         },
-        "metrics": metrics,
-    }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        metrics=metrics,
+    )
+    manifest.write(folder)
     return manifest
 
 
@@ -149,20 +143,3 @@ def _trained_alike(trained: TrainedModel) -> tuple:
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
-
-
-def read_manifest(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        raise NotFound(f"{model_dir}: not a jointspace model (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InvalidInput(f"{path}: not valid JSON ({error.msg})") from None
-    if manifest.get("format") != FORMAT:
-        raise InvalidInput(f"{path}: unsupported model format {manifest.get('format')!r}")
-    if isinstance(manifest.get("members"), list):
-        # The first `train --ensemble` wrote each member as a model of its own under members/<i>.
-        raise InvalidInput(f"{path}: an ensemble in the older members/<i> layout; train it again "
-                           f"with `jointspace train --ensemble` to get one SavedModel per encoder")
-    return manifest

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jointspace.encoders.base import (
+    EncoderPlugin,
     Arrays,
     Encoder,
     ServingEncoder,
@@ -27,7 +28,6 @@ from jointspace.encoders.base import (
     save_serving,
     tf,
 )
-from jointspace.encoders.registry import EncoderPlugin, register
 from jointspace.errors import InvalidInput, LimitExceeded, NotFound
 from jointspace.limits import DEFAULT_LIMITS, Limits
 
@@ -171,4 +171,4 @@ class ServingIdEncoder(ServingEncoder):
         return out["embedding"].numpy()
 
 
-register(EncoderPlugin(IdEncoder.name, IdEncoder.modalities, IdEncoder, ServingIdEncoder))
+PLUGIN = EncoderPlugin(IdEncoder.name, IdEncoder.modalities, IdEncoder, ServingIdEncoder)

@@ -13,7 +13,7 @@ import numpy as np
 
 from jointspace.encoders import registry
 from jointspace.encoders.base import ServingEncoder
-from jointspace.encoders.export import read_manifest
+from jointspace.encoders.manifest import read_manifest
 from jointspace.errors import InvalidInput
 from jointspace.limits import DEFAULT_LIMITS, Limits
 
@@ -43,13 +43,13 @@ class EncoderSet:
     def __init__(self, model_dir: Path, limits: Limits = DEFAULT_LIMITS) -> None:
         self.model_dir = Path(model_dir)
         self.manifest = read_manifest(self.model_dir)
-        self.dim: int = int(self.manifest["dim"])
-        self.version: str = self.manifest["model_version"]
+        self.dim = self.manifest.dim
+        self.version = self.manifest.model_version
         self.limits = limits
         self._by_modality: dict[str, ServingEncoder] = {}
-        for name, entry in self.manifest["encoders"].items():
-            encoder = registry.by_name(name).load(self.model_dir / entry["path"], entry, limits)
-            for modality in entry["modalities"]:
+        for name, entry in self.manifest.encoders.items():
+            encoder = registry.by_name(name).load(self.model_dir / entry.path, entry.settings, limits)
+            for modality in entry.modalities:
                 self._by_modality[modality] = encoder
         # Worked out once: `embed` checks every query against it.
         self.modalities: list[str] = sorted([*self._by_modality, VECTOR])

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jointspace.encoders.base import (
+    EncoderPlugin,
     Arrays,
     Encoder,
     ServingEncoder,
@@ -25,7 +26,6 @@ from jointspace.encoders.base import (
     save_serving,
     tf,
 )
-from jointspace.encoders.registry import EncoderPlugin, register
 from jointspace.errors import InvalidInput, LimitExceeded
 from jointspace.limits import DEFAULT_LIMITS, Limits
 
@@ -133,4 +133,4 @@ class ServingTextEncoder(ServingEncoder):
         return out["embedding"].numpy()
 
 
-register(EncoderPlugin(TextEncoder.name, TextEncoder.modalities, TextEncoder, ServingTextEncoder))
+PLUGIN = EncoderPlugin(TextEncoder.name, TextEncoder.modalities, TextEncoder, ServingTextEncoder)

@@ -45,7 +45,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from jointspace.data.catalog import CatalogEntry, check_not_empty, check_unique_keys, iter_numbered
-from jointspace.encoders.export import read_manifest
+from jointspace.encoders.manifest import read_manifest
 from jointspace.encoders.inference import EncoderSet
 from jointspace.errors import InvalidInput, NotFound
 from jointspace.progress import log
@@ -460,7 +460,7 @@ def build_generation_with_beam(
     """Build and publish a generation with a Beam pipeline; returns its name."""
     started = time.monotonic()
     manifest = read_manifest(model_dir)
-    dim, model_version = int(manifest["dim"]), manifest["model_version"]
+    dim, model_version = manifest.dim, manifest.model_version
     make_index(factory_string(index_spec, 1, dim), 1, dim)  # a bad factory string fails here, not on a worker
     for path in catalog_paths:
         if not Path(path).is_file():

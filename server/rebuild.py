@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from jointspace.encoders.export import read_manifest
+from jointspace.encoders.manifest import read_manifest
 from jointspace.encoders.inference import EncoderSet
 from jointspace.errors import Corrupt, InvalidInput, StorageError, quoted
 from jointspace.progress import log
@@ -62,12 +62,7 @@ def plan_rebuild(engine: Engine, catalogs: Sequence[str], index_spec: str = "", 
 
 def _model_dim(engine: Engine, model: Path | None) -> int:
     """The dimension of the vectors the new index will hold: the new model's, from its manifest."""
-    if model is None:
-        return engine.served.encoders.dim
-    dim = read_manifest(model).get("dim")
-    if not isinstance(dim, int) or dim < 1:
-        raise InvalidInput(f"model_dir: the model's manifest gives no dimension ({quoted(dim)})")
-    return dim
+    return engine.served.encoders.dim if model is None else read_manifest(model).dim
 
 
 def _included_changes(engine: Engine, through: int) -> int:

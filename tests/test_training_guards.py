@@ -48,7 +48,7 @@ def test_a_failed_export_leaves_the_old_model_as_it_was(tmp_path, trained, monke
     monkeypatch.setattr(export, "_write_model", fail)
     with pytest.raises(OSError):
         export.export_model(trained, model)
-    assert json.loads((model / "manifest.json").read_text())["model_version"] == old["model_version"]
+    assert json.loads((model / "manifest.json").read_text())["model_version"] == old.model_version
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 

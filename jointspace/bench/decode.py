@@ -41,8 +41,8 @@ def run(model: Path, index: Path, clips: int = 50, passes: int = 5) -> dict[str,
 
     contents = [c.path.read_bytes() for c in fsdd.list_clips(fsdd.shipped_fsdd_dir())[:clips]]
     engine = Engine(model, index)
-    [rate] = [e["audio"]["sample_rate"] for e in engine.served.encoders.manifest["encoders"].values()
-              if "audio" in e["modalities"]]
+    [rate] = [e.settings["audio"]["sample_rate"] for e in engine.served.encoders.manifest.encoders.values()
+              if "audio" in e.modalities]
     had_pool = decode_pool.shared_pool() is not None  # a server of this process keeps its pool
     running = start_server(engine, port=0)
     by_mode: dict[str, dict[str, list[float]]] = {m: {"search": [], "decode": []} for m in ("pool", "in_process")}

@@ -52,11 +52,10 @@ def query_requests(pair_files: Sequence[Path], modalities: Sequence[str], dim: i
 def run(model: Path, index: Path, pair_files: Sequence[Path], seconds: float = 5.0,
         clients: Sequence[int] = (1, 4)) -> dict[str, Any]:
     """{modality: {"embed_<n>_clients": LoadResult dict, "search_<n>_clients": ...}}."""
-    from jointspace.encoders.export import read_manifest
+    from jointspace.encoders.manifest import read_manifest
 
     manifest = read_manifest(model)
-    answered = [m for entry in manifest["encoders"].values() for m in entry["modalities"]]
-    requests = query_requests(pair_files, answered, int(manifest["dim"]))
+    requests = query_requests(pair_files, manifest.modalities, manifest.dim)
     report: dict[str, Any] = {"k": K, "seconds": seconds, "modalities": {}}
     with _servers((SERVE, ["--model", str(model), "--index", str(index)])) as (served,):
         for modality, queries in requests.items():

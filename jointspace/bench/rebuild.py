@@ -24,7 +24,7 @@ import numpy as np
 
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.data.vectors import clustered_vectors, write_vector_catalog
-from jointspace.encoders.export import read_manifest
+from jointspace.encoders.manifest import read_manifest
 
 AFTER_SECONDS = 5.0
 SWAP_MARGIN = 1.0
@@ -83,7 +83,7 @@ def _measure(model: Path, rows: int, seconds: float, index: str, work: Path, see
     from jointspace.client import Client
 
     work.mkdir(parents=True, exist_ok=True)
-    dim = int(read_manifest(model)["dim"])
+    dim = read_manifest(model).dim
     catalog = work / "catalog.jsonl"
     vectors = clustered_vectors(rows, dim, seed)
     write_vector_catalog(catalog, vectors)

@@ -31,7 +31,7 @@ from jointspace.bench.peers import PEERS, cpu_seconds, rss_bytes
 from jointspace.bench.searchers import Target, recall_at_k, search_all
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.data.vectors import as_catalog_holds, clustered_vectors, write_vector_catalog
-from jointspace.encoders.export import read_manifest
+from jointspace.encoders.manifest import read_manifest
 from jointspace.progress import log
 
 K = 10
@@ -55,7 +55,7 @@ def run(vectors: int = 1_000_000, dim: int = 32, work: Path | None = None, secon
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     model = model or _model(work, dim)
-    dim = int(read_manifest(model)["dim"])
+    dim = read_manifest(model).dim
     data = clustered_vectors(vectors + QUERIES, dim, seed)
     catalog, queries = data[:vectors], data[vectors:]
     exact = _exact(as_catalog_holds(catalog), queries)
@@ -101,7 +101,7 @@ def _model(work: Path, dim: int) -> Path:
     from jointspace.bench.build import _train_model
 
     model = work / "model"
-    if (model / "manifest.json").is_file() and int(read_manifest(model)["dim"]) == dim:
+    if (model / "manifest.json").is_file() and read_manifest(model).dim == dim:
         return model
     log(f"training a small model of dimension {dim} (every generation names the model that built it)")
     _train_model(dim, model)

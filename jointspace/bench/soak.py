@@ -221,7 +221,7 @@ def prepare(work: Path, rows: int) -> Served:
     """Model and catalogs are reused from `work` when there; the index is always built afresh
     (a soak changes it, and the check needs to know every write it holds). The model is the
     small one of bench/build.py: id and text queries ask for its films, which it must know."""
-    from jointspace.encoders.export import read_manifest
+    from jointspace.encoders.manifest import read_manifest
     from jointspace.encoders.inference import EncoderSet
     from jointspace.server.builder import build_generation
 
@@ -230,7 +230,7 @@ def prepare(work: Path, rows: int) -> Served:
     if not (model / "manifest.json").is_file():
         log(f"training a small model (d = {DEFAULT_DIM}) in {model}")
         _train_model(DEFAULT_DIM, model)
-    dim = int(read_manifest(model)["dim"])
+    dim = read_manifest(model).dim
     vectors = clustered_vectors(rows, dim)
     films = synthetic.generate(MODEL_FILMS)
     catalogs = [work / f"vectors-{rows}x{dim}.jsonl", work / "films.jsonl"]
