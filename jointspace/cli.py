@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+# gRPC's words when `serve` cannot listen (server/app.py may reword them as "cannot listen on"):
+# they name neither the likely cause nor the options that choose the address.
+_BIND_FAILURE = re.compile(r"(?:Failed to bind to address|cannot listen on) (\S+?)(?:;|$)")
 ID_NORMS = ("clip", "unit")  # encoders/ids.py NORMS; named here so --help needs no TensorFlow
 
 
@@ -61,6 +65,30 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _non_negative_number(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
+    return value
+
+
+def _held_out_share(text: str) -> float:
+    """A share of rows held out: at least one row must be left to train on."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value:g}")
+    return value
+
+
+def _batch_size(text: str) -> int:
+    """The in-batch softmax needs another row of the batch as a negative."""
+    value = _positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a row's negatives are the batch's other rows), "
+                                         f"got {value}")
+    return value
+
+
 def _recall(text: str) -> float:
     value = _number(text)
     if not 0 < value <= 1:
@@ -95,12 +123,13 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.export import export_model
+    from jointspace.encoders.export import check_model_out, export_model
     from jointspace.encoders.training import train_members
 
+    check_model_out(args.out)
     rows = read_pairs(args.pairs_files)
     manifest = export_model(train_members(rows, _train_config(args), args.ensemble), args.out)
-    print(f"model {manifest['model_version']} (dim {manifest['dim']}) written to {args.out}")
+    print(f"model {manifest.model_version} (dim {manifest.dim}) written to {args.out}")
     return 0
 
 
@@ -259,7 +288,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         operation = client.rebuild([_server_path(c) for c in args.catalogs], args.index,
                                    _server_path(args.model) if args.model else None,
                                    _server_path(args.validation_pairs) if args.validation_pairs else None,
-                                   args.min_recall, args.validation_k)
+                                   args.min_recall, args.validation_k,
+                                   includes_changes_through=args.includes_changes_through)
         if not args.wait:
             print(operation.name)
             return 0
@@ -471,10 +501,10 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     """Training options shared by `train` and `tune-dim` (defaults: encoders/training.py)."""
     parser.add_argument("--epochs", type=_auto_or_positive, default=None,
                         help="'auto' (default: enough for 600 steps) or a number")
-    parser.add_argument("--batch-size", type=_positive, default=128)
-    parser.add_argument("--learning-rate", type=float, default=0.003)
-    parser.add_argument("--temperature", type=float, default=0.2)
-    parser.add_argument("--logq", type=float, default=1.0,
+    parser.add_argument("--batch-size", type=_batch_size, default=128)
+    parser.add_argument("--learning-rate", type=_positive_number, default=0.003)
+    parser.add_argument("--temperature", type=_positive_number, default=0.2)
+    parser.add_argument("--logq", type=_non_negative_number, default=1.0,
                         help="strength of the sampling-bias (logQ) correction, 0 = off (default: %(default)s)")
     parser.add_argument("--id-norm", choices=ID_NORMS, default="clip",
                         help="id vectors' length: at most 1, so popular ids can outscore rare ones "
@@ -482,7 +512,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-fmax", type=_positive_number, default=None, metavar="HZ",
                         help="top of the audio mel bands (default: half the lowest sample rate the "
                              "training files were recorded at, at most half the model's rate)")
-    parser.add_argument("--validation-split", type=float, default=0.1)
+    parser.add_argument("--validation-split", type=_held_out_share, default=0.1,
+                        help="share of the rows held out for validation, in [0, 1) (default: %(default)s)")
     parser.add_argument("--patience", type=_non_negative, default=3,
                         help="stop after this many validations without a better recall@1+@10 and keep the "
                              "best weights; 0 = train all epochs (default: %(default)s)")
@@ -629,6 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="refuse models, indexes and catalogs outside this directory")
     serve.add_argument("--max-deadline-seconds", type=float,
                        help="longest a call may run, also when the client sets no deadline (default: 60)")
+    serve.add_argument("--request-read-timeout-seconds", type=float,
+                       help="cancel a call whose request has not arrived within this long (default: 10)")
     serve.add_argument("--grace-seconds", type=float,
                        help="on SIGTERM, in-flight calls get this long to finish (default: 10)")
     serve.add_argument("--limit", action="append", metavar="NAME=VALUE",
@@ -678,6 +711,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help='gate: rows of {"key": ..., <query field>: ...}; swap only if recall is reached')
     rebuild.add_argument("--min-recall", type=float, default=0.0, help="gate: minimum recall@k, in (0, 1]")
     rebuild.add_argument("--validation-k", type=int, default=0, help="gate: k (default: 10)")
+    rebuild.add_argument("--includes-changes-through", type=int, default=0, metavar="N",
+                         help="the catalogs already hold the online changes up to number N (the last_change "
+                              "`jointspace info` showed when they were exported): those are not carried over "
+                              "(default 0: every online change is carried over)")
     rebuild.add_argument("--wait", action="store_true", help="show progress until it is done; exit 1 if it fails")
     rebuild.add_argument("--timeout", type=float, default=30.0, help="deadline of each call, in seconds")
     rebuild.set_defaults(func=cmd_rebuild)
@@ -812,11 +849,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "so that both sides see as many examples (default: --batch-size)")
     speed.add_argument("--val-queries", type=_positive, default=5000,
                        help="held-out (user, film) rows for recall (default: %(default)s)")
-    speed.add_argument("--learning-rate", type=float, default=0.05,
+    speed.add_argument("--learning-rate", type=_positive_number, default=0.05,
                        help="jointspace side's (TFRS side: Adagrad 0.1) (default: %(default)s)")
     speed.add_argument("--id-norm", choices=ID_NORMS, default="clip",
                        help="jointspace side's id vector length, as in `train` (default: %(default)s)")
-    speed.add_argument("--temperature", type=float, default=0.2,
+    speed.add_argument("--temperature", type=_positive_number, default=0.2,
                        help="jointspace side's softmax temperature, as in `train` (default: %(default)s)")
     speed.add_argument("--seed", type=int, default=0)
     speed.add_argument("--work", type=Path, help="keep the split and the vectors here")
@@ -855,6 +892,10 @@ def describe_error(error: Exception) -> str:
         return f"{error.code().name}: {error.details()}"
     if isinstance(error, JointspaceError):
         return str(error)
+    bind = _BIND_FAILURE.match(str(error)) if isinstance(error, (RuntimeError, OSError)) else None
+    if bind:
+        return (f"cannot serve on {bind[1]}: the port is in use, or the address is not one of this "
+                f"machine's (--host, --port)")
     if isinstance(error, OSError) and error.filename:
         return f"{error.filename}: {error.strerror}"
     message = str(error).strip().splitlines()

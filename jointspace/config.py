@@ -7,6 +7,7 @@
     port = 50051
     data_dir = "/srv/jointspace"    # refuse models, indexes and catalogs outside it
     max_deadline_seconds = 60       # per call; also when the client sets no deadline
+    request_read_timeout_seconds = 10  # a call whose request has not arrived by then is cancelled
     grace_seconds = 10              # SIGTERM: in-flight calls get this long
     keep_generations = 3            # index generations kept on disk after a rebuild (at least 2)
 
@@ -50,10 +51,11 @@ else:  # pragma: no cover - the 3.10 backport has the same API
 
 
 def default_workers() -> int:
-    """Threads serving calls: one per usable core. A vector query is CPU-bound Python around a
-    FAISS call, and more threads than cores only fight over the GIL: on 2 cores with 16 clients,
-    8 threads spent 1.3-1.6x the server CPU per call of 2 threads (docs/benchmarks.md, "Serving
-    speed"). Raise it (`--workers`) where many calls wait on slow audio decoding instead."""
+    """Threads running the service's methods: one per usable core. A vector query is CPU-bound
+    Python around a FAISS call, and more threads than cores only fight over the GIL: on 2 cores
+    with 16 clients, 8 threads spent 1.3-1.6x the server CPU per call of 2 threads
+    (docs/benchmarks.md, "Serving speed"). Raise it (`--workers`) where many calls wait on slow
+    audio decoding instead."""
     return max(2, len(os.sched_getaffinity(0)))
 
 
@@ -64,10 +66,16 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     workers: int = field(default_factory=default_workers)
-    # Calls beyond this many at once get RESOURCE_EXHAUSTED instead of queueing without bound.
+    # Calls with their request in hand (running or waiting for a worker) beyond this many get
+    # RESOURCE_EXHAUSTED instead of queueing without bound. Calls still waiting for their request
+    # hold no worker and do not count: request_read_timeout_seconds bounds them.
     max_concurrent_rpcs: int = 64
     data_dir: Path | None = None
     max_deadline_seconds: float = 60.0
+    # A call whose request (each message, for a request stream) has not arrived within this many
+    # seconds is cancelled (DEADLINE_EXCEEDED): a client that opens calls and never sends their
+    # requests cannot pile them up. Long enough for the largest request over a slow link.
+    request_read_timeout_seconds: float = 10.0
     grace_seconds: float = 10.0
     keep_generations: int = 3
     tls_cert: Path | None = None
@@ -89,7 +97,7 @@ class ServeConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 65535:
                 raise InvalidInput(f"--{name.replace('_', '-')}: {value} is not a port number")
-        for name in ("workers", "max_concurrent_rpcs", "max_deadline_seconds"):
+        for name in ("workers", "max_concurrent_rpcs", "max_deadline_seconds", "request_read_timeout_seconds"):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"--{name.replace('_', '-')}: must be positive")
         if self.grace_seconds < 0:
@@ -121,6 +129,7 @@ _SETTINGS: dict[str, dict[str, tuple[str, type]]] = {
         "port": ("port", int), "workers": ("workers", int),
         "max_concurrent_rpcs": ("max_concurrent_rpcs", int), "data_dir": ("data_dir", Path),
         "max_deadline_seconds": ("max_deadline_seconds", float), "grace_seconds": ("grace_seconds", float),
+        "request_read_timeout_seconds": ("request_read_timeout_seconds", float),
         "keep_generations": ("keep_generations", int),
     },
     "tls": {"cert": ("tls_cert", Path), "key": ("tls_key", Path), "client_ca": ("tls_client_ca", Path)},

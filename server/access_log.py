@@ -8,31 +8,30 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
 
 import grpc
 
-from jointspace.server.interceptors import Finish, method_name, observe_calls
+from jointspace.server.interceptors import Continuation, Finish, method_name, observe_calls
 
 logger = logging.getLogger("jointspace.access")
 
 
-class AccessLogInterceptor(grpc.ServerInterceptor):
-    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-                          details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handler = continuation(details)
+class AccessLogInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(self, continuation: Continuation,
+                                details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
         if handler is None:
             return None
         name = method_name(details)
 
-        def start(context: grpc.ServicerContext) -> Finish:
-            started = time.perf_counter()
+        def start(context: grpc.aio.ServicerContext) -> Finish:
+            started, peer = time.perf_counter(), context.peer()
 
             def finish(code: grpc.StatusCode) -> None:
                 milliseconds = round((time.perf_counter() - started) * 1000, 3)
                 logger.info("%s/%s %s %.1f ms", name.service, name.method, code.name, milliseconds,
                             extra={"service": name.service, "method": name.method, "code": code.name,
-                                   "duration_ms": milliseconds, "peer": context.peer()})
+                                   "duration_ms": milliseconds, "peer": peer})
 
             return finish
 

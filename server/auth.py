@@ -6,9 +6,11 @@ Tokens file, one token a line (`#` starts a comment):
     write  Zm9vYmFy...  # may also change the index: Upsert, Delete, RebuildIndex, CancelOperation
 
 A call without a known token gets UNAUTHENTICATED, a read token on any other method
-PERMISSION_DENIED. Methods are write-only unless listed as reads, so a method added later is
-protected until someone decides otherwise. The health service stays open: load balancers probe it
-without credentials. Only digests of the tokens are kept, and they are compared in constant time.
+PERMISSION_DENIED, both as the call starts: the refusal does not wait for the request, so calls
+without credentials hold nothing while their bodies trickle in (or never come). Methods are
+write-only unless listed as reads, so a method added later is protected until someone decides
+otherwise. The health service stays open: load balancers probe it without credentials. Only
+digests of the tokens are kept, and they are compared in constant time.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import grpc
 
 from jointspace.errors import InvalidInput, NotFound
-from jointspace.server.interceptors import method_name, refusing_handler
+from jointspace.server.interceptors import Continuation, method_name, refusing_handler
 
 READ, WRITE = "read", "write"
 MIN_TOKEN_CHARS = 16
@@ -91,13 +93,13 @@ def required_role(service: str, method: str) -> str:
     return READ if (service, method) in READ_METHODS else WRITE
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: Tokens) -> None:
         self.tokens = tokens
 
-    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-                          details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handler = continuation(details)
+    async def intercept_service(self, continuation: Continuation,
+                                details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
         name = method_name(details)
         if handler is None or name.service in OPEN_SERVICES:
             return handler

@@ -1,18 +1,21 @@
 """What every server interceptor needs: replace a method handler's behaviour, refuse a call.
 
-A sync `grpc.ServerInterceptor` sees a call on gRPC's polling thread, before the handler runs on
-a worker thread; anything that must run around the handler itself (timing, a deadline) has to
-wrap the handler's behaviour. These helpers keep each interceptor (auth, deadlines, metrics,
-readiness) down to its own rule, and small enough to port to `grpc.aio`.
+The server runs on grpc.aio (app.py): an interceptor sees each call on the event loop as it
+starts, before any of its request has been read, and returns the handler that will serve it.
+Anything that must run around the handler itself (timing, a deadline, reading the request) wraps
+the handler's behaviour, an async function. These helpers keep each interceptor (auth, deadlines,
+request reading, metrics, access log) down to its own rule.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import asyncio
+from typing import Any, Awaitable, Callable, NamedTuple
 
 import grpc
 
-Behavior = Callable[[Any, grpc.ServicerContext], Any]
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
 # handler kind ("unary_unary", ...) -> the grpc function that makes such a handler
 HANDLER_FACTORIES = {
@@ -42,58 +45,52 @@ def wrap_handler(handler: grpc.RpcMethodHandler,
     """The same kind of handler, with its behaviour replaced by `wrap(behaviour)`."""
     kind = kind_of(handler)
     return HANDLER_FACTORIES[kind](wrap(getattr(handler, kind)), handler.request_deserializer,
-                            handler.response_serializer)
+                                   handler.response_serializer)
 
 
 def refusing_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode,
                      message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same kind that answers `code` without running the method."""
+    """A handler of the same kind that answers `code` without running the method; behind the
+    request reader (deadlines.py) it does not wait for the request either."""
 
-    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(code, message)
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message)
 
     return wrap_handler(handler, lambda _: refuse)
 
 
-def status_of_call(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
+def status_of_call(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
     """The status a finished call was given: the one set by abort()/set_code(), else OK; for an
-    exception that was not an abort, CANCELLED if the client left, else UNKNOWN (what gRPC
-    answers)."""
+    exception that was not an abort, CANCELLED if the call was cancelled (the client left, its
+    deadline passed), else UNKNOWN (what gRPC answers)."""
     code = context.code()
     if code is not None:
         return code
-    if not failed:
+    if error is None:
         return grpc.StatusCode.OK
-    return grpc.StatusCode.UNKNOWN if context.is_active() else grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.CANCELLED if isinstance(error, asyncio.CancelledError) else grpc.StatusCode.UNKNOWN
 
 
 Finish = Callable[[grpc.StatusCode], None]
 
 
 def observe_calls(handler: grpc.RpcMethodHandler,
-                  start: Callable[[grpc.ServicerContext], Finish]) -> grpc.RpcMethodHandler:
+                  start: Callable[[grpc.aio.ServicerContext], Finish]) -> grpc.RpcMethodHandler:
     """Run `start(context)` as each call begins; the function it returns gets the call's status
-    once it ends, however it ends (for a streamed response: when the stream is over)."""
-    streaming = handler.unary_stream is not None or handler.stream_stream is not None
+    once it ends, however it ends. The behaviour must be a coroutine function (a streamed
+    response written with context.write), as every handler behind the request reader is."""
 
     def wrap(behavior: Behavior) -> Behavior:
-        def unary(request: Any, context: grpc.ServicerContext) -> Any:
-            finish, failed = start(context), True
+        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            finish, error = start(context), None
             try:
-                response = behavior(request, context)
-                failed = False
-                return response
+                return await behavior(request, context)
+            except BaseException as raised:
+                error = raised
+                raise
             finally:
-                finish(status_of_call(context, failed))
+                finish(status_of_call(context, error))
 
-        def stream(request: Any, context: grpc.ServicerContext) -> Any:
-            finish, failed = start(context), True
-            try:
-                yield from behavior(request, context)
-                failed = False
-            finally:
-                finish(status_of_call(context, failed))
-
-        return stream if streaming else unary
+        return observed
 
     return wrap_handler(handler, wrap)

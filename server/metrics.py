@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Iterator
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from jointspace.errors import JointspaceError
-from jointspace.server.interceptors import Finish, method_name, observe_calls
+from jointspace.server.interceptors import Continuation, Finish, method_name, observe_calls
 
 if TYPE_CHECKING:
     from jointspace.server.engine import Engine
@@ -54,15 +54,18 @@ def rebuild_finished(outcome: str) -> None:
     REBUILDS.labels(outcome).inc()
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
-    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-                          details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handler = continuation(details)
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times every call from its start, so calls still waiting for their request are
+    in flight too, and those cut off for it are counted with their status."""
+
+    async def intercept_service(self, continuation: Continuation,
+                                details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
         if handler is None:  # an unknown method: no label for names a client made up
             return None
         service, method = method_name(details)
 
-        def start(context: grpc.ServicerContext) -> Finish:
+        def start(context: grpc.aio.ServicerContext) -> Finish:
             in_flight = IN_FLIGHT.labels(service, method)
             in_flight.inc()
             started = time.perf_counter()

@@ -1,5 +1,5 @@
 """The serving benchmark's ceiling: the real server stack (`start_configured_server`: the same
-gRPC server, thread pool, interceptors, late-bound service slot, limits) answering Search and
+grpc.aio server, worker threads, interceptors, late-bound service slot, limits) answering Search and
 BatchSearch with a prebuilt response of k hits shaped like real ones, without embedding,
 searching or converting anything. What jointspace reaches against this is the share of the
 ceiling its own work leaves.
