@@ -18,7 +18,7 @@ import numpy as np
 
 import jointspace  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
-from jointspace.limits import Limits
+from jointspace.core.limits import Limits
 
 Arrays = dict[str, np.ndarray]
 

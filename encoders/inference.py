@@ -14,8 +14,8 @@ import numpy as np
 from jointspace.encoders import registry
 from jointspace.encoders.base import ServingEncoder
 from jointspace.encoders.manifest import read_manifest
-from jointspace.errors import InvalidInput
-from jointspace.limits import DEFAULT_LIMITS, Limits
+from jointspace.core.errors import InvalidInput
+from jointspace.core.limits import DEFAULT_LIMITS, Limits
 
 VECTOR = "vector"
 

@@ -9,9 +9,13 @@ training, export and serving free of per-modality code.
 
 from __future__ import annotations
 
-from jointspace.encoders import audio, ids, text
+from jointspace.encoders.impl import audio
+
+from jointspace.encoders.impl import ids
+
+from jointspace.encoders.impl import text
 from jointspace.encoders.base import EncoderPlugin
-from jointspace.errors import InvalidInput
+from jointspace.core.errors import InvalidInput
 
 PLUGINS: dict[str, EncoderPlugin] = {plugin.name: plugin for plugin in (ids.PLUGIN, text.PLUGIN, audio.PLUGIN)}
 

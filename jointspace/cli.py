@@ -17,17 +17,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from jointspace.errors import InvalidInput, JointspaceError
+from jointspace.core.errors import InvalidInput, JointspaceError
 
 if TYPE_CHECKING:
     from jointspace.client import Client
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-# gRPC's words when `serve` cannot listen (server/app.py may reword them as "cannot listen on"):
+# gRPC's words when `serve` cannot listen (server/api/app.py may reword them as "cannot listen on"):
 # they name neither the likely cause nor the options that choose the address.
 _BIND_FAILURE = re.compile(r"(?:Failed to bind to address|cannot listen on) (\S+?)(?:;|$)")
-ID_NORMS = ("clip", "unit")  # encoders/ids.py NORMS; named here so --help needs no TensorFlow
+ID_NORMS = ("clip", "unit")  # encoders/impl/ids.py NORMS; named here so --help needs no TensorFlow
 
 
 def _positive(text: str) -> int:
@@ -108,7 +108,7 @@ def _split_pipeline_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def _train_config(args: argparse.Namespace) -> Any:
     """The TrainConfig of the options `_add_training_args` defines."""
     from jointspace.data.pairs import parse_pair_spec, parse_pair_weights
-    from jointspace.encoders.training import TrainConfig
+    from jointspace.encoders.training.trainer import TrainConfig
 
     return TrainConfig(
         dim=getattr(args, "dim", None), epochs=args.epochs, batch_size=args.batch_size,
@@ -123,8 +123,8 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.export import check_model_out, export_model
-    from jointspace.encoders.training import train_members
+    from jointspace.encoders.training.export import check_model_out, export_model
+    from jointspace.encoders.training.trainer import train_members
 
     check_model_out(args.out)
     rows = read_pairs(args.pairs_files)
@@ -135,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_tune_dim(args: argparse.Namespace) -> int:
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.dim_tuning import format_table, tune_dim
+    from jointspace.quality.dim_tuning import format_table, tune_dim
 
     report = tune_dim(read_pairs(args.pairs_files), _train_config(args), _positive_list(args.dims, "--dims"))
     print(json.dumps(report) if args.json else format_table(report))
@@ -152,7 +152,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         if args.pipeline_options or args.shard_rows is not None:
             raise InvalidInput("Beam options (--shard-rows, options after --) need --runner beam")
         from jointspace.encoders.inference import EncoderSet
-        from jointspace.server.builder import build_generation
+        from jointspace.server.build.local_builder import build_generation
 
         name = build_generation(EncoderSet(args.model), args.catalogs, args.out, args.index, **tuning)
     print(f"{args.out}: generation {name} is live")
@@ -165,18 +165,18 @@ def _beam_builder() -> Any:
 
     if importlib.util.find_spec("apache_beam") is None:
         raise InvalidInput("--runner beam needs Apache Beam: pip install 'jointspace[beam]'")
-    from jointspace.server.beam_builder import build_generation_with_beam
+    from jointspace.server.build.beam_builder import build_generation_with_beam
 
     return build_generation_with_beam
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from jointspace.config import ServeConfig, load_config
-    from jointspace.logs import configure_logging
+    from jointspace.server.api.config import ServeConfig, load_config
+    from jointspace.core.logs import configure_logging
 
     config = (load_config(args.config) if args.config else ServeConfig()).with_flags(vars(args)).check()
     configure_logging(config.log_format)
-    from jointspace.server.app import run_server
+    from jointspace.server.api.app import run_server
 
     run_server(config)
     return 0
@@ -261,7 +261,7 @@ def _server_path(path: Path) -> str:
 
 def _show_progress(name: str) -> Any:
     """A callback for Client.wait: one progress bar per phase of the operation."""
-    from jointspace.progress import Progress
+    from jointspace.core.progress import Progress
 
     shown: dict[str, Any] = {}
 
@@ -377,7 +377,7 @@ def cmd_bench_decode(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from jointspace.data.pairs import parse_pair_spec
-    from jointspace.evaluation import evaluate, format_table, parse_ks
+    from jointspace.quality.evaluation import evaluate, format_table, parse_ks
 
     report = evaluate(args.model, args.pairs_files, parse_ks(args.k), args.train or (), parse_pair_spec(args.pairs))
     print(json.dumps(report) if args.json else format_table(report))
@@ -408,8 +408,8 @@ def cmd_import_audio(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from jointspace.points import collect_points
-    from jointspace.space_map import plot_map
+    from jointspace.quality.points import collect_points
+    from jointspace.quality.space_map import plot_map
 
     points = collect_points(args.model, args.pairs_files, args.per_view, args.seed)
     plot_map(points, args.out, f"{args.model.name}: {len(points)} points, PCA of the shared space")
@@ -418,8 +418,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_export_projector(args: argparse.Namespace) -> int:
-    from jointspace.points import collect_points
-    from jointspace.projector import export_projector
+    from jointspace.quality.points import collect_points
+    from jointspace.quality.projector import export_projector
 
     points = collect_points(args.model, args.pairs_files, args.per_view, args.seed)
     written = export_projector(points, args.out, args.model.name)
@@ -498,7 +498,7 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
 
 
 def _add_training_args(parser: argparse.ArgumentParser) -> None:
-    """Training options shared by `train` and `tune-dim` (defaults: encoders/training.py)."""
+    """Training options shared by `train` and `tune-dim` (defaults: encoders/training/trainer.py)."""
     parser.add_argument("--epochs", type=_auto_or_positive, default=None,
                         help="'auto' (default: enough for 600 steps) or a number")
     parser.add_argument("--batch-size", type=_batch_size, default=128)
@@ -665,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grace-seconds", type=float,
                        help="on SIGTERM, in-flight calls get this long to finish (default: 10)")
     serve.add_argument("--limit", action="append", metavar="NAME=VALUE",
-                       help="request limit, e.g. max_k=100 (repeatable; names in jointspace/limits.py)")
+                       help="request limit, e.g. max_k=100 (repeatable; names in jointspace/core/limits.py)")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve TLS with this certificate (chain)")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
     serve.add_argument("--tls-client-ca", type=Path, metavar="PEM",

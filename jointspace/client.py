@@ -20,9 +20,9 @@ import numpy as np
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from jointspace.hits import Hit
-from jointspace.limits import DEFAULT_LIMITS
-from jointspace.tls import channel_credentials
+from jointspace.core.hits import Hit
+from jointspace.core.limits import DEFAULT_LIMITS
+from jointspace.core.tls import channel_credentials
 from jointspace.v1 import jointspace_pb2 as pb
 from jointspace.v1 import jointspace_pb2_grpc as pb_grpc
 

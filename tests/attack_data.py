@@ -115,9 +115,9 @@ def write_catalog(root: Path, clips: Sequence[Any]) -> Path:
 @contextlib.contextmanager
 def attacked_server(built: Any, folder: Path, **engine_settings: Any) -> Iterator[Attacked]:
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.server.builder import build_generation
-    from jointspace.server.datadir import DataDir
-    from jointspace.server.engine import Engine
+    from jointspace.server.build.local_builder import build_generation
+    from jointspace.server.index.data_dir import DataDir
+    from jointspace.server.serving.engine import Engine
 
     root, outside = folder / "data", folder / "outside"
     root.mkdir()

@@ -47,10 +47,10 @@ def clips() -> list[fsdd.Clip]:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory, clips: list[fsdd.Clip]) -> Built:
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.export import export_model
+    from jointspace.encoders.training.export import export_model
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.encoders.training import TrainConfig, train
-    from jointspace.server.builder import build_generation
+    from jointspace.encoders.training.trainer import TrainConfig, train
+    from jointspace.server.build.local_builder import build_generation
 
     root = tmp_path_factory.mktemp("built")
     train_clips = [c for c in clips if c.speaker in TRAIN_SPEAKERS and c.take in TAKES]
@@ -77,8 +77,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, clips: list[fsdd.Clip]) -> B
 
 @pytest.fixture(scope="session")
 def server(built: Built) -> Iterator[str]:
-    from jointspace.server.app import start_server
-    from jointspace.server.engine import Engine
+    from jointspace.server.api.app import start_server
+    from jointspace.server.serving.engine import Engine
 
     running = start_server(Engine(built.model, built.index), port=0)
     try:

@@ -1,5 +1,5 @@
 """A test-only entry point: `python tests/harness_serve.py [FAULTS] -- ARGS...` installs the faults
-its own options name (jointspace/faults.py), then runs `jointspace ARGS...` in this process.
+its own options name (jointspace/core/faults.py), then runs `jointspace ARGS...` in this process.
 
 No production entry point can enable fault injection, and neither can the environment; tests
 that need a faulty server *process* (one they kill at a named step, say) start this instead of
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import jointspace  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from jointspace import faults
-from jointspace.server.write_sites import SITES
+from jointspace.core import faults
+from jointspace.server.index.write_sites import SITES
 
 HARNESS = str(Path(__file__).resolve())
 

@@ -13,12 +13,12 @@ from typing import Any, Iterator
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from jointspace.config import ServeConfig
+from jointspace.server.api.config import ServeConfig
 
 
 @contextlib.contextmanager
 def own_server(engine: Any, **settings: Any) -> Iterator[Any]:
-    from jointspace.server.app import start_configured_server
+    from jointspace.server.api.app import start_configured_server
 
     config = replace(ServeConfig(), port=0, limits=engine.limits if engine else ServeConfig().limits, **settings)
     running = start_configured_server(config, engine)

@@ -146,8 +146,8 @@ def test_each_family_the_grammar_allows_searches_with_rows_left_out(factory):
     rows without ids, searches with a selector (deleted, excluded, filtered rows) and saves."""
     import faiss
 
-    from jointspace.server.index_types import build_index
-    from jointspace.server.searching import nearest
+    from jointspace.server.index.index_types import build_index
+    from jointspace.server.index.searching import nearest
 
     vectors = np.random.default_rng(0).standard_normal((600, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)

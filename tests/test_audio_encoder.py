@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from jointspace.data import fsdd
-from jointspace.encoders.audio import AudioTower
-from jointspace.encoders.audio_frontend import AudioConfig, decode_audio, log_mel, pad_batch
+from jointspace.encoders.impl.audio import AudioTower
+from jointspace.encoders.impl.audio_frontend import AudioConfig, decode_audio, log_mel, pad_batch
 from jointspace.encoders.base import tf
 
 
@@ -36,7 +36,7 @@ def test_embedding_of_a_clip_does_not_depend_on_its_batch(clips: list[fsdd.Clip]
 def test_channel_colouring_is_one_smooth_bounded_curve_per_clip() -> None:
     """The training-time channel augmentation adds, to every frame of a clip, the same curve over
     the mel bands: a tilt or bend the size of `max_gain` per cosine, never noise within a clip."""
-    from jointspace.encoders.audio import _colour_channel
+    from jointspace.encoders.impl.audio import _colour_channel
 
     tf.random.set_seed(1)
     x = tf.random.normal([4, 30, 40])
@@ -53,7 +53,7 @@ def test_mel_bands_stop_where_the_training_recordings_do(tmp_path, clips: list[f
     hold the floor in training, so the front end stops there unless told otherwise."""
     import soundfile
 
-    from jointspace.encoders.audio import AudioEncoder, audio_config
+    from jointspace.encoders.impl.audio import AudioEncoder, audio_config
 
     wide = tmp_path / "wide.wav"
     soundfile.write(wide, np.zeros(22050, np.float32), 22050)

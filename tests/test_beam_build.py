@@ -12,11 +12,11 @@ import pytest
 
 from jointspace.data.vectors import clustered_vectors, write_vector_catalog
 from jointspace.encoders.inference import EncoderSet
-from jointspace.errors import InvalidInput
-from jointspace.server.beam_builder import build_generation_with_beam, pipeline_options
-from jointspace.server.builder import build_generation
-from jointspace.server.generation import Generation
-from jointspace.server.generations import IndexDirectory
+from jointspace.core.errors import InvalidInput
+from jointspace.server.build.beam_builder import build_generation_with_beam, pipeline_options
+from jointspace.server.build.local_builder import build_generation
+from jointspace.server.index.generation import Generation
+from jointspace.server.index.index_directory import IndexDirectory
 from test_cli import assert_one_line_error, jointspace
 
 K = 10
@@ -98,8 +98,8 @@ def test_sharded_index_types_agree_with_the_local_build(built, encoders, vector_
 def test_a_real_server_serves_a_beam_built_generation(built, beam_index, client):
     """The shared server serves the local build of the same catalog: both answer alike."""
     from jointspace.client import Client
-    from jointspace.server.app import start_server
-    from jointspace.server.engine import Engine
+    from jointspace.server.api.app import start_server
+    from jointspace.server.serving.engine import Engine
 
     running = start_server(Engine(built.model, beam_index), port=0)
     try:

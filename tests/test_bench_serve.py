@@ -98,7 +98,7 @@ def test_recall_counts_the_exact_rows_found() -> None:
 
 
 def test_the_hidden_row_selector_is_built_once_per_set_of_hidden_rows() -> None:
-    from jointspace.server.searching import _all_but, nearest
+    from jointspace.server.index.searching import _all_but, nearest
 
     vectors = np.eye(8, dtype=np.float32)
     index = faiss.IndexFlatIP(8)

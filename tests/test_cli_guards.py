@@ -48,8 +48,7 @@ def error_line(capsys: pytest.CaptureFixture[str], *words: str) -> str:
 @pytest.fixture()
 def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fails the test if training starts: these refusals must come first."""
-    from jointspace.encoders import training
-
+    from jointspace.encoders.training.trainer import trainer as training
     def refuse(*args: object, **kwargs: object) -> None:
         pytest.fail("training started")  # a BaseException: `main` does not turn it into an exit code
 
@@ -156,8 +155,8 @@ def test_a_nan_model_scores_nothing_and_is_refused_by_index_build(tmp_path, caps
     import numpy as np
 
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.export import export_model
-    from jointspace.encoders.training import TrainConfig, train
+    from jointspace.encoders.training.export import export_model
+    from jointspace.encoders.training.trainer import TrainConfig, train
 
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     trained = train(read_pairs([pairs]), TrainConfig(dim=8, epochs=1, batch_size=8, patience=None))

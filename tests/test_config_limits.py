@@ -13,9 +13,9 @@ import pytest
 import soundfile
 
 from jointspace.client import Client, make_query
-from jointspace.config import ServeConfig, load_config
-from jointspace.errors import InvalidInput, NotFound
-from jointspace.limits import DEFAULT_LIMITS, Limits, parse_limit_assignment
+from jointspace.server.api.config import ServeConfig, load_config
+from jointspace.core.errors import InvalidInput, NotFound
+from jointspace.core.limits import DEFAULT_LIMITS, Limits, parse_limit_assignment
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import jointspace_exe, own_server
 
@@ -144,7 +144,7 @@ def test_missing_config_file_is_not_found(tmp_path):
 
 @pytest.fixture(scope="module")
 def tight(built):
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     with own_server(Engine(built.model, built.index, TIGHT)) as running:
         with Client(f"127.0.0.1:{running.port}", timeout=30) as client:

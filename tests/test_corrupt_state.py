@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from jointspace.client import Client
-from jointspace.errors import Corrupt
-from jointspace.faults import Faults, Pause, injected
-from jointspace.server.generation import CorruptGeneration, Generation
-from jointspace.server.generations import MANIFEST, sha256_of
-from jointspace.server.journal import JOURNAL_FILE, UPSERT, Change, Journal
-from jointspace.server.store import STORE_FILE
+from jointspace.core.errors import Corrupt
+from jointspace.core.faults import Faults, Pause, injected
+from jointspace.server.index.generation import CorruptGeneration, Generation
+from jointspace.server.index.index_directory import MANIFEST, sha256_of
+from jointspace.server.index.journal import JOURNAL_FILE, UPSERT, Change, Journal
+from jointspace.server.index.catalog_store import STORE_FILE
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import jointspace_exe, own_server
 
@@ -91,7 +91,7 @@ def _index_with_generations(built, tmp_path: Path, count: int) -> Path:
 
 
 def _engine(built, index: Path):
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     return Engine(built.model, index)
 

@@ -19,8 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.client import Client, make_query
-from jointspace.deadline import Deadline, check_deadline, deadline_scope
-from jointspace.errors import Cancelled, DeadlineExceeded
+from jointspace.core.deadline import Deadline, check_deadline, deadline_scope
+from jointspace.core.errors import Cancelled, DeadlineExceeded
 from jointspace.v1 import jointspace_pb2 as pb
 from harness_serve import serve_program
 from serving import own_server, scrape, value
@@ -47,7 +47,7 @@ def test_deadline_checks_raise_only_inside_an_expired_call():
 
 @pytest.fixture(scope="module")
 def engine(built):
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     return Engine(built.model, built.index)
 

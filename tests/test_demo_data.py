@@ -18,7 +18,7 @@ from jointspace.data.synthetic import (
     GENRES, MOVIELENS_GENRES, SyntheticConfig, SyntheticData, generate, write_catalog,
     write_movielens, write_pairs,
 )
-from jointspace.errors import InvalidInput, NotFound
+from jointspace.core.errors import InvalidInput, NotFound
 
 SPEAKERS = {"george", "jackson", "lucas", "nicolas", "theo", "yweweler"}
 

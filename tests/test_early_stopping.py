@@ -8,10 +8,10 @@ import pytest
 from jointspace.data import synthetic
 from jointspace.data.pairs import read_pairs
 from jointspace.encoders.base import tf
-from jointspace.encoders.early_stopping import EarlyStopping, validation_score
-from jointspace.encoders.optimizers import LazyAdam
-from jointspace.encoders import training
-from jointspace.encoders.training import TrainConfig, train
+from jointspace.encoders.training.early_stopping import EarlyStopping, validation_score
+from jointspace.encoders.training.optimizers import LazyAdam
+from jointspace.encoders.training.trainer import trainer as training
+from jointspace.encoders.training.trainer import TrainConfig, train
 
 
 def _metrics(recall_at_10: float) -> dict[str, dict[str, float]]:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from jointspace.cli import main
-from jointspace.encoders import metrics
-from jointspace.encoders.metrics import MISSING, Trials, model_ranks, popularity_ranks, summarize
+from jointspace.core import retrieval_metrics as metrics
+from jointspace.core.retrieval_metrics import MISSING, Trials, model_ranks, popularity_ranks, summarize
 
 
 def brute_force_ranks(queries: np.ndarray, candidates: np.ndarray, trials: Trials) -> np.ndarray:
@@ -73,8 +73,8 @@ def movielens_model(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     from jointspace.data import synthetic
     from jointspace.data.movielens import import_movielens
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.export import export_model
-    from jointspace.encoders.training import TrainConfig, train
+    from jointspace.encoders.training.export import export_model
+    from jointspace.encoders.training.trainer import TrainConfig, train
 
     root = tmp_path_factory.mktemp("movielens-eval")
     films = synthetic.generate(synthetic.SyntheticConfig(n_films=400, n_users=500, n_tastes=8, seed=2))

@@ -1,4 +1,4 @@
-"""Fault injection is enabled by code only (jointspace/faults.py). A `jointspace serve` process
+"""Fault injection is enabled by code only (jointspace/core/faults.py). A `jointspace serve` process
 whose environment holds the variables that used to enable the test hooks must write, rebuild and
 decode normally; the test-only entry point tests/harness_serve.py, given the same faults as
 options, must fail in each way, which shows that the checks can see a fault."""
@@ -16,8 +16,8 @@ import pytest
 
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.client import Client, make_query
-from jointspace.faults import DECODE_SEGFAULT
-from jointspace.server.write_sites import SITES
+from jointspace.core.faults import DECODE_SEGFAULT
+from jointspace.server.index.write_sites import SITES
 from jointspace.v1 import jointspace_pb2 as pb
 from harness_serve import serve_program
 
@@ -26,7 +26,7 @@ LONG_AGO = 1_000_000_000
 
 
 def _old_hooks(tmp_path: Path) -> dict[str, str]:
-    """Every environment variable that enabled a test hook before jointspace/faults.py."""
+    """Every environment variable that enabled a test hook before jointspace/core/faults.py."""
     return {"JOINTSPACE_FAULT_AT": ",".join(SITES), "JOINTSPACE_DECODE_TEST_FAULTS": "1",
             "JOINTSPACE_PAUSE_AT": "embedding", "JOINTSPACE_PAUSE_FILE": str(tmp_path / "paused"),
             "JOINTSPACE_RESUME_FILE": str(tmp_path / "resume")}

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from attack_data import DIM, UNITS, attacked_server
-from jointspace.limits import DEFAULT_LIMITS
+from jointspace.core.limits import DEFAULT_LIMITS
 from jointspace.v1 import jointspace_pb2 as pb
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -54,8 +54,8 @@ class Served:
 @pytest.fixture(scope="module")
 def served(built, tmp_path_factory) -> Iterator[Served]:
     """A server that only this module writes to, confined to a data directory of its own."""
-    from jointspace.server.datadir import DataDir
-    from jointspace.server.engine import Engine
+    from jointspace.server.index.data_dir import DataDir
+    from jointspace.server.serving.engine import Engine
 
     root = tmp_path_factory.mktemp("fuzz-writes")
     for name in ("model", "index"):

@@ -1,5 +1,5 @@
 """Hostile audio through real gRPC: a decoder that crashes, hangs or eats memory is stopped in its
-worker process (encoders/decode_pool.py) with a proper status, and the next query succeeds;
+worker process (encoders/impl/decode_pool.py) with a proper status, and the next query succeeds;
 non-finite samples are refused and silence is a valid clip."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import soundfile
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jointspace.client import Client, make_query
-from jointspace.encoders.decode_pool import DecodePool, shared_pool
-from jointspace.errors import InvalidInput, LimitExceeded
-from jointspace.faults import DECODE_HANG, DECODE_MEMORY, DECODE_SEGFAULT, Faults, injected
-from jointspace.limits import Limits
+from jointspace.encoders.impl.decode_pool import DecodePool, shared_pool
+from jointspace.core.errors import InvalidInput, LimitExceeded
+from jointspace.core.faults import DECODE_HANG, DECODE_MEMORY, DECODE_SEGFAULT, Faults, injected
+from jointspace.core.limits import Limits
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import own_server
 
@@ -67,7 +67,7 @@ def test_a_decoder_crash_is_invalid_argument_and_the_next_query_succeeds(server,
 def test_a_hung_decoder_is_stopped_at_the_deadline(built, client, clip, faults):
     """The server's own cap sets the deadline and the client waits longer, so the status comes
     from the server, and its message says which limit stopped the decoder: no clock reading."""
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     assert len(_search_audio(client, clip).hits) == 3  # a decoder is idle: the hang starts at once
     with own_server(Engine(built.model, built.index), max_deadline_seconds=2.0) as running, \

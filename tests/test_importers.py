@@ -14,7 +14,7 @@ import pytest
 
 from jointspace.data import fsdd, synthetic
 from jointspace.data.splits import group_split, random_split, time_split
-from jointspace.errors import InvalidInput
+from jointspace.core.errors import InvalidInput
 from test_cli import assert_one_line_error, jointspace
 
 

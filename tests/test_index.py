@@ -8,10 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from jointspace.errors import InvalidInput, NotReady
-from jointspace.server.generation import CorruptGeneration, Generation
-from jointspace.server.generations import IndexDirectory
-from jointspace.server.index_types import build_index, factory_string, make_index
+from jointspace.core.errors import InvalidInput, NotReady
+from jointspace.server.index.generation import CorruptGeneration, Generation
+from jointspace.server.index.searching import search
+from jointspace.server.index.index_directory import IndexDirectory
+from jointspace.server.index.index_types import build_index, factory_string, make_index
 
 
 @pytest.mark.parametrize("spec, count, factory", [
@@ -81,7 +82,7 @@ def test_corrupt_files_are_detected(built, tmp_path):
 
 
 def test_model_and_index_must_come_from_the_same_model(built, tmp_path):
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     model = tmp_path / "model"
     shutil.copytree(built.model, model)
@@ -96,9 +97,9 @@ def test_search_excludes_and_filters(built):
     generation = Generation(IndexDirectory(built.index).current_path())
     query = np.zeros((1, 16), np.float32)
     query[0, 0] = 1.0
-    [hits] = generation.search(query, 3, ["vector"])
+    [hits] = search(generation, query, 3, ["vector"])
     assert [h.key for h in hits] == ["vec:unit"] and hits[0].metadata == {"kind": "raw"}
-    [hits] = generation.search(query, 3, ["vector"], [{"vec:unit"}])
+    [hits] = search(generation, query, 3, ["vector"], [{"vec:unit"}])
     assert hits == []
 
 
@@ -109,7 +110,7 @@ def test_a_batch_uses_every_core_only_while_no_other_search_runs():
 
     import faiss
 
-    from jointspace.server.searching import CORES, faiss_threads
+    from jointspace.server.index.searching import CORES, faiss_threads
 
     seen: dict[str, int] = {}
     other_entered, release = threading.Event(), threading.Event()

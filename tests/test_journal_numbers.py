@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from jointspace.server.journal import DELETE, UPSERT, Change, Journal
+from jointspace.server.index.journal import DELETE, UPSERT, Change, Journal
 
 
 def test_numbers_grow_and_survive_a_carry_over(tmp_path):

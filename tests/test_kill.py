@@ -1,7 +1,7 @@
 """SIGKILL at each step of a rebuild, in a real `jointspace serve` process: after every restart the
 server answers from a complete generation, partial files are gone and no acknowledged upsert is
 lost. The kill lands at a named step: the server runs under the test-only entry point
-tests/harness_serve.py, which pauses it there (jointspace/faults.py)."""
+tests/harness_serve.py, which pauses it there (jointspace/core/faults.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.client import Client
-from jointspace.server.generations import IndexDirectory
+from jointspace.server.index.index_directory import IndexDirectory
 from harness_serve import serve_program
 
 DIM = 16

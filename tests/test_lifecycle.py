@@ -36,7 +36,7 @@ class Setup:
 
 
 def _engine(model: Path, index: Path, **settings: Any) -> Any:
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     return Engine(model, index, **settings)
 
@@ -67,8 +67,7 @@ def _while_rebuilding(client: Client, monkeypatch: pytest.MonkeyPatch, catalogs:
                       **options: Any) -> Iterator[list[pb.Operation]]:
     """Holds a real rebuild just before it reads its catalogs while the body runs; the list
     yielded receives the finished operation on exit."""
-    from jointspace.server import rebuild
-
+    from jointspace.server.serving import rebuild
     reading, go_on = threading.Event(), threading.Event()
     real_build = rebuild.build_generation
 
@@ -179,7 +178,7 @@ def test_old_generations_beyond_the_retention_count_are_deleted(built, setup):
 
 def test_a_generation_placed_but_never_live_is_removed_at_start(built, tmp_path):
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.server.builder import build_generation
+    from jointspace.server.build.local_builder import build_generation
 
     index = tmp_path / "index"
     shutil.copytree(built.index, index)

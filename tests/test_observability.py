@@ -12,8 +12,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jointspace.client import Client
-from jointspace.faults import Faults, Pause, injected
-from jointspace.logs import configure_logging
+from jointspace.core.faults import Faults, Pause, injected
+from jointspace.core.logs import configure_logging
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import own_server, scrape, value
 
@@ -22,7 +22,7 @@ SERVICE = "jointspace.v1.JointSpace"
 
 @pytest.fixture(scope="module")
 def engine(built):
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     return Engine(built.model, built.index)
 
@@ -77,8 +77,8 @@ def test_metrics_describe_the_served_index(engine):
 
 def test_a_real_rebuild_reports_its_progress_at_the_endpoint(built, tmp_path):
     """Scraped while a rebuild of the shared catalog stands still after embedding its first batch
-    (a pause point, jointspace/faults.py), then once it has succeeded."""
-    from jointspace.server.engine import Engine
+    (a pause point, jointspace/core/faults.py), then once it has succeeded."""
+    from jointspace.server.serving.engine import Engine
 
     index = tmp_path / "index"
     shutil.copytree(built.index, index)
@@ -152,7 +152,7 @@ def test_access_log_writes_one_json_object_per_call(engine, json_log):
 
 
 def test_json_log_carries_exceptions_and_progress_lines(json_log):
-    from jointspace.progress import log
+    from jointspace.core.progress import log
 
     log("removed leftovers of interrupted builds: .staging-1")
     try:

@@ -8,7 +8,7 @@ import pytest
 
 from jointspace.cli import main
 from jointspace.data.fsdd import DIGIT_WORDS
-from jointspace.space_map import project_2d
+from jointspace.quality.space_map import project_2d
 
 
 def pair_files(built) -> list[str]:

@@ -11,8 +11,8 @@ import pytest
 
 from jointspace.cli import main
 from jointspace.data import synthetic
-from jointspace.encoders.metrics import Trials
-from jointspace.errors import InvalidInput
+from jointspace.core.retrieval_metrics import Trials
+from jointspace.core.errors import InvalidInput
 
 
 def _popularity_hit_rate(data: synthetic.SyntheticData, top: int) -> float:
@@ -41,7 +41,7 @@ def test_global_popularity_makes_the_popular_films_a_real_baseline():
 
 
 def test_cooccurrence_ranks_films_by_shared_users_and_puts_seen_films_last():
-    from jointspace.cooccurrence import cooccurrence_counts, cooccurrence_ranks, item_matrix, pair_matrix
+    from jointspace.quality.cooccurrence import cooccurrence_counts, cooccurrence_ranks, item_matrix, pair_matrix
 
     # Training: user 0 watched films 0 and 1, user 1 films 0, 1 and 2, user 2 films 2 and 3.
     users, films = np.array([0, 0, 1, 1, 1, 2, 2]), np.array([0, 1, 0, 1, 2, 2, 3])
@@ -63,8 +63,8 @@ def test_logq_correction_is_tfrs_sampling_probability_correction():
     import tensorflow as tf
     import tensorflow_recommenders as tfrs
 
-    from jointspace.encoders.model import JointModel, PairType
-    from jointspace.encoders.training import log_frequencies
+    from jointspace.encoders.training.model import JointModel, PairType
+    from jointspace.encoders.training.trainer import log_frequencies
 
     rng = np.random.default_rng(0)
     left, right = (tf.math.l2_normalize(rng.normal(size=(6, 4)).astype(np.float32), axis=1) for _ in "ab")
@@ -79,7 +79,7 @@ def test_logq_correction_is_tfrs_sampling_probability_correction():
     model = JointModel(towers, temperature=0.2)
     ours = float(model.pair_loss(PairType("a", "b", "a", "b"), batch))
 
-    from jointspace.encoders.model import score_mask
+    from jointspace.encoders.training.model import score_mask
 
     task = tfrs.tasks.Retrieval(temperature=0.2)
     mask = score_mask(codes_a, codes_b)
@@ -108,7 +108,7 @@ def test_trained_space_recovers_hidden_tastes(built):
 
 
 def test_tune_dim_reports_recall_per_dimension_and_recommends_one(tmp_path: Path, capsys):
-    from jointspace.encoders.training import auto_dim
+    from jointspace.encoders.training.trainer import auto_dim
 
     data = synthetic.generate(synthetic.SyntheticConfig(n_films=80, n_users=150, n_tastes=4, seed=4))
     pairs = tmp_path / "pairs.jsonl"
@@ -140,7 +140,7 @@ def test_clipped_id_vectors_grow_with_evidence_and_unit_ones_do_not(tmp_path: Pa
     from collections import Counter
 
     from jointspace.cli import ID_NORMS
-    from jointspace.encoders.ids import NORMS
+    from jointspace.encoders.impl.ids import NORMS
     from jointspace.encoders.inference import EncoderSet
 
     assert set(ID_NORMS) == set(NORMS)  # the command line offers exactly what the tower knows

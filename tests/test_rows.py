@@ -8,7 +8,7 @@ import pytest
 
 from jointspace.data.catalog import read_catalog
 from jointspace.data.pairs import parse_pair_spec, parse_pair_weights, read_pairs
-from jointspace.errors import InvalidInput, NotFound
+from jointspace.core.errors import InvalidInput, NotFound
 
 
 def write(path, rows):

@@ -15,9 +15,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import pki
 from jointspace.client import Client
-from jointspace.errors import InvalidInput, NotFound, PermissionDenied
-from jointspace.server.auth import Tokens, required_role
-from jointspace.server.datadir import DataDir
+from jointspace.core.errors import InvalidInput, NotFound, PermissionDenied
+from jointspace.server.api.auth import Tokens, required_role
+from jointspace.server.index.data_dir import DataDir
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import jointspace_exe, own_server
 
@@ -29,7 +29,7 @@ WRITE_REQUESTS = {"Upsert": pb.UpsertRequest(), "Delete": pb.DeleteRequest(),
 @pytest.fixture(scope="module")
 def engine(built, tmp_path_factory):
     """Over a copy of the index: write tokens get through to methods that change it."""
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     index = tmp_path_factory.mktemp("security") / "index"
     shutil.copytree(built.index, index)
@@ -201,7 +201,7 @@ def test_confine_accepts_paths_inside_and_refuses_escapes(tmp_path):
 
 
 def test_engine_refuses_a_model_or_index_outside_the_data_dir(built, tmp_path):
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     data_dir = DataDir(built.root)  # holds both
     assert Engine(built.model, built.index, data_dir=data_dir).info()["size"] > 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jointspace.encoders.training import _epoch_batches, auto_dim
+from jointspace.encoders.training.trainer import _epoch_batches, auto_dim
 
 
 @pytest.mark.parametrize("values, dim", [(1, 8), (10, 8), (4096, 8), (160_000, 16), (1_500_000, 32),
@@ -16,7 +16,7 @@ def test_auto_dim_is_the_fourth_root_rounded_to_eight(values, dim):
 
 
 def test_score_mask_hides_repeats_on_either_side_but_keeps_the_positive():
-    from jointspace.encoders.model import score_mask
+    from jointspace.encoders.training.model import score_mask
 
     codes_a = np.array([0, 1, 2, 3])   # e.g. unique clips
     codes_b = np.array([7, 7, 8, 9])   # words: rows 0 and 1 say the same word
@@ -85,8 +85,8 @@ def test_exported_savedmodels_are_self_contained(built):
 
 def test_encoder_set_matches_server_and_rejects_bad_values(built):
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.errors import InvalidInput, LimitExceeded, NotFound
-    from jointspace.limits import Limits
+    from jointspace.core.errors import InvalidInput, LimitExceeded, NotFound
+    from jointspace.core.limits import Limits
 
     encoders = EncoderSet(built.model, Limits(max_text_chars=20, max_ids=3))
     assert encoders.embed("id", ["m:1"]).shape == (1, 16)
@@ -108,7 +108,7 @@ def test_loss_from_one_score_matrix_equals_two_tfrs_retrieval_calls():
     import tensorflow as tf
     import tensorflow_recommenders as tfrs
 
-    from jointspace.encoders.model import JointModel, PairType, score_mask
+    from jointspace.encoders.training.model import JointModel, PairType, score_mask
 
     class Identity(tf.keras.layers.Layer):
         def call(self, x, training=False):
@@ -133,8 +133,8 @@ def test_step_gradients_equal_the_tape_gradients_of_the_loss():
     the sparse embedding rows included."""
     import tensorflow as tf
 
-    from jointspace.encoders.ids import IdEncoder
-    from jointspace.encoders.model import JointModel, PairType
+    from jointspace.encoders.impl.ids import IdEncoder
+    from jointspace.encoders.training.model import JointModel, PairType
 
     encoder = IdEncoder()
     encoder.adapt([f"x{i}" for i in range(50)])
@@ -163,7 +163,7 @@ def test_step_gradients_equal_the_tape_gradients_of_the_loss():
 def test_prepared_id_indices_equal_the_towers_own_lookup():
     """`prepare` finds vocabulary ids without TensorFlow; pads, unknown ids (hashed buckets) and
     over-long bags (cut to their newest ids) must still land where the tower's lookup puts them."""
-    from jointspace.encoders.ids import IdEncoder, pad_bags, string_lookup
+    from jointspace.encoders.impl.ids import IdEncoder, pad_bags, string_lookup
 
     encoder = IdEncoder({"max_bag": 3, "oov_buckets": 4})
     encoder.adapt(["m:1", "m:2", "m:3", ["m:4", "m:5"]])
@@ -180,7 +180,7 @@ def test_the_same_seed_trains_the_same_model_and_another_seed_does_not():
     """`train --seed` must reproduce a model: same losses, same vectors. Keras seeds unseeded
     initializers from Python's `random`, which `tf.random.set_seed` alone leaves unseeded."""
     from jointspace.data.pairs import PairRows
-    from jointspace.encoders.training import TrainConfig, embed_arrays, train
+    from jointspace.encoders.training.trainer import TrainConfig, embed_arrays, train
 
     films = [f"m:{i}" for i in range(40)]
     words = ["alpha", "beta", "gamma", "delta"]

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from jointspace.data.pairs import PairRows
-from jointspace.encoders import export
-from jointspace.encoders.metrics import Trials, model_ranks, retrieval_metrics, summarize
-from jointspace.encoders.training import TrainConfig, train
-from jointspace.errors import InvalidInput
+from jointspace.encoders.training.trainer import export
+from jointspace.core.retrieval_metrics import Trials, model_ranks, retrieval_metrics, summarize
+from jointspace.encoders.training.trainer import TrainConfig, train
+from jointspace.core.errors import InvalidInput
 
 WORDS = ("alpha", "beta", "gamma", "delta")
 TINY = TrainConfig(dim=8, epochs=1, batch_size=8, patience=None)
@@ -96,8 +96,8 @@ def test_ties_and_nan_candidates_rank_ahead_of_the_target():
 
 
 def test_one_long_text_does_not_widen_the_others():
-    from jointspace.encoders.text import TextEncoder
-    from jointspace.encoders.training import _view_data
+    from jointspace.encoders.impl.text import TextEncoder
+    from jointspace.encoders.training.trainer import _view_data
 
     texts = ["a few words"] * 299 + ["word " * 40_000]
     encoder = TextEncoder({})

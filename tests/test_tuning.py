@@ -11,11 +11,11 @@ import pytest
 
 from jointspace.data.vectors import clustered_vectors, write_vector_catalog
 from jointspace.encoders.inference import EncoderSet
-from jointspace.server.builder import build_generation
-from jointspace.server.generation import Generation
-from jointspace.server.generations import MANIFEST, IndexDirectory
-from jointspace.server.index_types import build_index
-from jointspace.server.tuning import (
+from jointspace.server.build.local_builder import build_generation
+from jointspace.server.index.generation import Generation
+from jointspace.server.index.index_directory import MANIFEST, IndexDirectory
+from jointspace.server.index.index_types import build_index
+from jointspace.server.index.tuning import (
     EF_SEARCH_LADDER,
     TuningQueries,
     apply_search_params,

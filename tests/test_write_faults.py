@@ -1,8 +1,8 @@
 """Disk full and I/O errors while the server writes, through real gRPC: the operation fails with
 a message, and the live index and every acknowledged change stay as they were.
 
-Two injectors. The in-process one (jointspace/faults.py, at the write sites of
-server/write_sites.py) runs everywhere. libfiu (`fiu-run`, Debian's fiu-utils) makes the real libc
+Two injectors. The in-process one (jointspace/core/faults.py, at the write sites of
+server/index/write_sites.py) runs everywhere. libfiu (`fiu-run`, Debian's fiu-utils) makes the real libc
 calls fail under SQLite and FAISS in a `jointspace serve` process; that test is opt-in
 (JOINTSPACE_FIU_TESTS=1), because TensorFlow's import often hangs under libfiu's preload (BUILD.md):
 `make test` reports it as skipped, and once opted in, a missing `fiu-run` fails it."""
@@ -21,9 +21,9 @@ import pytest
 
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.client import Client
-from jointspace.faults import Faults, injected
-from jointspace.server.generations import IndexDirectory
-from jointspace.server.write_sites import SITES
+from jointspace.core.faults import Faults, injected
+from jointspace.server.index.index_directory import IndexDirectory
+from jointspace.server.index.write_sites import SITES
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import own_server
 
@@ -69,7 +69,7 @@ def _assert_untouched(client: Client, index: Path, acknowledged: list[tuple[str,
 
 @pytest.fixture()
 def served(built, tmp_path):
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     index = tmp_path / "index"
     shutil.copytree(built.index, index)
@@ -84,7 +84,7 @@ def _failing(site: str) -> Faults:
 
 
 def test_a_journal_write_that_fails_fails_the_upsert_and_applies_nothing(built, served):
-    from jointspace.server.engine import Engine
+    from jointspace.server.serving.engine import Engine
 
     client, index = served
     assert client.upsert([{"key": "ok:1", "vector": _vector(1)}]) == 1

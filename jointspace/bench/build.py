@@ -21,7 +21,8 @@ import numpy as np
 
 from jointspace.data import synthetic
 from jointspace.data.vectors import as_catalog_holds, clustered_vectors, write_vector_catalog
-from jointspace.progress import log
+from jointspace.core.progress import log
+from jointspace.server.index.searching import search
 
 QUERIES = 1_000
 K = 10
@@ -37,8 +38,8 @@ def _train_model(dim: int, out: Path) -> None:
     need no encoder, but every generation records the model that built it), trained on the films
     of MODEL_FILMS: its id and text encoders know those films and titles."""
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.export import export_model
-    from jointspace.encoders.training import TrainConfig, train
+    from jointspace.encoders.training.export import export_model
+    from jointspace.encoders.training.trainer import TrainConfig, train
 
     films = synthetic.generate(MODEL_FILMS)
     synthetic.write_pairs(films, out.parent / "pairs.jsonl")
@@ -46,7 +47,7 @@ def _train_model(dim: int, out: Path) -> None:
 
 
 def _top_keys(generation: Any, queries: np.ndarray) -> list[set[str]]:
-    return [{hit.key for hit in hits} for hits in generation.search(queries, K, ["vector"], with_metadata=False)]
+    return [{hit.key for hit in hits} for hits in search(generation, queries, K, ["vector"], with_metadata=False)]
 
 
 def _overlap(found: list[set[str]], expected: list[set[str]]) -> float:
@@ -56,8 +57,8 @@ def _overlap(found: list[set[str]], expected: list[set[str]]) -> float:
 def _compare(local_index: Path, beam_index: Path, catalog_vectors: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
     import faiss
 
-    from jointspace.server.generation import Generation
-    from jointspace.server.generations import IndexDirectory
+    from jointspace.server.index.generation import Generation
+    from jointspace.server.index.index_directory import IndexDirectory
 
     local = Generation(IndexDirectory(local_index).current_path())
     beam = Generation(IndexDirectory(beam_index).current_path())
@@ -79,8 +80,8 @@ def _compare(local_index: Path, beam_index: Path, catalog_vectors: np.ndarray, q
 def run(rows: int, dim: int, index_spec: str, target_recall: float, pipeline_args: Sequence[str],
         work: Path | None = None, seed: int = 0) -> dict[str, Any]:
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.server.beam_builder import build_generation_with_beam
-    from jointspace.server.builder import build_generation
+    from jointspace.server.build.beam_builder import build_generation_with_beam
+    from jointspace.server.build.local_builder import build_generation
 
     with tempfile.TemporaryDirectory(prefix="jointspace-bench-build-") as scratch:
         root = Path(work or scratch)

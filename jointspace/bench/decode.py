@@ -1,4 +1,4 @@
-"""What decoding audio in worker processes (encoders/decode_pool.py) adds to an audio query.
+"""What decoding audio in worker processes (encoders/impl/decode_pool.py) adds to an audio query.
 
 One in-process server answers audio Searches over real gRPC; passes alternate between decoding
 in the pool and decoding in the server process, so that load from other processes on a shared
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jointspace.data import fsdd
-from jointspace.progress import log
+from jointspace.core.progress import log
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -33,10 +33,10 @@ def _timed(call: Callable[[Any], Any], items: list[Any]) -> list[float]:
 
 def run(model: Path, index: Path, clips: int = 50, passes: int = 5) -> dict[str, Any]:
     from jointspace.client import Client, make_query
-    from jointspace.encoders import decode_pool
-    from jointspace.encoders.audio_decode import decode_to_rate
-    from jointspace.server.app import start_server
-    from jointspace.server.engine import Engine
+    from jointspace.encoders.impl import decode_pool
+    from jointspace.encoders.impl.audio_decode import decode_to_rate
+    from jointspace.server.api.app import start_server
+    from jointspace.server.serving.engine import Engine
     from jointspace.v1 import jointspace_pb2 as pb
 
     contents = [c.path.read_bytes() for c in fsdd.list_clips(fsdd.shipped_fsdd_dir())[:clips]]

@@ -18,9 +18,9 @@ import librosa
 import numpy as np
 
 from jointspace.data import fsdd
-from jointspace.encoders.audio_frontend import LOG_FLOOR, AudioConfig, decode_audio, log_mel, pad_batch
+from jointspace.encoders.impl.audio_frontend import LOG_FLOOR, AudioConfig, decode_audio, log_mel, pad_batch
 from jointspace.encoders.base import tf
-from jointspace.progress import log
+from jointspace.core.progress import log
 
 
 def _librosa_log_mel(clip: np.ndarray, config: AudioConfig) -> np.ndarray:

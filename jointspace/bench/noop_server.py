@@ -24,9 +24,9 @@ from typing import Any, Sequence
 import numpy as np
 from google.protobuf import struct_pb2
 
-from jointspace.config import ServeConfig, default_workers
-from jointspace.logs import configure_logging
-from jointspace.server.searching import faiss_threads
+from jointspace.server.api.config import ServeConfig, default_workers
+from jointspace.core.logs import configure_logging
+from jointspace.server.index.searching import faiss_threads
 from jointspace.v1 import jointspace_pb2 as pb
 
 logger = logging.getLogger("jointspace.server")
@@ -65,14 +65,14 @@ class NoopService:
 
 def served_vector_index(index_dir: Path) -> Any:
     """The FAISS index of the vector modality in the generation `index_dir` serves now."""
-    from jointspace.server.generation import Generation
-    from jointspace.server.generations import IndexDirectory
+    from jointspace.server.index.generation import Generation
+    from jointspace.server.index.index_directory import IndexDirectory
 
     return Generation(IndexDirectory(index_dir).current_path()).indexes["vector"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jointspace.server.app import serve_until_signal, start_configured_server
+    from jointspace.server.api.app import serve_until_signal, start_configured_server
 
     parser = argparse.ArgumentParser(prog="python -m jointspace.bench.noop_server")
     parser.add_argument("--k", type=int, default=10, help="hits per answer")

@@ -37,10 +37,10 @@ def _calls_per_second(target: str, calls: int, token: str | None = None) -> floa
 
 
 def run(model: Path, index: Path, calls: int, rounds: int) -> dict[str, Any]:
-    from jointspace.config import ServeConfig
-    from jointspace.server.app import start_configured_server
-    from jointspace.server.engine import Engine
-    from jointspace.server.service import JointSpaceService
+    from jointspace.server.api.config import ServeConfig
+    from jointspace.server.api.app import start_configured_server
+    from jointspace.server.serving.engine import Engine
+    from jointspace.server.api.service import JointSpaceService
     from jointspace.v1 import jointspace_pb2_grpc as pb_grpc
 
     engine = Engine(model, index)

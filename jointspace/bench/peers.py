@@ -20,8 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from jointspace.bench.searchers import Target, recall_at_k, search_all
-from jointspace.progress import Progress, log
-from jointspace.server.tuning import EF_SEARCH_LADDER
+from jointspace.core.progress import Progress, log
+from jointspace.server.index.tuning import EF_SEARCH_LADDER
 
 COLLECTION = "bench"
 HNSW_NEIGHBOURS = 32

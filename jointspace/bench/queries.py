@@ -18,7 +18,7 @@ import numpy as np
 from jointspace.bench.load import run_load
 from jointspace.bench.searchers import Target
 from jointspace.bench.serve import SERVE, _servers
-from jointspace.progress import log
+from jointspace.core.progress import log
 
 K = 10
 PER_MODALITY = 200  # distinct queries of each modality, cycled through by the clients

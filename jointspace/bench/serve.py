@@ -32,7 +32,7 @@ from jointspace.bench.searchers import Target, recall_at_k, search_all
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.data.vectors import as_catalog_holds, clustered_vectors, write_vector_catalog
 from jointspace.encoders.manifest import read_manifest
-from jointspace.progress import log
+from jointspace.core.progress import log
 
 K = 10
 QUERIES = 1_000
@@ -117,7 +117,7 @@ def _index(out: Path, model: Path, vectors: np.ndarray, target_recall: float, ca
         log(f"reusing the index in {out}")
         return out
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.server.builder import build_generation
+    from jointspace.server.build.local_builder import build_generation
 
     log(f"writing {len(vectors)} vectors to {catalog} and building {out}")
     write_vector_catalog(catalog, vectors)
@@ -168,7 +168,7 @@ def _info(address: str) -> dict[str, Any]:
 
 
 def _index_bytes(index: Path) -> int:
-    from jointspace.server.generations import IndexDirectory
+    from jointspace.server.index.index_directory import IndexDirectory
 
     return sum(f.stat().st_size for f in IndexDirectory(index).current_path().glob("index-*.faiss"))
 

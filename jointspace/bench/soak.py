@@ -42,7 +42,7 @@ from jointspace.bench.build import MODEL_FILMS, _train_model
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.data import synthetic
 from jointspace.data.vectors import clustered_vectors, write_vector_catalog
-from jointspace.progress import Progress, log
+from jointspace.core.progress import Progress, log
 
 KEYS_PER_CLIENT = 64
 MIX = {  # share of calls per kind
@@ -223,7 +223,7 @@ def prepare(work: Path, rows: int) -> Served:
     small one of bench/build.py: id and text queries ask for its films, which it must know."""
     from jointspace.encoders.manifest import read_manifest
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.server.builder import build_generation
+    from jointspace.server.build.local_builder import build_generation
 
     work.mkdir(parents=True, exist_ok=True)
     model = work / "model"

@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from jointspace.data import fsdd
-from jointspace.progress import log
+from jointspace.core.progress import log
 
 
 def evaluate_speaker(clips: list[fsdd.Clip], speaker: str, work: Path, epochs: int | None,
                      seed: int = 0, ensemble: int = 1) -> dict[str, Any]:
     from jointspace.client import Client, make_query
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.export import export_model
+    from jointspace.encoders.training.export import export_model
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.encoders.training import TrainConfig, train_members
-    from jointspace.server.app import start_server
-    from jointspace.server.builder import build_generation
-    from jointspace.server.engine import Engine
+    from jointspace.encoders.training.trainer import TrainConfig, train_members
+    from jointspace.server.api.app import start_server
+    from jointspace.server.build.local_builder import build_generation
+    from jointspace.server.serving.engine import Engine
 
     train_clips, held_out = fsdd.split_by_speaker(clips, speaker)
     fsdd.write_pairs(train_clips, work / "pairs.jsonl")

@@ -8,7 +8,7 @@ basic-retrieval tutorial), at equal or better validation recall. Both sides trai
 run, each in its own process (jointspace/bench/train_side.py) so that peak memory is measured per
 side. The first steps (tracing, first touches of the tables) are not timed. Validation is the
 same for both: held-out (user, film) rows, each user's vector against every film's vector, exact
-(encoders/metrics.py), as the TFRS tutorial's top-k accuracy counts it.
+(jointspace/core/retrieval_metrics.py), as the TFRS tutorial's top-k accuracy counts it.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from jointspace.data import synthetic
-from jointspace.encoders.metrics import Trials, model_ranks, popularity_ranks, summarize
-from jointspace.errors import InvalidInput
-from jointspace.progress import log
+from jointspace.core.retrieval_metrics import Trials, model_ranks, popularity_ranks, summarize
+from jointspace.core.errors import InvalidInput
+from jointspace.core.progress import log
 
 SIDES = ("tfrs", "jointspace")
 KS = (10, 100)

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from jointspace.data import fsdd
 from jointspace.data.rows import read_text_lines, relative_path, write_rows
 from jointspace.data.splits import group_split, random_split
-from jointspace.errors import InvalidInput, NotFound
+from jointspace.core.errors import InvalidInput, NotFound
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 SPLITS = ("random", "group")

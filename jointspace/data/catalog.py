@@ -9,14 +9,14 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 
 from jointspace.data.rows import iter_rows, resolve_audio
-from jointspace.errors import InvalidInput, quoted
-from jointspace.limits import DEFAULT_LIMITS, Limits
+from jointspace.core.errors import InvalidInput, quoted
+from jointspace.core.limits import DEFAULT_LIMITS, Limits
 
 CONTENT_FIELDS = ("id", "text", "audio", "vector")
 
 
 class Confine(Protocol):
-    """Where a file that a row names may lie: a server's data directory (server/datadir.py)."""
+    """Where a file that a row names may lie: a server's data directory (server/index/data_dir.py)."""
 
     def __call__(self, path: str, field: str, relative_to: Path | None = None) -> Path: ...
 

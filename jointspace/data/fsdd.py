@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from jointspace.data.rows import relative_path, write_rows
-from jointspace.errors import InvalidInput, NotFound
+from jointspace.core.errors import InvalidInput, NotFound
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _NAME = re.compile(r"^(\d)_([A-Za-z0-9]+)_(\d+)\.wav$", re.IGNORECASE)

@@ -33,7 +33,7 @@ import numpy as np
 from jointspace.data.rows import read_text_lines, write_rows
 from jointspace.data.splits import random_split, time_split
 from jointspace.data.synthetic import MOVIELENS_GENRES
-from jointspace.errors import InvalidInput
+from jointspace.core.errors import InvalidInput
 
 ITEM_FIELDS = 5 + len(MOVIELENS_GENRES)
 SPLITS = ("random", "time")

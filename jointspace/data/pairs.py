@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jointspace.data.rows import iter_rows, resolve_audio
-from jointspace.errors import InvalidInput
+from jointspace.core.errors import InvalidInput
 
 NOT_VIEWS = {"weight"}
 

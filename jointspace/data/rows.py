@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
-from jointspace.errors import InvalidInput, NotFound
+from jointspace.core.errors import InvalidInput, NotFound
 
 LIST_FIELDS = {"ids", "vector"}
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jointspace.errors import InvalidInput
+from jointspace.core.errors import InvalidInput
 
 
 def check_fraction(fraction: float) -> float:

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from jointspace.errors import InvalidInput
+from jointspace.core.errors import InvalidInput
 
 GENRES = (
     "action", "adventure", "animation", "comedy", "crime", "documentary", "drama", "fantasy",

@@ -1,0 +1,363 @@
+"""Training the joint model on pair rows.
+
+The loop is our own rather than `model.fit` because one step trains one pair type, and pair types
+have different towers and input shapes: each gets its own compiled step, and batches of all pair
+types are interleaved at random within an epoch in proportion to their size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from jointspace.data.pairs import PairRows, modality_of
+from jointspace.encoders import registry
+from jointspace.encoders.base import Arrays, Encoder, tf
+from jointspace.encoders.training.early_stopping import EarlyStopping
+from jointspace.core.retrieval_metrics import retrieval_metrics
+from jointspace.encoders.training.model import JointModel, PairType
+from jointspace.encoders.training.optimizers import LazyAdam
+from jointspace.encoders.training.tensorboard import ScalarLog
+from jointspace.core.errors import InvalidInput
+from jointspace.core.progress import Progress, log
+
+
+AUTO_STEPS = 600
+MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 300
+DEFAULT_PATIENCE = 3
+VALIDATION_STEPS = 100  # at least this many steps between two validations for early stopping
+
+
+def auto_dim(num_values: int) -> int:
+    """The rule of thumb D ≈ (number of possible values)^(1/4), as a multiple of 8 (at least 8)."""
+    return max(8, 8 * round(num_values**0.25 / 8))
+
+
+@dataclass
+class TrainConfig:
+    dim: int | None = None  # None: auto
+    epochs: int | None = None  # None: auto_epochs
+    batch_size: int = 128
+    learning_rate: float = 0.003
+    temperature: float = 0.2
+    # Sampling-bias (logQ) correction: each candidate's logit loses logq × log(its share of the
+    # pair type's training rows), so popular films stop being pushed away just for appearing
+    # in many batches as negatives. Training only; 0 turns it off.
+    logq: float = 1.0
+    validation_split: float = 0.1
+    # Early stopping: validations in a row without a better recall@1/@10 that end training (the
+    # best weights are kept); None validates only at the end. See encoders/training/early_stopping.py.
+    patience: int | None = DEFAULT_PATIENCE
+    validation_queries: int = 2000  # held-out queries per direction (a sample, to bound cost)
+    max_steps: int | None = None  # stop after this many steps, whatever the epochs (benchmarks)
+    seed: int = 0
+    pairs: list[tuple[str, str]] | None = None
+    pair_weights: dict[str, float] = field(default_factory=dict)
+    encoder_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    logdir: str | None = None  # TensorBoard scalars (encoders/training/tensorboard.py)
+
+
+@dataclass
+class ViewData:
+    """One view's prepared arrays for the rows that have it. `position[row]` indexes the arrays
+    (-1 where the row lacks the view); `codes[row]` numbers distinct values, so equal values get
+    equal codes (for accidental hits and for relevance in evaluation)."""
+
+    arrays: Arrays
+    position: np.ndarray
+    codes: np.ndarray
+
+    def take(self, rows: np.ndarray) -> Arrays:
+        at = self.position[rows]
+        return {k: v[at] for k, v in self.arrays.items()}
+
+
+@dataclass
+class TrainedModel:
+    encoders: dict[str, Encoder]
+    towers: dict[str, tf.keras.layers.Layer]
+    pair_types: list[PairType]
+    dim: int
+    config: TrainConfig
+    metrics: dict[str, dict[str, float]]
+    history: list[float]
+
+
+def _value_key(value: Any) -> str:
+    return "\x1f".join(value) if isinstance(value, list) else str(value)
+
+
+def _view_data(encoder: Encoder, view: str, values: list[Any]) -> ViewData:
+    present = np.array([v is not None for v in values])
+    rows = np.flatnonzero(present)
+    position = np.full(len(values), -1, np.int64)
+    position[rows] = np.arange(len(rows))
+    arrays = encoder.prepare(modality_of(view), [values[i] for i in rows])
+    codes = np.full(len(values), -1, np.int64)
+    # An object array: a fixed-width string array makes every value as wide as the longest one.
+    keys = np.array([_value_key(values[i]) for i in rows], dtype=object)
+    _, codes[rows] = np.unique(keys, return_inverse=True)
+    return ViewData(arrays, position, codes)
+
+
+def _make_encoders(rows: PairRows, views: set[str], config: TrainConfig) -> dict[str, Encoder]:
+    encoders: dict[str, Encoder] = {}
+    values: dict[str, list[Any]] = {}
+    for view in sorted(views):
+        plugin = registry.for_modality(modality_of(view))
+        if plugin.name not in encoders:
+            encoders[plugin.name] = plugin.encoder_class(config.encoder_settings.get(plugin.name))
+        values.setdefault(plugin.name, []).extend(v for v in rows.views[view] if v is not None)
+    for name, encoder in encoders.items():
+        encoder.adapt(values[name])
+    return encoders
+
+
+def log_frequencies(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per row, the log of its value's share of `rows` (the value's in-batch sampling
+    probability when batches are drawn from `rows`); 0 for rows outside them."""
+    counts = np.bincount(codes[rows], minlength=int(codes.max()) + 1)
+    out = np.zeros(len(codes), np.float32)
+    out[rows] = np.log(counts[codes[rows]] / len(rows))
+    return out
+
+
+def _batch(pair: PairType, data: dict[str, ViewData], weights: np.ndarray, rows: np.ndarray,
+           log_q: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    batch = {
+        "a": data[pair.a].take(rows),
+        "b": data[pair.b].take(rows),
+        "codes_a": data[pair.a].codes[rows],
+        "codes_b": data[pair.b].codes[rows],
+        "weight": weights[rows],
+    }
+    if log_q is not None:
+        batch["log_q_a"], batch["log_q_b"] = log_q[0][rows], log_q[1][rows]
+    return batch
+
+
+def _batch_counts(pair_rows: list[np.ndarray], batch_size: int) -> list[int]:
+    """Batches per epoch of each pair type: its own share, but at least half of an equal share.
+    A small pair type (600 spoken clips beside 100,000 watch histories) would otherwise get a
+    handful of steps per epoch and never be learnt; its rows are then cycled more than once."""
+    own = [max(len(rows) // batch_size, 1) for rows in pair_rows]
+    floor = sum(own) // (2 * len(pair_rows))
+    return [max(count, floor) for count in own]
+
+
+def auto_epochs(batches_per_epoch: int) -> int:
+    """Epochs enough for AUTO_STEPS optimizer steps. What a model learns depends on the steps it
+    takes, not on the passes over the data: 30 epochs of 600 clips (120 steps) left a held-out
+    voice at recall@1 0.23, 120 epochs (480 steps) of the same clips reached 0.81."""
+    return min(max(-(-AUTO_STEPS // max(batches_per_epoch, 1)), MIN_AUTO_EPOCHS), MAX_AUTO_EPOCHS)
+
+
+def _epoch_batches(pair_rows: list[np.ndarray], batch_size: int,
+                   rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    """One epoch's (pair type, rows) batches in random order (see `_batch_counts`)."""
+    batches = []
+    for index, (rows, count) in enumerate(zip(pair_rows, _batch_counts(pair_rows, batch_size))):
+        passes = -(-count * batch_size // max(len(rows), 1))
+        order = np.concatenate([rng.permutation(rows) for _ in range(passes)])
+        size = min(batch_size, len(rows))
+        batches += [(index, order[s * size : (s + 1) * size]) for s in range(count)]
+    rng.shuffle(batches)
+    return [(i, b) for i, b in batches if len(b) >= 2]
+
+
+def check_steps(pair_rows: list[np.ndarray], batch_size: int, rows: int, held_out: int) -> None:
+    """Refuse a run that would take no step (one row, a batch of one, every row held out): it
+    would write an untrained model as if it were trained. A step needs two rows of one pair type
+    (each row's negatives are the batch's other rows)."""
+    if batch_size >= 2 and any(len(members) >= 2 for members in pair_rows):
+        return
+    raise InvalidInput(f"no training step: {rows - held_out} of {rows} rows left for training after "
+                       f"holding out {held_out} for validation, batch size {batch_size}; a step needs a "
+                       f"batch of at least 2 rows of one pair type")
+
+
+def check_loss(loss: float, epoch: int, step: int) -> None:
+    """A non-finite loss means the weights are (or are about to be) NaN: every vector of such a
+    model is NaN, and it would score and serve as if it were fine."""
+    if not math.isfinite(loss):
+        raise InvalidInput(f"training diverged: the loss became {loss} at epoch {epoch}, step {step}; "
+                           f"lower --learning-rate, raise --temperature or check the rows' weights")
+
+
+def check_finite_weights(model: JointModel) -> None:
+    """The last step's update is never seen by a loss: check the weights it left."""
+    if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.trainable_variables):
+        raise InvalidInput("training diverged: the last step left non-finite weights; "
+                           "lower --learning-rate or raise --temperature")
+
+
+def _make_step(model: JointModel, pair: PairType, optimizer: Any) -> Callable[[dict], tf.Tensor]:
+    towers = {pair.encoder_a, pair.encoder_b}
+    variables = [v for name in sorted(towers) for v in model.towers[name].trainable_variables]
+
+    @tf.function(reduce_retracing=True)
+    def step(batch: dict) -> tf.Tensor:
+        loss, gradients = model.pair_gradients(pair, batch, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss
+
+    return step
+
+
+def embed_arrays(tower: tf.keras.layers.Layer, arrays: Arrays, batch_size: int = 1024) -> np.ndarray:
+    """Unit vectors for prepared arrays, in batches to bound memory."""
+    count = len(next(iter(arrays.values())))
+    chunks = [
+        tower({k: v[start : start + batch_size] for k, v in arrays.items()}, training=False).numpy()
+        for start in range(0, count, batch_size)
+    ]
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def validation_metrics(
+    model: JointModel, pairs: list[PairType], data: dict[str, ViewData], val_rows: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """For each pair type in both directions: held-out rows' queries against every distinct value
+    of the other view. A candidate counts as relevant if any row pairs it with the query."""
+    results = {}
+    for pair in pairs:
+        for q_view, q_enc, c_view, c_enc in (
+            (pair.a, pair.encoder_a, pair.b, pair.encoder_b),
+            (pair.b, pair.encoder_b, pair.a, pair.encoder_a),
+        ):
+            both = np.flatnonzero((data[q_view].codes >= 0) & (data[c_view].codes >= 0))
+            queries = np.intersect1d(val_rows, both)
+            if len(queries) == 0:
+                continue
+            c_codes, first = np.unique(data[c_view].codes[both], return_index=True)
+            relevant_of: dict[int, set[int]] = {}
+            for q, c in zip(data[q_view].codes[both], np.searchsorted(c_codes, data[c_view].codes[both])):
+                relevant_of.setdefault(int(q), set()).add(int(c))
+            q_vectors = embed_arrays(model.towers[q_enc], data[q_view].take(queries))
+            c_vectors = embed_arrays(model.towers[c_enc], data[c_view].take(both[first]))
+            relevant = [relevant_of[int(q)] for q in data[q_view].codes[queries]]
+            results[f"{q_view}->{c_view}"] = retrieval_metrics(q_vectors, c_vectors, relevant)
+    return results
+
+
+def train(rows: PairRows, config: TrainConfig,
+          on_step: Callable[[int, int], None] | None = None) -> TrainedModel:
+    """Train and validate. `on_step(steps, examples)`, if given, is called after every step
+    with the totals so far (the training benchmark times steps with it)."""
+    rng = np.random.default_rng(config.seed)
+    # Python's and NumPy's global generators too, not only TensorFlow's: Keras draws the seeds
+    # of unseeded initializers from Python's `random`, so the same seed gave different models.
+    tf.keras.utils.set_random_seed(config.seed)
+    view_pairs = rows.pair_types(config.pairs)
+    views = {v for pair in view_pairs for v in pair}
+    encoders = _make_encoders(rows, views, config)
+    num_values = sum(e.num_values() for e in encoders.values())
+    dim = config.dim or auto_dim(num_values)
+    log(f"training: {len(rows)} rows, pair types {', '.join(f'{a}={b}' for a, b in view_pairs)}, "
+        f"{num_values} distinct values, dim {dim}{'' if config.dim else ' (auto)'}")
+    pairs = []
+    for a, b in view_pairs:
+        name = f"{a}={b}"
+        pairs.append(PairType(a, b, registry.for_modality(modality_of(a)).name,
+                              registry.for_modality(modality_of(b)).name,
+                              config.pair_weights.get(name, 1.0)))
+    unknown = set(config.pair_weights) - {p.name for p in pairs}
+    if unknown:
+        raise InvalidInput(f"pair weights name unknown pair types: {', '.join(sorted(unknown))}")
+
+    with Progress(len(views), "preparing views", unit="view") as progress:
+        data = {}
+        for view in sorted(views):
+            data[view] = _view_data(encoders[registry.for_modality(modality_of(view)).name],
+                                    view, rows.views[view])
+            progress.update()
+    for encoder in encoders.values():
+        encoder.dim = dim
+    towers = {name: encoder.build_tower() for name, encoder in encoders.items()}
+    model = JointModel(towers, config.temperature)
+    optimizer = LazyAdam(config.learning_rate)
+
+    order = rng.permutation(len(rows))
+    val_count = int(len(rows) * config.validation_split)
+    val_rows, train_rows = np.sort(order[:val_count]), order[val_count:]
+    val_rows = np.sort(rng.permutation(val_rows)[: config.validation_queries])
+    weights = np.asarray(rows.weights, np.float32)
+    pair_rows = [
+        train_rows[(data[p.a].position[train_rows] >= 0) & (data[p.b].position[train_rows] >= 0)]
+        for p in pairs
+    ]
+    check_steps(pair_rows, config.batch_size, len(rows), val_count)
+    log_q = [(config.logq * log_frequencies(data[p.a].codes, members),
+              config.logq * log_frequencies(data[p.b].codes, members)) if config.logq else None
+             for p, members in zip(pairs, pair_rows)]
+    for pair, members in zip(pairs, pair_rows):  # build every tower's variables before tracing
+        model.pair_loss(pair, _batch(pair, data, weights, members[:2]), training=False)
+    optimizer.build(model.trainable_variables)  # one optimizer, steps update disjoint subsets
+    steps = [_make_step(model, p, optimizer) for p in pairs]
+    if config.epochs is None:
+        config = replace(config, epochs=auto_epochs(sum(_batch_counts(pair_rows, config.batch_size))))
+        log(f"training for {config.epochs} epochs (auto: at least {AUTO_STEPS} steps)")
+    history = []
+    scalars = ScalarLog(config.logdir)
+    stopping = EarlyStopping(model, config.patience) if config.patience and val_count else None
+    validate_every = -(-VALIDATION_STEPS // sum(_batch_counts(pair_rows, config.batch_size)))
+    done_steps = done_examples = 0
+    for epoch in range(1, config.epochs + 1):
+        batches = _epoch_batches(pair_rows, config.batch_size, rng)
+        if config.max_steps is not None:
+            batches = batches[: config.max_steps - done_steps]
+        total = 0.0
+        progress = Progress(len(batches), f"epoch {epoch}/{config.epochs}", unit="batch")
+        for index, batch_rows in batches:
+            loss = float(steps[index](_batch(pairs[index], data, weights, batch_rows, log_q[index])))
+            check_loss(loss, epoch, done_steps + 1)
+            total += loss
+            progress.update(loss=f"{loss:.3f}")
+            done_steps, done_examples = done_steps + 1, done_examples + len(batch_rows)
+            if on_step is not None:
+                on_step(done_steps, done_examples)
+        history.append(total / max(len(batches), 1))
+        progress.close(loss=f"{history[-1]:.4f}")
+        scalars.epoch(epoch, history[-1])
+        last = epoch == config.epochs or done_steps == config.max_steps
+        if stopping is not None and (epoch % validate_every == 0 or last):
+            metrics = validation_metrics(model, pairs, data, val_rows)
+            scalars.validation(epoch, metrics)
+            if stopping.check(epoch, metrics):
+                log(f"early stop after epoch {epoch}: no better validation recall for "
+                    f"{config.patience} validations; keeping epoch {stopping.best_epoch}")
+                break
+        if last:
+            break
+
+    if stopping is not None:
+        stopping.restore()
+        metrics = stopping.best_metrics
+    else:
+        metrics = validation_metrics(model, pairs, data, val_rows) if val_count else {}
+        scalars.validation(config.epochs, metrics)
+    check_finite_weights(model)
+    for direction, values in metrics.items():
+        log(f"validation {direction}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+    return TrainedModel(encoders, towers, pairs, dim, config, metrics, history)
+
+
+def train_members(rows: PairRows, config: TrainConfig, members: int = 1) -> list[TrainedModel]:
+    """`members` models that differ only in their seed (initial weights, validation split, batch
+    order), for `export_model` to serve as one.
+
+    Two seeds of the same code put a held-out voice 0.05 apart on spoken digits: a model's errors
+    on what it has never heard are partly the luck of its draw, and the mean of several draws'
+    scores cancels some of that luck (three members raised held-out-speaker recall@1 by 0.02,
+    docs/benchmarks.md), at `members` times the training cost and the model work of a query."""
+    if members < 1:
+        raise InvalidInput(f"an ensemble needs at least one member, not {members}")
+    trained = []
+    for member in range(members):
+        if members > 1:
+            log(f"ensemble member {member + 1}/{members} (seed {config.seed + member})")
+        trained.append(train(rows, replace(config, seed=config.seed + member)))
+    return trained

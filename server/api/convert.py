@@ -1,0 +1,106 @@
+"""Protocol messages ↔ engine values, with the checks that only the wire format needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format, struct_pb2
+
+from jointspace.data.catalog import CatalogEntry
+from jointspace.core.errors import InvalidInput
+from jointspace.core.limits import Limits
+from jointspace.server.serving.engine import Query
+from jointspace.server.index.filters import MetadataFilter, make_filter
+from jointspace.core.hits import Hit
+from jointspace.v1 import jointspace_pb2 as pb
+
+
+def vector_from_proto(vector: pb.Vector, field: str) -> np.ndarray:
+    if vector.values and vector.f32:
+        raise InvalidInput(f"{field}: set values or f32, not both")
+    if vector.f32:
+        if len(vector.f32) % 4:
+            raise InvalidInput(f"{field}.f32: {len(vector.f32)} bytes is not a whole number of float32")
+        return np.frombuffer(vector.f32, dtype="<f4")
+    return np.asarray(vector.values, dtype=np.float32)
+
+
+def query_from_proto(query: pb.Query, field: str = "query") -> Query:
+    kind = query.WhichOneof("kind")
+    if kind is None:
+        raise InvalidInput(f"{field}: empty; set one of id, ids, text, audio, vector")
+    if kind == "id":
+        if not query.id:
+            raise InvalidInput(f"{field}.id: empty")
+        return "id", query.id
+    if kind == "ids":
+        if not query.ids.ids:
+            raise InvalidInput(f"{field}.ids: the list is empty")
+        return "ids", list(query.ids.ids)
+    if kind == "text":
+        if not query.text.strip():
+            raise InvalidInput(f"{field}.text: empty")
+        return "text", query.text
+    if kind == "audio":
+        if not query.audio.content:
+            raise InvalidInput(f"{field}.audio.content: empty")
+        if query.audio.sample_rate < 0:
+            raise InvalidInput(f"{field}.audio.sample_rate: must be positive")
+        return "audio", (query.audio.content, query.audio.sample_rate or None)
+    return "vector", vector_from_proto(query.vector, f"{field}.vector")
+
+
+def catalog_entry_from_proto(entry: pb.CatalogEntry, field: str, limits: Limits) -> CatalogEntry:
+    """An upserted entry: its content is checked as a query's is (the same oneof members), its
+    key and metadata against the limits that catalog rows meet too (data/catalog.py)."""
+    if not entry.key:
+        raise InvalidInput(f"{field}.key: empty; every entry needs its catalog key")
+    limits.check_key(entry.key, f"{field}.key")
+    kind = entry.WhichOneof("content")
+    if kind is None:
+        raise InvalidInput(f"{field}: no content; set one of id, text, audio, vector")
+    modality, value = query_from_proto(pb.Query(**{kind: getattr(entry, kind)}), f"{field}.{kind}")
+    metadata = _plain(entry.metadata, f"{field}.metadata")
+    limits.check_metadata(metadata, f"{field}.metadata")
+    return CatalogEntry(entry.key, modality, value, metadata)
+
+
+def _plain(message: Any, field: str) -> Any:
+    """A Struct or Value as plain Python; JSON has no NaN or infinity, so such numbers are refused."""
+    try:
+        return json_format.MessageToDict(message)
+    except ValueError as error:
+        raise InvalidInput(f"{field}: {error}") from None
+
+
+def filters_from_proto(filters: Any, field: str, limits: Limits) -> tuple[MetadataFilter, ...]:
+    limits.check_count(len(filters), "max_filters", field, "filters")
+    return tuple(
+        make_filter(item.field, [_plain(v, f"{field}[{i}].any_of[{j}]") for j, v in enumerate(item.any_of)],
+                    f"{field}[{i}]")
+        for i, item in enumerate(filters)
+    )
+
+
+def struct_from_dict(values: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    if values:
+        json_format.ParseDict(values, message)
+    return message
+
+
+def hits_to_proto(hits: list[Hit], generation: str, response: pb.SearchResponse | None = None) -> pb.SearchResponse:
+    """Fills `response` (a new one if None: BatchSearch passes the slots of its own answer, so
+    that no message is built twice). Hits are added in place rather than built and copied in,
+    and hits without metadata leave the field unset (a client reads it as an empty Struct all
+    the same): building messages was a large share of a vector query's time."""
+    response = pb.SearchResponse() if response is None else response
+    response.generation = generation
+    add = response.hits.add
+    for hit in hits:
+        if hit.metadata:
+            add(key=hit.key, score=hit.score, modality=hit.modality, metadata=struct_from_dict(hit.metadata))
+        else:
+            add(key=hit.key, score=hit.score, modality=hit.modality)
+    return response

@@ -1,0 +1,99 @@
+"""Local (in-process) index build: catalog → vectors → FAISS indexes + store → new generation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from jointspace.data.catalog import CatalogEntry, RowRules, read_catalog
+from jointspace.encoders.inference import EncoderSet
+from jointspace.core.progress import Progress, log
+from jointspace.server.build.catalog_embedding import embedded_batches
+from jointspace.server.index.data_dir import DataDir
+from jointspace.server.index.generation_writer import (
+    publish_generation,
+    staging_area,
+    write_catalog_store,
+    write_tuned_index,
+)
+from jointspace.server.index.index_types import build_index, check_index_type, factory_string
+from jointspace.server.index.tuning import DEFAULT_TARGET_RECALL, exact_neighbours, tuning_queries
+
+
+# report(phase, done, total): "reading catalog", then "embedding" rows, then "indexing" modalities
+# (0 when the first index build starts, then one more as each index file is written).
+ReportProgress = Callable[[str, int, int], None]
+
+
+def _no_report(phase: str, done: int, total: int) -> None:
+    pass
+
+
+def build_generation(
+    encoders: EncoderSet,
+    catalog_paths: Sequence[Path],
+    index_root: Path,
+    index_spec: str = "auto",
+    target_recall: float = DEFAULT_TARGET_RECALL,
+    *,
+    report: ReportProgress = _no_report,
+    go_live: bool = True,
+    model_dir: Path | None = None,
+    data_dir: DataDir | None = None,
+) -> str:
+    """Build and publish a generation; returns its name. Nothing is published on failure.
+
+    `report` is called between batches; raising from it stops the build with nothing published,
+    which is how a server cancels a rebuild. `go_live=False` places the generation without
+    switching `CURRENT`, so that a server can load and check it first, and `model_dir` records
+    the model folder it is to be served with after a restart (both: rebuild.py). A server
+    passes its `data_dir`: the audio files that catalog rows name must lie inside it too. Keys
+    and metadata are held to the model's limits."""
+    started = time.monotonic()
+    check_index_type(index_spec, encoders.dim, "--index")  # before the catalog is read and embedded
+    report("reading catalog", 0, 0)
+    entries = read_catalog(catalog_paths, RowRules(encoders.limits, data_dir.confine if data_dir else None))
+    with staging_area(index_root) as (directory, staging):
+        groups: dict[str, list[CatalogEntry]] = {}
+        for entry in entries:
+            groups.setdefault(entry.modality, []).append(entry)
+        vectors = _embed(encoders, groups, len(entries), report)
+        factory = factory_string(index_spec, len(entries), encoders.dim)
+        summaries = []
+        report("indexing", 0, len(vectors))
+        for done, (modality, matrix) in enumerate(vectors.items(), 1):
+            log(f"building {factory} index for {len(matrix)} {modality} vectors")
+            keys = [e.key for e in groups[modality]]
+            queries = tuning_queries(keys, matrix)
+            truth = exact_neighbours(queries, matrix, np.arange(len(matrix)))
+            summaries.append(write_tuned_index(staging, modality, build_index(factory, keys, matrix),
+                                               queries, truth, target_recall))
+            report("indexing", done, len(vectors))
+        write_catalog_store(
+            staging,
+            ((m, row, e.key, e.metadata) for m, group in groups.items() for row, e in enumerate(group)),
+            encoders.version,
+        )
+        name = publish_generation(directory, staging, dim=encoders.dim, model_version=encoders.version,
+                                  factory=factory, summaries=summaries, catalogs=catalog_paths,
+                                  target_recall=target_recall, runner="local",
+                                  model_dir=model_dir, go_live=go_live)
+    log(f"published {name}: {len(entries)} entries in {time.monotonic() - started:.1f}s")
+    return name
+
+
+def _embed(encoders: EncoderSet, groups: dict[str, list[CatalogEntry]], total: int,
+           report: ReportProgress) -> dict[str, np.ndarray]:
+    vectors = {}
+    with Progress(total, "embedding catalog", unit="row") as progress:
+        for modality, group in sorted(groups.items()):
+            chunks = []
+            for chunk in embedded_batches(encoders, modality, [e.value for e in group]):
+                chunks.append(chunk)
+                progress.update(len(chunk))
+                report("embedding", progress.done, total)
+            vectors[modality] = np.concatenate(chunks)
+    return vectors

@@ -1,0 +1,203 @@
+"""Answering queries over a generation and its online changes, with exclusions and filters.
+
+Per result modality, the generation's FAISS index and the delta of upserted entries (changes.py)
+each give their top k, and the lists are merged by score: all are inner products in one space.
+Rows that must not come back (hidden by an upsert or delete, excluded by the query, failing its
+metadata filter) are kept out of the FAISS search itself with an ID selector, so a query still
+gets k hits when k entries qualify, without guessing an oversampling depth. Two corrections keep
+that promise where a selector alone does not: a filter that leaves few rows is answered exactly
+over those rows, and an approximate search that comes back short is repeated with a wider search
+(efSearch or nprobe times WIDEN).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import faiss
+import numpy as np
+
+from jointspace.core.hits import Hit
+from jointspace.server.index.changes import NO_CHANGES, Changes
+from jointspace.server.index.filters import MetadataFilter, matches
+
+if TYPE_CHECKING:
+    from jointspace.server.index.generation import Generation
+
+EXACT_UP_TO = 4_096  # a filter leaving at most this many rows is answered exactly
+WIDEN = 8
+PARALLEL_FROM = 16  # queries in one FAISS call from which its OpenMP threads pay for themselves
+CORES = faiss.omp_get_max_threads()  # OMP_NUM_THREADS, or every core
+
+# (score, modality, row in the generation or -1 for the delta, key, metadata of a delta entry)
+Candidate = tuple[float, str, int, str, "dict | None"]
+
+
+def search(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequence[str],
+           excludes: Sequence[set[str]] | None = None,
+           filters: Sequence[Sequence[MetadataFilter]] | None = None,
+           changes: Changes = NO_CHANGES, with_metadata: bool = True) -> list[list[Hit]]:
+    """Top-k hits per query row; `excludes[i]` and `filters[i]` belong to query i."""
+    chosen = generation.check_modalities(modalities, also_present=changes.matrices)
+    count = len(vectors)
+    excludes = excludes or [set()] * count
+    filters = filters or [()] * count
+    groups: dict[tuple[frozenset[str], tuple[MetadataFilter, ...]], list[int]] = {}
+    for query in range(count):
+        groups.setdefault((frozenset(excludes[query]), tuple(filters[query])), []).append(query)
+    results: list[list[Hit]] = [[] for _ in range(count)]
+    # One source (one modality's index, no upserted entries) comes back from FAISS in order.
+    merge = len(chosen) > 1 or any(m in changes.matrices for m in chosen)
+    with faiss_threads(count):
+        for (excluded, query_filters), members in groups.items():
+            found = _candidates(generation, changes, vectors[members], k, chosen, excluded, query_filters)
+            for query, candidates in zip(members, found):
+                if merge:
+                    candidates.sort(key=lambda c: -c[0])
+                    del candidates[k:]
+                results[query] = _hits(generation, candidates, with_metadata)
+    return results
+
+
+def _candidates(generation: Generation, changes: Changes, vectors: np.ndarray, k: int,
+                modalities: list[str], excluded: frozenset[str],
+                filters: tuple[MetadataFilter, ...]) -> list[list[Candidate]]:
+    found: list[list[Candidate]] = [[] for _ in range(len(vectors))]
+    excluded_rows: dict[str, set[int]] = {}
+    for modality, row in generation.store.locate(sorted(excluded)).values() if excluded else ():
+        excluded_rows.setdefault(modality, set()).add(row)
+    for modality in modalities:
+        index = generation.indexes.get(modality)
+        if index is not None:
+            hidden = changes.hidden_rows(modality)
+            if modality in excluded_rows:
+                hidden = hidden | excluded_rows[modality]
+            allowed = generation.filter_rows(modality, filters) if filters else None
+            scores, rows = nearest(index, vectors, k, allowed, hidden)
+            # Whole arrays to Python values at once: per-element numpy scalars cost more than the search.
+            keys = generation.keys[modality][np.maximum(rows, 0)].tolist()
+            for query, (score_row, id_row, key_row) in enumerate(zip(scores.tolist(), rows.tolist(), keys)):
+                found[query].extend((s, modality, r, key, None)
+                                    for s, r, key in zip(score_row, id_row, key_row) if r >= 0)
+        delta = changes.matrices.get(modality)
+        if delta is not None:
+            keep = [i for i, (key, meta) in enumerate(zip(delta.keys, delta.metadata))
+                    if key not in excluded and matches(meta, filters)]
+            if keep:
+                scores, local = faiss.knn(vectors, delta.vectors[keep], min(k, len(keep)),
+                                          metric=faiss.METRIC_INNER_PRODUCT)
+                for query, (score_row, id_row) in enumerate(zip(scores, local)):
+                    found[query].extend((float(s), modality, -1, delta.keys[keep[i]], delta.metadata[keep[i]])
+                                        for s, i in zip(score_row, id_row) if i >= 0)
+    return found
+
+
+def nearest(index: faiss.Index, vectors: np.ndarray, k: int, allowed: np.ndarray | None,
+            hidden: set[int] | frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS top-k among the rows in `allowed` (None: all) that are not `hidden`; rows -1 pad."""
+    if allowed is None and not hidden:
+        return index.search(vectors, min(k, index.ntotal))
+    none = np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
+    if allowed is not None:
+        hidden_rows = np.fromiter(hidden, np.int64, len(hidden))
+        rows = np.setdiff1d(allowed, hidden_rows, assume_unique=True) if len(hidden_rows) else allowed
+        if not len(rows):
+            return none
+        if len(rows) <= EXACT_UP_TO:
+            exact = _exact(index, vectors, rows, k)
+            if exact is not None:
+                return exact
+        selector, available = faiss.IDSelectorBatch(rows), len(rows)
+    else:
+        selector, available = _all_but(frozenset(hidden)), index.ntotal - len(hidden)
+    want = min(k, available)
+    if want <= 0:
+        return none
+    scores, ids = index.search(vectors, want, params=_params(index, selector, 1))
+    short = (ids >= 0).sum(axis=1) < want
+    if short.any():
+        wider = index.search(vectors[short], want, params=_params(index, selector, WIDEN))
+        scores[short], ids[short] = wider
+    return scores, ids
+
+
+class _InFlight:
+    """How many searches are running now, across the server's worker threads."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+
+_in_flight = _InFlight()
+
+
+@contextmanager
+def faiss_threads(queries: int) -> Iterator[None]:
+    """Sets the OpenMP threads of the calling thread's FAISS calls for the duration (the setting
+    is per thread, so concurrent calls do not race). A few queries run on the caller's thread
+    alone: a team of OpenMP threads per gRPC worker, spinning after each tiny search, cost
+    concurrent single queries 40% of their throughput. A batch uses every core only while no
+    other search runs: two concurrent batches with a full team each put twice as many threads
+    as cores, and each waits at its barriers for threads the other has preempted
+    (docs/benchmarks.md, "Serving speed")."""
+    with _in_flight.lock:
+        _in_flight.count += 1
+        alone = _in_flight.count == 1
+    faiss.omp_set_num_threads(CORES if alone and queries >= PARALLEL_FROM else 1)
+    try:
+        yield
+    finally:
+        with _in_flight.lock:
+            _in_flight.count -= 1
+
+
+@functools.lru_cache(maxsize=16)
+def _all_but(hidden: frozenset[int]) -> faiss.IDSelector:
+    """A selector of every row but `hidden`, built once per set of hidden rows: the rows an
+    online change hides stay the same object (changes.Changes) until the next write, and
+    building the selector is O(hidden) per search otherwise."""
+    inner = faiss.IDSelectorBatch(np.fromiter(hidden, np.int64, len(hidden)))
+    selector = faiss.IDSelectorNot(inner)
+    selector.referenced = inner  # the Not selector does not own its inner one: keep it alive with it
+    return selector
+
+
+def _exact(index: faiss.Index, vectors: np.ndarray, rows: np.ndarray,
+           k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact top-k over a few rows, from their stored vectors; None where the index cannot give
+    them back (PQ codes without a direct map): the selector search answers then."""
+    try:
+        stored = index.reconstruct_batch(rows)
+    except RuntimeError:
+        return None
+    scores, local = faiss.knn(vectors, stored, min(k, len(rows)), metric=faiss.METRIC_INNER_PRODUCT)
+    return scores, np.where(local >= 0, rows[np.maximum(local, 0)], -1)
+
+
+def _params(index: faiss.Index, selector: faiss.IDSelector, widen: int) -> faiss.SearchParameters:
+    """Search parameters carrying the selector and the index's own tuned efSearch / nprobe
+    (FAISS would otherwise fall back to its defaults), times `widen`."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        return faiss.SearchParametersPreTransform(index_params=_params(index.index, selector, widen))
+    if isinstance(index, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch * widen)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        return faiss.SearchParametersIVF(sel=selector, nprobe=min(ivf.nprobe * widen, ivf.nlist))
+    return faiss.SearchParameters(sel=selector)
+
+
+def _hits(generation: Generation, found: list[Candidate], with_metadata: bool) -> list[Hit]:
+    if not (with_metadata and generation.with_metadata):  # nothing stored to look up
+        return [Hit(key, score, modality, meta or {}) for score, modality, _, key, meta in found]
+    metadata: dict[tuple[str, int], dict] = {}
+    for modality in {m for _, m, row, _, _ in found if row >= 0} & generation.with_metadata:
+        rows = [row for _, m, row, _, _ in found if m == modality and row >= 0]
+        metadata.update({(modality, r): v for r, v in generation.store.metadata(modality, rows).items()})
+    return [Hit(key, score, modality, (meta if row < 0 else metadata.get((modality, row), {})) or {})
+            for score, modality, row, key, meta in found]

@@ -1,0 +1,269 @@
+"""What the service serves: one model, one index generation from that model, and the online
+changes made over that generation, as one frozen value.
+
+The value is replaced as a whole (one reference assignment), so a query that started on the old
+one finishes on it while new queries see the new one; nothing is ever half-swapped. Writers
+(Upsert, Delete, the swap at the end of a rebuild) take one lock, so that concurrent changes of
+one key are applied, journalled and acknowledged in one order. The engine knows nothing of gRPC:
+the CLI, the tests and the service share it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from jointspace.data.catalog import CatalogEntry, check_unique_keys
+from jointspace.core.deadline import check_deadline
+from jointspace.encoders.inference import EncoderSet
+from jointspace.core.errors import InvalidInput, JointspaceError, LimitExceeded, NotFound, NotReady, StorageError
+from jointspace.core.faults import pause_point
+from jointspace.core.hits import Hit
+from jointspace.core.limits import DEFAULT_LIMITS, Limits
+from jointspace.core.progress import log
+from jointspace.server.index.changes import NO_CHANGES, Changes, DeltaEntry, replay
+from jointspace.server.index.data_dir import DataDir
+from jointspace.server.index.filters import MetadataFilter
+from jointspace.server.index.fallback import open_intact_generation
+from jointspace.server.index.generation import Generation
+from jointspace.server.index.index_directory import IndexDirectory
+from jointspace.server.index.journal import DELETE, UPSERT, Change, Journal
+from jointspace.server.serving.operations import Operations
+from jointspace.server.serving.request_ids import RecentWrites, fingerprint, metadata_text
+from jointspace.server.index.searching import search
+
+Query = tuple[str, Any]  # (modality, value)
+DEFAULT_KEEP_GENERATIONS = 3
+
+
+@dataclass(frozen=True)
+class Served:
+    encoders: EncoderSet
+    generation: Generation
+    changes: Changes = NO_CHANGES
+    # The generation the online changes are journalled against: the one `CURRENT` names, which
+    # is `generation` except while an older one stands in for a corrupt live one (fallback.py).
+    journal_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.journal_name:
+            object.__setattr__(self, "journal_name", self.generation.name)
+
+    @property
+    def fallback(self) -> bool:
+        return self.journal_name != self.generation.name
+
+
+def check_pair(encoders: EncoderSet, generation: Generation) -> None:
+    if generation.model_version != encoders.version:
+        raise NotReady(
+            f"index {generation.name} was embedded by model {generation.model_version}, "
+            f"but the model loaded is {encoders.version}; rebuild the index with this model"
+        )
+
+
+def check_keep_generations(keep: int) -> int:
+    """At least 2: the generation a swap replaces may still be answering in-flight queries, which
+    read its catalog store, so it stays on disk until the next swap."""
+    if keep < 2:
+        raise InvalidInput(f"--keep-generations: at least 2 (the live one and the one it replaced), got {keep}")
+    return keep
+
+
+class Engine:
+    def __init__(self, model_dir: Path, index_dir: Path, limits: Limits = DEFAULT_LIMITS,
+                 data_dir: DataDir | None = None, keep_generations: int = DEFAULT_KEEP_GENERATIONS) -> None:
+        self.limits = limits
+        self.keep_generations = check_keep_generations(keep_generations)
+        # Every path the server reads (model, index, catalogs of a rebuild) goes through this.
+        self.data_dir = data_dir or DataDir()
+        self.index_dir = IndexDirectory(self.data_dir.confine(index_dir, "index"))
+        removed = self.index_dir.remove_partials()
+        if removed:
+            log(f"removed leftovers of interrupted builds: {', '.join(removed)}")
+        live_name, generation = open_intact_generation(self.index_dir)
+        encoders = self._pinned_encoders(self.data_dir.confine(model_dir, "model"), generation)
+        check_pair(encoders, generation)
+        self.journal = Journal(self.index_dir.root)
+        self.journal.keep_only(live_name)
+        journalled = self.journal.changes(live_name)
+        if journalled and generation.name != live_name:
+            # Made against the corrupt live generation, perhaps with another model: embed again.
+            journalled = _reembedded(encoders, journalled)
+        changes = replay(journalled, generation.store.locate(sorted({c.key for c in journalled})))
+        if journalled:
+            log(f"replayed {len(journalled)} online changes over {generation.name}")
+        self._served = Served(encoders, generation, changes, live_name)
+        self._writer = threading.Lock()
+        self.operations = Operations()
+        self._recent = RecentWrites()
+
+    def _pinned_encoders(self, model_dir: Path, generation: Generation) -> EncoderSet:
+        """The model given, or the one a server rebuild built the live generation with (its
+        manifest names the model folder; `index build` generations name none): a restart with the
+        flags of before must not undo a switch of model and index, nor refuse to start after it."""
+        encoders = EncoderSet(model_dir, self.limits)
+        pinned = generation.manifest.get("model_dir")
+        if encoders.version == generation.model_version or not pinned or Path(pinned) == model_dir:
+            return encoders
+        try:
+            other = EncoderSet(self.data_dir.confine(pinned, "model"), self.limits)
+        except JointspaceError:
+            return encoders  # gone or outside the data directory: check_pair explains the mismatch
+        if other.version != generation.model_version:
+            return encoders
+        log(f"{generation.name} was built with the model at {pinned} (version {other.version}); "
+            f"serving that model, not {model_dir} (version {encoders.version})")
+        return other
+
+    @property
+    def served(self) -> Served:
+        return self._served
+
+    def check_k(self, k: int) -> None:
+        if k <= 0:
+            raise InvalidInput(f"k: must be at least 1, got {k}")
+        if k > self.limits.max_k:
+            raise LimitExceeded(f"k: {k} is over the limit of {self.limits.max_k}")
+
+    def check_batch(self, count: int, field: str) -> None:
+        if count > self.limits.max_batch:
+            raise LimitExceeded(f"{field}: {count} items, over the limit of {self.limits.max_batch}")
+
+    def embed(self, queries: Sequence[Query], served: Served | None = None) -> np.ndarray:
+        """Unit vectors for queries of mixed modalities, one encoder call per modality."""
+        return _embed((served or self._served).encoders, queries)
+
+    def search(self, queries: Sequence[Query], k: int, modalities: Sequence[str] = (),
+               excludes: Sequence[set[str]] | None = None,
+               filters: Sequence[Sequence[MetadataFilter]] | None = None,
+               served: Served | None = None) -> list[list[Hit]]:
+        """`served`: the snapshot to answer from (the caller's, to name its generation); the
+        current one if not given."""
+        self.check_k(k)
+        for keys in excludes or ():
+            self.limits.check_count(len(keys), "max_exclude_keys", "exclude_keys", "keys")
+        served = served or self._served  # one snapshot for the whole call
+        vectors = self.embed(queries, served)
+        check_deadline("searching the index")
+        return search(served.generation, vectors, k, modalities, excludes, filters, served.changes)
+
+    def info(self) -> dict[str, Any]:
+        served = self._served
+        info = served.generation.info()
+        by_modality = dict(info["size_by_modality"])
+        for modality, rows in served.changes.hidden.items():
+            by_modality[modality] -= len(rows)
+        for modality, matrix in served.changes.matrices.items():
+            by_modality[modality] = by_modality.get(modality, 0) + len(matrix.keys)
+        return {**info, "size": sum(by_modality.values()), "size_by_modality": by_modality,
+                "query_modalities": served.encoders.modalities, "last_change": self.journal.last_number()}
+
+    def upsert(self, entries: Sequence[CatalogEntry], request_id: str = "") -> int:
+        """Embed with the served model, journal (durable before returning), then serve. A retry
+        with the `request_id` of an acknowledged upsert gets its answer again (request_ids.py)."""
+        self._check_changes([e.key for e in entries], "entries")
+        digest = fingerprint(UPSERT, [(e.key, e.modality, e.value, metadata_text(e.metadata)) for e in entries])
+        with self._writer:
+            answered = self._recent.answer(request_id, digest)
+            if answered is not None:
+                return answered
+            served = self._served
+            vectors = _embed(served.encoders, [(e.modality, e.value) for e in entries])
+            located = served.generation.store.locate([e.key for e in entries])
+            delta = [DeltaEntry(e.key, e.modality, v, e.metadata) for e, v in zip(entries, vectors)]
+            changes = served.changes.apply(delta, [], located)
+            self._journal(served, [
+                Change(UPSERT, e.key, modality=e.modality, value=e.value, vector=v, metadata=e.metadata)
+                for e, v in zip(entries, vectors)])
+            self._served = replace(served, changes=changes)
+            self._recent.record(request_id, digest, len(entries))
+        return len(entries)
+
+    def delete(self, keys: Sequence[str], request_id: str = "") -> int:
+        """All or nothing: a key that is not served makes the call NOT_FOUND, deleting none. A
+        retry with the `request_id` of an acknowledged delete gets its answer, not NOT_FOUND."""
+        self._check_changes(keys, "keys")
+        digest = fingerprint(DELETE, list(keys))
+        with self._writer:
+            answered = self._recent.answer(request_id, digest)
+            if answered is not None:
+                return answered
+            served = self._served
+            located = served.generation.store.locate(list(keys))
+            missing = [key for key in keys if not served.changes.has(key, located.get(key))]
+            if missing:
+                raise NotFound(f"keys: {', '.join(map(repr, missing[:5]))}{' ...' if len(missing) > 5 else ''} "
+                               f"not in the index; nothing was deleted")
+            changes = served.changes.apply([], list(keys), located)
+            self._journal(served, [Change(DELETE, key) for key in keys])
+            self._served = replace(served, changes=changes)
+            self._recent.record(request_id, digest, len(keys))
+        return len(keys)
+
+    def _journal(self, served: Served, changes: list[Change]) -> None:
+        """Durable before anything is served; a failed write leaves the served value as it was."""
+        try:
+            self.journal.append(served.journal_name, changes)
+        except StorageError as error:
+            raise StorageError(f"{error}; nothing was applied, retry once the disk is fixed") from error
+
+    def _check_changes(self, keys: Sequence[str], field: str) -> None:
+        if not keys:
+            raise InvalidInput(f"{field}: empty; give at least one")
+        self.check_batch(len(keys), field)
+        if not all(keys):
+            raise InvalidInput(f"{field}: keys must be non-empty strings")
+        try:
+            check_unique_keys(keys)
+        except InvalidInput:
+            raise InvalidInput(f"{field}: a key appears more than once in one call") from None
+
+    def swap(self, encoders: EncoderSet, generation: Generation, carry_after: int) -> None:
+        """Make a loaded and checked generation (and its model) live: carry over the online
+        changes numbered after `carry_after` (re-embedded if the model changes), switch
+        `CURRENT`, then swap the served value. Writers wait meanwhile; readers never do."""
+        with self._writer:
+            served = self._served
+            carried = self.journal.changes(served.journal_name, after=carry_after)
+            if encoders.version != served.encoders.version or served.fallback:
+                carried = _reembedded(encoders, carried)
+            self.journal.carry_over(generation.name, carried)
+            changes = replay(carried, generation.store.locate(sorted({c.key for c in carried})))
+            self.index_dir.make_live(generation.name)
+            pause_point("live")
+            self._served = Served(encoders, generation, changes)
+            try:
+                self.journal.keep_only(generation.name)
+            except JointspaceError as error:  # rows of other generations are dropped at start too
+                log(f"could not drop the journal rows of older generations yet: {error}")
+        log(f"serving {generation.name} (model {encoders.version}), {len(carried)} online changes carried over")
+
+
+def _embed(encoders: EncoderSet, queries: Sequence[Query]) -> np.ndarray:
+    by_modality: dict[str, list[int]] = {}
+    for position, (modality, _) in enumerate(queries):
+        by_modality.setdefault(modality, []).append(position)
+    if len(by_modality) == 1:  # the usual call: no scatter into a second array
+        [modality] = by_modality
+        check_deadline(f"embedding {modality} queries")
+        return np.ascontiguousarray(encoders.embed(modality, [value for _, value in queries]), np.float32)
+    out = np.zeros((len(queries), encoders.dim), np.float32)
+    for modality, positions in by_modality.items():
+        check_deadline(f"embedding {modality} queries")
+        out[positions] = encoders.embed(modality, [queries[p][1] for p in positions])
+    return out
+
+
+def _reembedded(encoders: EncoderSet, changes: list[Change]) -> list[Change]:
+    """Upserts embedded again with the model that goes live with a new generation."""
+    upserts = [(i, c) for i, c in enumerate(changes) if c.kind == UPSERT]
+    vectors = _embed(encoders, [(c.modality, c.value) for _, c in upserts])
+    result = list(changes)
+    for (position, change), vector in zip(upserts, vectors):
+        result[position] = replace(change, vector=vector)
+    return result
