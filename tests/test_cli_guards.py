@@ -48,7 +48,7 @@ def error_line(capsys: pytest.CaptureFixture[str], *words: str) -> str:
 @pytest.fixture()
 def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fails the test if training starts: these refusals must come first."""
-    from jointspace.encoders.training.trainer import trainer as training
+    from jointspace.encoders.training import trainer as training
     def refuse(*args: object, **kwargs: object) -> None:
         pytest.fail("training started")  # a BaseException: `main` does not turn it into an exit code
 

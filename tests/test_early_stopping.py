@@ -10,7 +10,7 @@ from jointspace.data.pairs import read_pairs
 from jointspace.encoders.base import tf
 from jointspace.encoders.training.early_stopping import EarlyStopping, validation_score
 from jointspace.encoders.training.optimizers import LazyAdam
-from jointspace.encoders.training.trainer import trainer as training
+from jointspace.encoders.training import trainer as training
 from jointspace.encoders.training.trainer import TrainConfig, train
 
 

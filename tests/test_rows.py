@@ -141,3 +141,11 @@ def test_missing_audio_names_file_and_line(tmp_path):
     path = write(tmp_path / "p.jsonl", [{"id": "m:1", "text": "one"}, {"audio": "gone.wav", "text": "one"}])
     with pytest.raises(NotFound, match="p.jsonl:2: audio file 'gone.wav' not found"):
         read_pairs([path])
+
+
+def test_a_duplicate_catalog_key_names_both_lines(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in (
+        {"key": "a", "id": "x"}, {"key": "b", "id": "y"}, {"key": "a", "id": "z"})))
+    with pytest.raises(InvalidInput, match=r"c\.jsonl:3: key 'a' appears more than once \(first at .*c\.jsonl:1\)"):
+        read_catalog([path])

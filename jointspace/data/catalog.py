@@ -94,19 +94,15 @@ def iter_numbered(path: Path, rules: RowRules = LOCAL) -> Iterator[tuple[int, Ca
         yield number, entry_from_row(row, f"{path}:{number}", path, rules)
 
 
-def iter_catalog(paths: Sequence[Path], rules: RowRules = LOCAL) -> Iterator[CatalogEntry]:
-    for path in paths:
-        for _, entry in iter_numbered(path, rules):
-            yield entry
-
-
-def check_unique_keys(keys: Iterable[str]) -> None:
-    """A key names one thing in the index."""
-    seen: set[str] = set()
-    for key in keys:
+def check_unique_keys(keys: Iterable[str], places: Sequence[str] | None = None) -> None:
+    """A key names one thing in the index. `places[i]` (file:line) says where key i was read."""
+    seen: dict[str, int] = {}
+    for i, key in enumerate(keys):
         if key in seen:
-            raise InvalidInput(f"catalog: key {quoted(key)} appears more than once")
-        seen.add(key)
+            where = f"{places[i]}: " if places else "catalog: "
+            first = f" (first at {places[seen[key]]})" if places else ""
+            raise InvalidInput(f"{where}key {quoted(key)} appears more than once{first}")
+        seen[key] = i
 
 
 def check_not_empty(count: int, paths: Sequence[Path]) -> None:
@@ -116,7 +112,7 @@ def check_not_empty(count: int, paths: Sequence[Path]) -> None:
 
 def read_catalog(paths: Sequence[Path], rules: RowRules = LOCAL) -> list[CatalogEntry]:
     """All entries, refusing duplicate keys and empty catalogs."""
-    entries = list(iter_catalog(paths, rules))
-    check_unique_keys(e.key for e in entries)
-    check_not_empty(len(entries), paths)
-    return entries
+    numbered = [(f"{path}:{number}", entry) for path in paths for number, entry in iter_numbered(path, rules)]
+    check_unique_keys([entry.key for _, entry in numbered], [place for place, _ in numbered])
+    check_not_empty(len(numbered), paths)
+    return [entry for _, entry in numbered]
