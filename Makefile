@@ -7,7 +7,7 @@ comma := ,
 # The stamp names the extras, so that a .venv set up with fewer of them is brought up to date.
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: demo test setup stubs wheel clean
+.PHONY: demo test lint setup stubs wheel clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: $(STAMP)
 # pytest exits 5 when it collects nothing: that is a failure here, said in plain words.
 test: $(STAMP)
 	$(BIN)/python -m pytest || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
+
+# The lint and type gate (pyproject.toml [tool.ruff], [tool.mypy]): no formatter runs here.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python tools/typecheck.py
 
 stubs: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. \

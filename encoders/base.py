@@ -10,14 +10,15 @@ export never branch on a modality name; the set of modalities itself is closed (
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
+import tensorflow as tf
 
 import jointspace  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-import tensorflow as tf
 from jointspace.core.limits import Limits
 
 Arrays = dict[str, np.ndarray]

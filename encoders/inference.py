@@ -6,16 +6,17 @@ the same code. Raw vectors (`vector`) need no encoder: they are checked and norm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from jointspace.core.errors import InvalidInput
+from jointspace.core.limits import DEFAULT_LIMITS, Limits
 from jointspace.encoders import registry
 from jointspace.encoders.base import ServingEncoder
 from jointspace.encoders.manifest import read_manifest
-from jointspace.core.errors import InvalidInput
-from jointspace.core.limits import DEFAULT_LIMITS, Limits
 
 VECTOR = "vector"
 

@@ -9,13 +9,9 @@ training, export and serving free of per-modality code.
 
 from __future__ import annotations
 
-from jointspace.encoders.impl import audio
-
-from jointspace.encoders.impl import ids
-
-from jointspace.encoders.impl import text
-from jointspace.encoders.base import EncoderPlugin
 from jointspace.core.errors import InvalidInput
+from jointspace.encoders.base import EncoderPlugin
+from jointspace.encoders.impl import audio, ids, text
 
 PLUGINS: dict[str, EncoderPlugin] = {plugin.name: plugin for plugin in (ids.PLUGIN, text.PLUGIN, audio.PLUGIN)}
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 import numpy as np
@@ -77,7 +78,8 @@ def make_catalog_entry(row: Mapping[str, Any]) -> pb.CatalogEntry:
     "metadata": {...}}; audio is a file path (read here) or the file's bytes."""
     content = {k: row[k] for k in ("id", "text", "audio", "vector") if row.get(k) is not None}
     if len(content) != 1:
-        raise ValueError(f"entry {row.get('key')!r}: give exactly one of id, text, audio, vector; got {sorted(content)}")
+        raise ValueError(
+            f"entry {row.get('key')!r}: give exactly one of id, text, audio, vector; got {sorted(content)}")
     [(kind, value)] = content.items()
     if kind == "audio":
         query = make_query(**({"audio": value} if isinstance(value, bytes) else {"audio_path": value}))
@@ -245,7 +247,7 @@ class Client:
     def close(self) -> None:
         self._raw_channel.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:

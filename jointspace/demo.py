@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jointspace.data import fsdd, synthetic
 from jointspace.core.progress import log
+from jointspace.data import fsdd, synthetic
 
 HELD_OUT_SPEAKER = "theo"
 DEMO_EPOCHS = 20
@@ -71,9 +71,10 @@ def show_examples(target: str, films: synthetic.SyntheticData, held_out: list[fs
 
 def run_demo(out: Path, port: int = 50051, epochs: int | None = None, keep_serving: bool = False) -> None:
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.training.export import export_model
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.encoders.training.trainer import TrainConfig, train
+    from jointspace.encoders.training.config import TrainConfig
+    from jointspace.encoders.training.export import export_model
+    from jointspace.encoders.training.trainer import train
     from jointspace.server.api.app import serve_until_signal, start_server
     from jointspace.server.build.local_builder import build_generation
     from jointspace.server.serving.engine import Engine

@@ -5,14 +5,14 @@ slow part; tests must not change what these fixtures serve."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import settings
 
-import jointspace  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import jointspace  # first: sets TF_USE_LEGACY_KERAS before TensorFlow loads
 from jointspace.data import fsdd, synthetic
 
 # Every property test runs the same examples on every run and machine (derandomize), as many as it
@@ -47,9 +47,10 @@ def clips() -> list[fsdd.Clip]:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory, clips: list[fsdd.Clip]) -> Built:
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.training.export import export_model
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.encoders.training.trainer import TrainConfig, train
+    from jointspace.encoders.training.config import TrainConfig
+    from jointspace.encoders.training.export import export_model
+    from jointspace.encoders.training.trainer import train
     from jointspace.server.build.local_builder import build_generation
 
     root = tmp_path_factory.mktemp("built")
@@ -88,7 +89,7 @@ def server(built: Built) -> Iterator[str]:
 
 
 @pytest.fixture()
-def client(server: str) -> Iterator["jointspace.client.Client"]:
+def client(server: str) -> Iterator[jointspace.client.Client]:
     from jointspace.client import Client
 
     with Client(server, timeout=30) as c:

@@ -7,9 +7,10 @@ import contextlib
 import shutil
 import sys
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from jointspace.data import fsdd
+from jointspace.encoders.base import tf
 from jointspace.encoders.impl.audio import AudioTower
 from jointspace.encoders.impl.audio_frontend import AudioConfig, decode_audio, log_mel, pad_batch
-from jointspace.encoders.base import tf
 
 
 def test_embedding_of_a_clip_does_not_depend_on_its_batch(clips: list[fsdd.Clip]) -> None:

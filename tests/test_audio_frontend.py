@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from jointspace.core.errors import InvalidInput, LimitExceeded, NotFound
+from jointspace.core.limits import Limits
 from jointspace.encoders.impl.audio_frontend import (
     AudioConfig,
     decode_audio,
@@ -20,8 +22,6 @@ from jointspace.encoders.impl.audio_frontend import (
     mel_power_spectrogram,
     pad_batch,
 )
-from jointspace.core.errors import InvalidInput, LimitExceeded, NotFound
-from jointspace.core.limits import Limits
 
 CONFIG = AudioConfig()
 CLIPS = ["7_theo_3.wav", "0_george_0.wav", "3_jackson_11.wav", "9_nicolas_10.wav", "5_yweweler_7.wav"]

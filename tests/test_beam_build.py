@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jointspace.core.errors import InvalidInput
 from jointspace.data.vectors import clustered_vectors, write_vector_catalog
 from jointspace.encoders.inference import EncoderSet
-from jointspace.core.errors import InvalidInput
 from jointspace.server.build.beam_builder import build_generation_with_beam, pipeline_options
 from jointspace.server.build.local_builder import build_generation
 from jointspace.server.index.generation import Generation
 from jointspace.server.index.index_directory import IndexDirectory
+from jointspace.server.index.searching import search
 from test_cli import assert_one_line_error, jointspace
 
 K = 10
@@ -28,8 +29,8 @@ def _live(index_root: Path) -> Generation:
 
 def _agreement(found: Generation, expected: Generation, queries: np.ndarray, modality: str) -> float:
     """Mean share of `expected`'s top-k keys that `found` returns too."""
-    got = found.search(queries, K, [modality], with_metadata=False)
-    want = expected.search(queries, K, [modality], with_metadata=False)
+    got = search(found, queries, K, [modality], with_metadata=False)
+    want = search(expected, queries, K, [modality], with_metadata=False)
     return float(np.mean([len({h.key for h in g} & {h.key for h in w}) / len(w) for g, w in zip(got, want)]))
 
 

@@ -11,7 +11,6 @@ import numpy as np
 from jointspace.bench import train
 from jointspace.cli import main
 
-
 STEPS, WARMUP = 40, 2  # about one pass over the tiny data: enough to leave the popular films behind
 
 

@@ -21,7 +21,7 @@ def jointspace(*args: str, cwd: Path | None = None, timeout: int = 300) -> subpr
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
     assert result.returncode != 0
-    lines = [l for l in result.stderr.splitlines() if l.startswith("jointspace: error:")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("jointspace: error:")]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     for word in words:
@@ -67,7 +67,8 @@ def test_server_errors_are_one_line(server):
 
 
 def test_local_errors_are_one_line(tmp_path, built, clips):
-    assert_one_line_error(jointspace("query", "--target", "127.0.0.1:1", "--timeout", "1", "--text", "x"), "UNAVAILABLE")
+    assert_one_line_error(jointspace("query", "--target", "127.0.0.1:1", "--timeout", "1", "--text", "x"),
+                          "UNAVAILABLE")
     assert_one_line_error(jointspace("query", "--audio", str(tmp_path / "missing.wav")), "no such file")
     assert_one_line_error(jointspace("train", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "m")),
                           "no such file")
@@ -116,7 +117,7 @@ def test_every_command_has_help():
 def test_data_commands_write_files(tmp_path):
     result = jointspace("data", "fsdd", "--hold-out", "theo", "--out", str(tmp_path / "digits"))
     assert result.returncode == 0, result.stderr
-    pairs = [json.loads(l) for l in (tmp_path / "digits/pairs.jsonl").read_text().splitlines()]
+    pairs = [json.loads(line) for line in (tmp_path / "digits/pairs.jsonl").read_text().splitlines()]
     assert pairs and all((tmp_path / "digits" / p["audio"]).is_file() for p in pairs)
     assert not any("theo" in p["audio"] for p in pairs)
     result = jointspace("data", "synthetic", "--films", "50", "--users", "40", "--out", str(tmp_path / "films"))

@@ -155,8 +155,9 @@ def test_a_nan_model_scores_nothing_and_is_refused_by_index_build(tmp_path, caps
     import numpy as np
 
     from jointspace.data.pairs import read_pairs
+    from jointspace.encoders.training.config import TrainConfig
     from jointspace.encoders.training.export import export_model
-    from jointspace.encoders.training.trainer import TrainConfig, train
+    from jointspace.encoders.training.trainer import train
 
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     trained = train(read_pairs([pairs]), TrainConfig(dim=8, epochs=1, batch_size=8, patience=None))

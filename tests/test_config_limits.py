@@ -13,9 +13,9 @@ import pytest
 import soundfile
 
 from jointspace.client import Client, make_query
-from jointspace.server.api.config import ServeConfig, load_config
 from jointspace.core.errors import InvalidInput, NotFound
 from jointspace.core.limits import DEFAULT_LIMITS, Limits, parse_limit_assignment
+from jointspace.server.api.config import ServeConfig, load_config
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import jointspace_exe, own_server
 

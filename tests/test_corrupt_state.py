@@ -17,10 +17,10 @@ import pytest
 from jointspace.client import Client
 from jointspace.core.errors import Corrupt
 from jointspace.core.faults import Faults, Pause, injected
+from jointspace.server.index.catalog_store import STORE_FILE
 from jointspace.server.index.generation import CorruptGeneration, Generation
 from jointspace.server.index.index_directory import MANIFEST, sha256_of
 from jointspace.server.index.journal import JOURNAL_FILE, UPSERT, Change, Journal
-from jointspace.server.index.catalog_store import STORE_FILE
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import jointspace_exe, own_server
 

@@ -17,12 +17,12 @@ import pytest
 import soundfile
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness_serve import serve_program
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.client import Client, make_query
 from jointspace.core.deadline import Deadline, check_deadline, deadline_scope
 from jointspace.core.errors import Cancelled, DeadlineExceeded
 from jointspace.v1 import jointspace_pb2 as pb
-from harness_serve import serve_program
 from serving import own_server, scrape, value
 
 SERVICE = "jointspace.v1.JointSpace"

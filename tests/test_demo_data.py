@@ -10,15 +10,30 @@ import numpy as np
 import pytest
 import soundfile
 
+from jointspace.core.errors import InvalidInput, NotFound
 from jointspace.data.fsdd import (
-    DIGIT_WORDS, Clip, list_clips, shipped_fsdd_dir, split_by_speaker,
-    write_catalog as write_clip_catalog, write_pairs as write_clip_pairs,
+    DIGIT_WORDS,
+    Clip,
+    list_clips,
+    shipped_fsdd_dir,
+    split_by_speaker,
+)
+from jointspace.data.fsdd import (
+    write_catalog as write_clip_catalog,
+)
+from jointspace.data.fsdd import (
+    write_pairs as write_clip_pairs,
 )
 from jointspace.data.synthetic import (
-    GENRES, MOVIELENS_GENRES, SyntheticConfig, SyntheticData, generate, write_catalog,
-    write_movielens, write_pairs,
+    GENRES,
+    MOVIELENS_GENRES,
+    SyntheticConfig,
+    SyntheticData,
+    generate,
+    write_catalog,
+    write_movielens,
+    write_pairs,
 )
-from jointspace.core.errors import InvalidInput, NotFound
 
 SPEAKERS = {"george", "jackson", "lucas", "nicolas", "theo", "yweweler"}
 

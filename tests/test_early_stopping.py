@@ -8,10 +8,11 @@ import pytest
 from jointspace.data import synthetic
 from jointspace.data.pairs import read_pairs
 from jointspace.encoders.base import tf
+from jointspace.encoders.training import trainer as training
+from jointspace.encoders.training.config import TrainConfig
 from jointspace.encoders.training.early_stopping import EarlyStopping, validation_score
 from jointspace.encoders.training.optimizers import LazyAdam
-from jointspace.encoders.training import trainer as training
-from jointspace.encoders.training.trainer import TrainConfig, train
+from jointspace.encoders.training.trainer import train
 
 
 def _metrics(recall_at_10: float) -> dict[str, dict[str, float]]:

@@ -29,7 +29,7 @@ def _train_members(rows_path: Path, config, out: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from jointspace.encoders.training.trainer import TrainConfig
+    from jointspace.encoders.training.config import TrainConfig
 
     root = tmp_path_factory.mktemp("ensemble")
     films = synthetic.generate(synthetic.SyntheticConfig(n_films=80, n_users=120, n_tastes=4, seed=3))
@@ -76,7 +76,7 @@ def test_an_audio_and_text_ensemble_shares_one_front_end(tmp_path: Path, clips):
     each member's tower makes of them must still be that member's own vector."""
     from jointspace.data import fsdd
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.encoders.training.trainer import TrainConfig
+    from jointspace.encoders.training.config import TrainConfig
 
     train_clips, held_out = fsdd.split_by_speaker(clips, "theo")
     fsdd.write_pairs(train_clips[::6], tmp_path / "pairs.jsonl")
@@ -90,8 +90,8 @@ def test_an_audio_and_text_ensemble_shares_one_front_end(tmp_path: Path, clips):
 
 
 def test_an_ensemble_in_the_older_layout_is_refused_with_what_to_do(ensemble: Path, tmp_path: Path):
-    from jointspace.encoders.inference import EncoderSet
     from jointspace.core.errors import InvalidInput
+    from jointspace.encoders.inference import EncoderSet
 
     manifest = json.loads((ensemble / "model" / "manifest.json").read_text())
     (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "members": ["members/0", "members/1"]}))
@@ -102,10 +102,11 @@ def test_an_ensemble_in_the_older_layout_is_refused_with_what_to_do(ensemble: Pa
 def test_models_trained_on_different_rows_are_not_joined(tmp_path: Path):
     """One SavedModel prepares a query once for every member, so members must share what
     preparing depends on; models of other rows are refused, and nothing is written."""
-    from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.training.export import export_model
-    from jointspace.encoders.training.trainer import TrainConfig, train
     from jointspace.core.errors import InvalidInput
+    from jointspace.data.pairs import read_pairs
+    from jointspace.encoders.training.config import TrainConfig
+    from jointspace.encoders.training.export import export_model
+    from jointspace.encoders.training.trainer import train
 
     models = []
     for films in (30, 40):

@@ -73,8 +73,9 @@ def movielens_model(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     from jointspace.data import synthetic
     from jointspace.data.movielens import import_movielens
     from jointspace.data.pairs import read_pairs
+    from jointspace.encoders.training.config import TrainConfig
     from jointspace.encoders.training.export import export_model
-    from jointspace.encoders.training.trainer import TrainConfig, train
+    from jointspace.encoders.training.trainer import train
 
     root = tmp_path_factory.mktemp("movielens-eval")
     films = synthetic.generate(synthetic.SyntheticConfig(n_films=400, n_users=500, n_tastes=8, seed=2))
@@ -98,7 +99,7 @@ def test_evaluate_movielens_against_popularity(movielens_model, capsys):
     assert report["k"] == [1, 10, 100]
     assert {"id:user->id", "id->id:user", "ids->id", "id->ids"} == set(report["directions"])
     user = report["directions"]["id:user->id"]
-    test_rows = [json.loads(l) for l in (data / "test.jsonl").read_text().splitlines()]
+    test_rows = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
     assert user["pairs"] == sum("id:user" in r for r in test_rows)
     assert user["candidates"] == movielens_model.films  # every film, not only the held-out ones
     assert user["popularity_from"] == "train"
@@ -152,7 +153,7 @@ def test_evaluate_spoken_digits_of_an_unheard_speaker(built, capsys, tmp_path):
     scores = (encoders.embed("audio", [str(c.path) for c in built.indexed_clips])
               @ encoders.embed("text", list(fsdd.DIGIT_WORDS)).T)
     own = scores[np.arange(len(scores)), [c.digit for c in built.indexed_clips]]
-    ranks = (scores >= own[:, None]).sum(axis=1)  # ties count against the right word, as metrics.py does
+    ranks = (scores >= own[:, None]).sum(axis=1)  # ties count against the right word, as retrieval_metrics.py does
     for k in (1, 3):
         assert to_text["model"][f"recall@{k}"] == pytest.approx(np.mean(ranks <= k))
         assert to_text["popularity"][f"recall@{k}"] == pytest.approx(k / 10)

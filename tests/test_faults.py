@@ -14,12 +14,12 @@ import grpc
 import numpy as np
 import pytest
 
+from harness_serve import serve_program
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.client import Client, make_query
 from jointspace.core.faults import DECODE_SEGFAULT
 from jointspace.server.index.write_sites import SITES
 from jointspace.v1 import jointspace_pb2 as pb
-from harness_serve import serve_program
 
 DIM = 16
 LONG_AGO = 1_000_000_000

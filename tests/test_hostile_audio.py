@@ -14,10 +14,10 @@ import soundfile
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jointspace.client import Client, make_query
-from jointspace.encoders.impl.decode_pool import DecodePool, shared_pool
 from jointspace.core.errors import InvalidInput, LimitExceeded
 from jointspace.core.faults import DECODE_HANG, DECODE_MEMORY, DECODE_SEGFAULT, Faults, injected
 from jointspace.core.limits import Limits
+from jointspace.encoders.impl.decode_pool import DecodePool, shared_pool
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import own_server
 
@@ -110,7 +110,7 @@ def test_audio_is_decoded_outside_the_server_process(server, client, clip):
 ], ids=["nan", "inf"])
 def test_non_finite_samples_are_invalid_argument(client, samples):
     for content, rate in ((_wav(samples, subtype="FLOAT"), 0), (samples.astype("<f4").tobytes(), 8000)):
-        code, message = _status(lambda: _search_audio(client, content, sample_rate=rate))
+        code, message = _status(lambda content=content, rate=rate: _search_audio(client, content, sample_rate=rate))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "finite" in message
 
 

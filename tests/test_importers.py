@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jointspace.core.errors import InvalidInput
 from jointspace.data import fsdd, synthetic
 from jointspace.data.splits import group_split, random_split, time_split
-from jointspace.core.errors import InvalidInput
 from test_cli import assert_one_line_error, jointspace
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from jointspace.core.errors import InvalidInput, NotReady
 from jointspace.server.index.generation import CorruptGeneration, Generation
-from jointspace.server.index.searching import search
 from jointspace.server.index.index_directory import IndexDirectory
 from jointspace.server.index.index_types import build_index, factory_string, make_index
+from jointspace.server.index.searching import search
 
 
 @pytest.mark.parametrize("spec, count, factory", [

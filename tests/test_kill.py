@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness_serve import serve_program
 from jointspace.bench.serve_process import ServeProcess
 from jointspace.client import Client
 from jointspace.server.index.index_directory import IndexDirectory
-from harness_serve import serve_program
 
 DIM = 16
 LONG_AGO = 1_000_000_000  # the catalog's mtime: older than every upsert, which are all carried over

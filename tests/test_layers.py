@@ -31,7 +31,7 @@ LAYERS = [
 SUBLAYERS = {
     "jointspace.encoders": ["jointspace.encoders", "jointspace.encoders.impl", "jointspace.encoders.registry",
                             "jointspace.encoders.inference", "jointspace.encoders.training"],
-    "jointspace.server": ["jointspace.server", "jointspace.server.storage", "jointspace.server.build",
+    "jointspace.server": ["jointspace.server", "jointspace.server.index", "jointspace.server.build",
                           "jointspace.server.serving", "jointspace.server.api"],
 }
 # Layers that only some modules of the layer below may use: (importer prefix, imported prefix).
@@ -70,7 +70,8 @@ def _imports(name: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
         else:
             continue

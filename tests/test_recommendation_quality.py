@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from jointspace.cli import main
-from jointspace.data import synthetic
-from jointspace.core.retrieval_metrics import Trials
 from jointspace.core.errors import InvalidInput
+from jointspace.core.retrieval_metrics import Trials
+from jointspace.data import synthetic
 
 
 def _popularity_hit_rate(data: synthetic.SyntheticData, top: int) -> float:
@@ -139,11 +139,11 @@ def test_clipped_id_vectors_grow_with_evidence_and_unit_ones_do_not(tmp_path: Pa
     more; `--id-norm unit` keeps every id vector at length 1, so that scores are cosines."""
     from collections import Counter
 
-    from jointspace.cli import ID_NORMS
-    from jointspace.encoders.impl.ids import NORMS
+    from jointspace.encoders.impl.id_norms import NORMS
+    from jointspace.encoders.impl.ids import BOUNDS
     from jointspace.encoders.inference import EncoderSet
 
-    assert set(ID_NORMS) == set(NORMS)  # the command line offers exactly what the tower knows
+    assert set(BOUNDS) == set(NORMS)  # the tower bounds every norm the command line offers
     data = synthetic.generate(synthetic.SyntheticConfig(n_films=3000, n_users=2000, n_tastes=6,
                                                         popular_share=0.4, seed=5))
     pairs = tmp_path / "pairs.jsonl"

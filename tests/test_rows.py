@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from jointspace.core.errors import InvalidInput, NotFound
 from jointspace.data.catalog import read_catalog
 from jointspace.data.pairs import parse_pair_spec, parse_pair_weights, read_pairs
-from jointspace.core.errors import InvalidInput, NotFound
 
 
 def write(path, rows):

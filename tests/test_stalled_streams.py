@@ -18,7 +18,8 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import h2.config
@@ -31,9 +32,9 @@ from hypothesis import strategies as st
 
 from jointspace.bench.noop_server import NoopService
 from jointspace.cli import build_parser
-from jointspace.server.api.config import ServeConfig, load_config
 from jointspace.core.deadline import check_deadline
 from jointspace.core.errors import InvalidInput, JointspaceError
+from jointspace.server.api.config import ServeConfig, load_config
 from jointspace.v1 import jointspace_pb2 as pb
 from jointspace.v1 import jointspace_pb2_grpc as pb_grpc
 from serving import own_server, scrape, value

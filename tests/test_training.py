@@ -84,9 +84,9 @@ def test_exported_savedmodels_are_self_contained(built):
 
 
 def test_encoder_set_matches_server_and_rejects_bad_values(built):
-    from jointspace.encoders.inference import EncoderSet
     from jointspace.core.errors import InvalidInput, LimitExceeded, NotFound
     from jointspace.core.limits import Limits
+    from jointspace.encoders.inference import EncoderSet
 
     encoders = EncoderSet(built.model, Limits(max_text_chars=20, max_ids=3))
     assert encoders.embed("id", ["m:1"]).shape == (1, 16)
@@ -180,7 +180,8 @@ def test_the_same_seed_trains_the_same_model_and_another_seed_does_not():
     """`train --seed` must reproduce a model: same losses, same vectors. Keras seeds unseeded
     initializers from Python's `random`, which `tf.random.set_seed` alone leaves unseeded."""
     from jointspace.data.pairs import PairRows
-    from jointspace.encoders.training.trainer import TrainConfig, embed_arrays, train
+    from jointspace.encoders.training.config import TrainConfig
+    from jointspace.encoders.training.trainer import embed_arrays, train
 
     films = [f"m:{i}" for i in range(40)]
     words = ["alpha", "beta", "gamma", "delta"]

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jointspace.data.pairs import PairRows
-from jointspace.encoders.training.trainer import export
-from jointspace.core.retrieval_metrics import Trials, model_ranks, retrieval_metrics, summarize
-from jointspace.encoders.training.trainer import TrainConfig, train
 from jointspace.core.errors import InvalidInput
+from jointspace.core.retrieval_metrics import Trials, model_ranks, retrieval_metrics, summarize
+from jointspace.data.pairs import PairRows
+from jointspace.encoders.training import export
+from jointspace.encoders.training.config import TrainConfig
+from jointspace.encoders.training.trainer import train
 
 WORDS = ("alpha", "beta", "gamma", "delta")
 TINY = TrainConfig(dim=8, epochs=1, batch_size=8, patience=None)

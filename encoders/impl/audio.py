@@ -6,25 +6,29 @@ the manifest's rate. Training computes the log-mel features once up front instea
 they are the costly, deterministic part, and SpecAugment on the features gives the variation.
 Speed perturbation (tempo and pitch together), a random warp of the mel axis (formants move
 as between voices), a dynamic-range floor and per-clip normalisation are what carry the model to
-voices it never heard: on spoken digits with one speaker held out they raised audio → text
-recall@1 from 0.55–0.76 to 0.76–0.96 (docs/benchmarks.md, docs/guide.md for each step).
+voices it never heard: on spoken digits with one speaker held out each of them raised audio →
+text recall@1 (docs/guide.md, "Model", names each step; docs/benchmarks.md, "Held-out-speaker
+quality", has today's figures and what was tried and not kept).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import soxr
 
-from jointspace.encoders.impl.audio_decode import recorded_sample_rate
-from jointspace.encoders.impl.audio_frontend import AudioConfig, decode_audio, log_mel, pad_batch
+from jointspace.core.deadline import check_deadline
+from jointspace.core.errors import InvalidInput, LimitExceeded
+from jointspace.core.limits import DEFAULT_LIMITS, Limits
+from jointspace.core.progress import log
 from jointspace.encoders.base import (
-    EncoderPlugin,
     Arrays,
     Encoder,
+    EncoderPlugin,
     ServingEncoder,
     join_members,
     l2_normalize,
@@ -32,11 +36,9 @@ from jointspace.encoders.base import (
     save_serving,
     tf,
 )
+from jointspace.encoders.impl.audio_decode import recorded_sample_rate
+from jointspace.encoders.impl.audio_frontend import AudioConfig, decode_audio, log_mel, pad_batch
 from jointspace.encoders.impl.decode_pool import shared_pool
-from jointspace.core.deadline import check_deadline
-from jointspace.core.errors import InvalidInput, LimitExceeded
-from jointspace.core.limits import DEFAULT_LIMITS, Limits
-from jointspace.core.progress import log
 
 # Padded audio the model sees in one call; longer batches are split (bounds the memory of one call).
 PADDED_SECONDS_PER_CALL = 120.0
@@ -280,14 +282,14 @@ class ServingAudioEncoder(ServingEncoder):
             if total > budget:
                 raise LimitExceeded(f"audio: the request's clips last more than max_request_audio_seconds "
                                     f"({self.limits.max_request_audio_seconds:g} s) together")
-        out: list[np.ndarray | None] = [None] * len(clips)
+        out: dict[int, np.ndarray] = {}
         for group in padded_groups([len(c) for c in clips], int(PADDED_SECONDS_PER_CALL * rate)):
             check_deadline("running the audio model")
             waveform, lengths = pad_batch([clips[i] for i in group])
             result = self.signature(waveform=tf.constant(waveform), num_samples=tf.constant(lengths))
             for i, row in zip(group, result["embedding"].numpy()):
                 out[i] = row
-        return np.stack(out)
+        return np.stack([out[i] for i in range(len(clips))])
 
 
 def padded_groups(lengths: Sequence[int], budget: int) -> list[list[int]]:

@@ -3,7 +3,7 @@
 Kept apart from the in-graph front end (audio_frontend.py) and free of TensorFlow so that a
 decoder worker process (decode_pool.py) can import it in a fraction of a second. A hostile file
 is rejected from its header (`soundfile.info`) before any sample is decoded: a tiny header can
-claim gigabytes of samples (PITFALLS.md).
+claim gigabytes of samples, and a decoder allocates what the header claims.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ Decoding stays on the host (soundfile, soxr) because TensorFlow cannot read ever
 because a hostile file must be rejected from its header before any sample is decoded. Everything
 from the waveform on runs in TensorFlow so that an exported SavedModel computes its own features.
 The mel filterbank is librosa's own (`librosa.filters.mel`, Slaney) frozen into the graph, and
-librosa's centred, zero-padded framing is reproduced explicitly: tf.signal's own mel matrix and
-framing differ from librosa by ~6e-3 (PITFALLS.md), this matches it to float rounding, so features
-computed with librosa offline and in a served model agree.
+librosa's centred, zero-padded framing is reproduced explicitly: tf.signal's own mel matrix (HTK
+mel scale, no Slaney area normalisation) and framing (not centred) differ from librosa's, while
+this matches it to float rounding (tests/test_audio_frontend.py), so features computed with
+librosa offline and in a served model agree.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from typing import Any
 
 import librosa
 import numpy as np
+import tensorflow as tf
 
 import jointspace  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-import tensorflow as tf
-from jointspace.encoders.impl.audio_decode import decode_to_rate
 from jointspace.core.errors import InvalidInput
 from jointspace.core.limits import DEFAULT_LIMITS, Limits
+from jointspace.encoders.impl.audio_decode import decode_to_rate
 
 LOG_FLOOR = 1e-6
 

@@ -44,7 +44,7 @@ from jointspace.core.deadline import current_deadline
 from jointspace.core.errors import DeadlineExceeded, InvalidInput, JointspaceError, LimitExceeded, NotReady
 from jointspace.core.limits import Limits
 
-logger = logging.getLogger("jointspace.server")
+logger = logging.getLogger(__name__)
 
 # Waiting for a free worker outside a call (a rebuild embedding a catalog): every decode ends
 # within max_audio_decode_seconds, so this is only reached when workers cannot be started at all.
@@ -183,14 +183,16 @@ class DecodePool:
         try:
             worker.connection.send(job)
             finished = worker.connection.poll(remaining if deadline_binds else budget)
-            ok, value = worker.connection.recv() if finished else (None, None)
+            # The worker answers (True, samples) or (False, the exception it raised).
+            reply: tuple[bool, Any] = worker.connection.recv() if finished else (False, None)
+            ok, value = reply
         except (EOFError, OSError):
             self._replace(worker)
             raise InvalidInput(f"audio: the decoder crashed on this content ({worker.death()}); the "
                                f"content was refused, the server goes on") from None
         if not finished:
             self._replace(worker)
-            if deadline_binds:
+            if deadline_binds and deadline is not None:
                 raise DeadlineExceeded(f"deadline of {deadline.seconds:g} s exceeded while decoding audio; "
                                        f"the decoder was stopped")
             raise LimitExceeded(f"audio: decoding took longer than max_audio_decode_seconds ({budget:g} s); "

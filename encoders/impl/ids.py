@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from jointspace.core.errors import InvalidInput, LimitExceeded, NotFound
+from jointspace.core.limits import DEFAULT_LIMITS, Limits
 from jointspace.encoders.base import (
-    EncoderPlugin,
     Arrays,
     Encoder,
+    EncoderPlugin,
     ServingEncoder,
     TowerView,
     clip_to_unit_ball,
@@ -28,13 +31,11 @@ from jointspace.encoders.base import (
     save_serving,
     tf,
 )
-from jointspace.core.errors import InvalidInput, LimitExceeded, NotFound
-from jointspace.core.limits import DEFAULT_LIMITS, Limits
+from jointspace.encoders.impl.id_norms import DEFAULT_NORM, NORMS
 
 PAD = ""
-# How an id vector's length is bounded: "clip" (default) keeps it at most 1, so popular and
-# well-trained ids can outscore rarely seen ones; "unit" normalises it, making scores cosines.
-NORMS = {"clip": clip_to_unit_ball, "unit": l2_normalize}
+# How an id vector's length is bounded, for each of id_norms.NORMS.
+BOUNDS = {"clip": clip_to_unit_ball, "unit": l2_normalize}
 
 
 def pad_bags(bags: Sequence[Sequence[str]], max_len: int | None = None) -> np.ndarray:
@@ -56,7 +57,7 @@ def string_lookup(vocabulary: list[str], oov_buckets: int) -> tf.keras.layers.St
 
 
 class IdTower(tf.keras.layers.Layer):
-    """Mean of the known ids' embeddings, projected and bounded to length 1 (`NORMS`). Returns
+    """Mean of the known ids' embeddings, projected and bounded to length 1 (`BOUNDS`). Returns
     the embedding and the number of known ids per row (0 means the query is made only of unknown
     ids).
 
@@ -64,10 +65,10 @@ class IdTower(tf.keras.layers.Layer):
     indices `IdEncoder.prepare` computed once (training: a hash lookup of every id on every step
     would cost more than the embedding itself)."""
 
-    def __init__(self, vocabulary: list[str], dim: int, oov_buckets: int, norm: str = "clip",
+    def __init__(self, vocabulary: list[str], dim: int, oov_buckets: int, norm: str = DEFAULT_NORM,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.bound_length = NORMS[norm]
+        self.bound_length = BOUNDS[norm]
         self.lookup = string_lookup(vocabulary, oov_buckets)
         self.first_known_index = 1 + oov_buckets
         self.table = tf.keras.layers.Embedding(self.lookup.vocabulary_size(), dim)
@@ -96,7 +97,7 @@ class IdEncoder(Encoder):
         self.vocabulary = sorted(v for v, c in counts.items() if c >= min_count and v != PAD)
         self.oov_buckets = int(self.settings.get("oov_buckets", 8))
         self.max_bag = int(self.settings.get("max_bag", 200))
-        self.norm = str(self.settings.get("norm", "clip"))
+        self.norm = str(self.settings.get("norm", DEFAULT_NORM))
         if self.norm not in NORMS:
             raise ValueError(f"id norm must be one of {', '.join(NORMS)}, not {self.norm!r}")
 
@@ -106,10 +107,10 @@ class IdEncoder(Encoder):
     def prepare(self, modality: str, values: Sequence[Any]) -> Arrays:
         """Table indices [n, L] (int32), looked up once here instead of on every training step.
 
-        Vocabulary ids are found with a dict: TensorFlow's string lookup costs about 10 µs an
-        id, which made this step take longer than training itself at ten million rows. Only the
-        ids the dict misses (pads and unknown ids, hashed into buckets) go through the tower's
-        own lookup, so both still agree on every index."""
+        Vocabulary ids are found with a dict: with TensorFlow's string lookup this step took
+        longer than training itself at ten million rows. Only the ids the dict misses (pads and
+        unknown ids, hashed into buckets) go through the tower's own lookup, so both still agree
+        on every index."""
         bags = [[v] for v in values] if modality == "id" else [list(v)[-self.max_bag :] for v in values]
         lengths = np.fromiter(map(len, bags), np.int64, len(bags))
         flat = list(itertools.chain.from_iterable(bags))

@@ -9,15 +9,18 @@ raw strings and any TensorFlow runtime gets the same vectors as jointspace's ser
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from jointspace.core.errors import InvalidInput, LimitExceeded
+from jointspace.core.limits import DEFAULT_LIMITS, Limits
 from jointspace.encoders.base import (
-    EncoderPlugin,
     Arrays,
     Encoder,
+    EncoderPlugin,
     ServingEncoder,
     TowerView,
     join_outputs,
@@ -26,8 +29,6 @@ from jointspace.encoders.base import (
     save_serving,
     tf,
 )
-from jointspace.core.errors import InvalidInput, LimitExceeded
-from jointspace.core.limits import DEFAULT_LIMITS, Limits
 
 _NOT_WORD = r"[^\w]+"
 

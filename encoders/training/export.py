@@ -12,13 +12,13 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
 
 import jointspace
+from jointspace.core.errors import InvalidInput, JointspaceError
 from jointspace.encoders.manifest import MANIFEST, EncoderEntry, ModelManifest, read_manifest
 from jointspace.encoders.training.trainer import TrainedModel
-from jointspace.core.errors import InvalidInput, JointspaceError
 
 
 def new_model_version() -> str:

@@ -13,9 +13,10 @@ figure equals the two calls).
 A training step differentiates the loss in two parts: the loss and its gradient with respect to
 the two sides' embeddings run as one XLA program, and only the towers are differentiated by
 TensorFlow's tape (with those embedding gradients as output gradients). Leaving the loss's
-gradient to the tape ran the [batch, batch] backward pass outside XLA: at batch 4096 the loss
-took twice as long (docs/benchmarks.md, "Training speed"). The towers stay outside XLA so that an
-embedding table's gradient remains sparse rows, not a dense table.
+gradient to the tape ran the [batch, batch] backward pass outside XLA, which slowed the loss
+markedly at large batches (the training step as it is now: docs/benchmarks.md, "Training
+speed"). The towers stay outside XLA so that an embedding table's gradient remains sparse rows,
+not a dense table.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Keras's Adam applies a sparse (IndexedSlices) gradient by first decaying the whole first and
 second moments (`m.assign_add(-m * (1 - beta_1))`) and then updating the whole variable: with a
 table of 1.5 million ids that is five passes over every row on every step, whatever the batch,
-and it made id training about five times slower than Adagrad at that size. Here a sparse gradient
+and it made id training far slower than Adagrad at that size. Here a sparse gradient
 updates the moments and the variable of its rows only (as TensorFlow Addons' LazyAdam did): rows
 not in the batch keep their moments until they next appear. Dense variables (projections, text
 and audio towers) get Keras's own Adam update.

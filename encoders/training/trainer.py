@@ -8,56 +8,31 @@ types are interleaved at random within an epoch in proportion to their size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from jointspace.core.errors import InvalidInput
+from jointspace.core.progress import Progress, log
+from jointspace.core.retrieval_metrics import retrieval_metrics
 from jointspace.data.pairs import PairRows, modality_of
 from jointspace.encoders import registry
 from jointspace.encoders.base import Arrays, Encoder, tf
+from jointspace.encoders.training.config import AUTO_STEPS, TrainConfig
 from jointspace.encoders.training.early_stopping import EarlyStopping
-from jointspace.core.retrieval_metrics import retrieval_metrics
 from jointspace.encoders.training.model import JointModel, PairType
 from jointspace.encoders.training.optimizers import LazyAdam
 from jointspace.encoders.training.tensorboard import ScalarLog
-from jointspace.core.errors import InvalidInput
-from jointspace.core.progress import Progress, log
 
-
-AUTO_STEPS = 600
 MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 300
-DEFAULT_PATIENCE = 3
 VALIDATION_STEPS = 100  # at least this many steps between two validations for early stopping
 
 
 def auto_dim(num_values: int) -> int:
     """The rule of thumb D ≈ (number of possible values)^(1/4), as a multiple of 8 (at least 8)."""
     return max(8, 8 * round(num_values**0.25 / 8))
-
-
-@dataclass
-class TrainConfig:
-    dim: int | None = None  # None: auto
-    epochs: int | None = None  # None: auto_epochs
-    batch_size: int = 128
-    learning_rate: float = 0.003
-    temperature: float = 0.2
-    # Sampling-bias (logQ) correction: each candidate's logit loses logq × log(its share of the
-    # pair type's training rows), so popular films stop being pushed away just for appearing
-    # in many batches as negatives. Training only; 0 turns it off.
-    logq: float = 1.0
-    validation_split: float = 0.1
-    # Early stopping: validations in a row without a better recall@1/@10 that end training (the
-    # best weights are kept); None validates only at the end. See encoders/training/early_stopping.py.
-    patience: int | None = DEFAULT_PATIENCE
-    validation_queries: int = 2000  # held-out queries per direction (a sample, to bound cost)
-    max_steps: int | None = None  # stop after this many steps, whatever the epochs (benchmarks)
-    seed: int = 0
-    pairs: list[tuple[str, str]] | None = None
-    pair_weights: dict[str, float] = field(default_factory=dict)
-    encoder_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    logdir: str | None = None  # TensorBoard scalars (encoders/training/tensorboard.py)
 
 
 @dataclass
@@ -151,7 +126,7 @@ def _batch_counts(pair_rows: list[np.ndarray], batch_size: int) -> list[int]:
 def auto_epochs(batches_per_epoch: int) -> int:
     """Epochs enough for AUTO_STEPS optimizer steps. What a model learns depends on the steps it
     takes, not on the passes over the data: 30 epochs of 600 clips (120 steps) left a held-out
-    voice at recall@1 0.23, 120 epochs (480 steps) of the same clips reached 0.81."""
+    voice's recall@1 far below what 120 epochs (480 steps) of the same clips reached."""
     return min(max(-(-AUTO_STEPS // max(batches_per_epoch, 1)), MIN_AUTO_EPOCHS), MAX_AUTO_EPOCHS)
 
 
@@ -297,15 +272,17 @@ def train(rows: PairRows, config: TrainConfig,
         model.pair_loss(pair, _batch(pair, data, weights, members[:2]), training=False)
     optimizer.build(model.trainable_variables)  # one optimizer, steps update disjoint subsets
     steps = [_make_step(model, p, optimizer) for p in pairs]
-    if config.epochs is None:
-        config = replace(config, epochs=auto_epochs(sum(_batch_counts(pair_rows, config.batch_size))))
-        log(f"training for {config.epochs} epochs (auto: at least {AUTO_STEPS} steps)")
+    epochs = config.epochs
+    if epochs is None:
+        epochs = auto_epochs(sum(_batch_counts(pair_rows, config.batch_size)))
+        config = replace(config, epochs=epochs)
+        log(f"training for {epochs} epochs (auto: at least {AUTO_STEPS} steps)")
     history = []
     scalars = ScalarLog(config.logdir)
     stopping = EarlyStopping(model, config.patience) if config.patience and val_count else None
     validate_every = -(-VALIDATION_STEPS // sum(_batch_counts(pair_rows, config.batch_size)))
     done_steps = done_examples = 0
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, epochs + 1):
         batches = _epoch_batches(pair_rows, config.batch_size, rng)
         if config.max_steps is not None:
             batches = batches[: config.max_steps - done_steps]
@@ -338,7 +315,7 @@ def train(rows: PairRows, config: TrainConfig,
         metrics = stopping.best_metrics
     else:
         metrics = validation_metrics(model, pairs, data, val_rows) if val_count else {}
-        scalars.validation(config.epochs, metrics)
+        scalars.validation(epochs, metrics)
     check_finite_weights(model)
     for direction, values in metrics.items():
         log(f"validation {direction}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
@@ -349,10 +326,11 @@ def train_members(rows: PairRows, config: TrainConfig, members: int = 1) -> list
     """`members` models that differ only in their seed (initial weights, validation split, batch
     order), for `export_model` to serve as one.
 
-    Two seeds of the same code put a held-out voice 0.05 apart on spoken digits: a model's errors
-    on what it has never heard are partly the luck of its draw, and the mean of several draws'
-    scores cancels some of that luck (three members raised held-out-speaker recall@1 by 0.02,
-    docs/benchmarks.md), at `members` times the training cost and the model work of a query."""
+    Two seeds of the same code score a held-out voice differently on spoken digits: a model's
+    errors on what it has never heard are partly the luck of its draw, and the mean of several
+    draws' scores cancels some of that luck (docs/benchmarks.md, "Held-out-speaker quality": the
+    spread between seeds, and three members against one), at `members` times the training cost
+    and the model work of a query."""
     if members < 1:
         raise InvalidInput(f"an ensemble needs at least one member, not {members}")
     trained = []

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from jointspace.core.progress import log
 from jointspace.data import synthetic
 from jointspace.data.vectors import as_catalog_holds, clustered_vectors, write_vector_catalog
-from jointspace.core.progress import log
 from jointspace.server.index.searching import search
 
 QUERIES = 1_000
@@ -38,8 +39,9 @@ def _train_model(dim: int, out: Path) -> None:
     need no encoder, but every generation records the model that built it), trained on the films
     of MODEL_FILMS: its id and text encoders know those films and titles."""
     from jointspace.data.pairs import read_pairs
+    from jointspace.encoders.training.config import TrainConfig
     from jointspace.encoders.training.export import export_model
-    from jointspace.encoders.training.trainer import TrainConfig, train
+    from jointspace.encoders.training.trainer import train
 
     films = synthetic.generate(MODEL_FILMS)
     synthetic.write_pairs(films, out.parent / "pairs.jsonl")

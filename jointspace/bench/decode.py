@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from jointspace.data import fsdd
 from jointspace.core.progress import log
+from jointspace.data import fsdd
 
 
 def _median_ms(samples: list[float]) -> float:

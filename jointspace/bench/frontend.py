@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import librosa
 import numpy as np
 
-from jointspace.data import fsdd
-from jointspace.encoders.impl.audio_frontend import LOG_FLOOR, AudioConfig, decode_audio, log_mel, pad_batch
-from jointspace.encoders.base import tf
 from jointspace.core.progress import log
+from jointspace.data import fsdd
+from jointspace.encoders.base import tf
+from jointspace.encoders.impl.audio_frontend import LOG_FLOOR, AudioConfig, decode_audio, log_mel, pad_batch
 
 
 def _librosa_log_mel(clip: np.ndarray, config: AudioConfig) -> np.ndarray:

@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from google.protobuf import struct_pb2
 
-from jointspace.server.api.config import ServeConfig, default_workers
 from jointspace.core.logs import configure_logging
+from jointspace.server.api.config import ServeConfig, default_workers
 from jointspace.server.index.searching import faiss_threads
 from jointspace.v1 import jointspace_pb2 as pb
 
-logger = logging.getLogger("jointspace.server")
+# Its import name, not __name__: run as `python -m`, this module is "__main__", outside the
+# "jointspace" logger that configure_logging routes (and the benchmark reads its "listening" line).
+logger = logging.getLogger("jointspace.bench.noop_server")
 
 
 class NoopService:

@@ -13,10 +13,11 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 
@@ -37,10 +38,10 @@ def _calls_per_second(target: str, calls: int, token: str | None = None) -> floa
 
 
 def run(model: Path, index: Path, calls: int, rounds: int) -> dict[str, Any]:
-    from jointspace.server.api.config import ServeConfig
     from jointspace.server.api.app import start_configured_server
-    from jointspace.server.serving.engine import Engine
+    from jointspace.server.api.config import ServeConfig
     from jointspace.server.api.service import JointSpaceService
+    from jointspace.server.serving.engine import Engine
     from jointspace.v1 import jointspace_pb2_grpc as pb_grpc
 
     engine = Engine(model, index)

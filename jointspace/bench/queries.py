@@ -10,8 +10,9 @@ the real kind the model was trained on: audio clips go over the wire as their fi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

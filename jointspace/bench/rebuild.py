@@ -142,7 +142,7 @@ def _timed_rebuild(client: Any, catalog: Path, index: str) -> dict[str, Any]:
     done = time.monotonic()
     if not operation.HasField("generation"):
         raise RuntimeError(f"the rebuild did not succeed: {operation.error.message}")
-    order = sorted(phases, key=phases.get)
+    order = sorted(phases, key=phases.__getitem__)
     return {"started": started, "done": done, "phases": phases, "seconds": round(done - started, 1),
             "phase_seconds": {p: round((phases[n] if n else done) - phases[p], 1)
                               for p, n in zip(order, [*order[1:], None])}}

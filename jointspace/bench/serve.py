@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +31,9 @@ from jointspace.bench.load import LoadResult, run_load
 from jointspace.bench.peers import PEERS, cpu_seconds, rss_bytes
 from jointspace.bench.searchers import Target, recall_at_k, search_all
 from jointspace.bench.serve_process import ServeProcess
+from jointspace.core.progress import log
 from jointspace.data.vectors import as_catalog_holds, clustered_vectors, write_vector_catalog
 from jointspace.encoders.manifest import read_manifest
-from jointspace.core.progress import log
 
 K = 10
 QUERIES = 1_000
@@ -347,8 +348,9 @@ def format_table(report: dict[str, Any]) -> str:
               for r in rows]
     memory = report["memory"]
     lines += ["", f"memory: server RSS {memory['server_rss_bytes'] / 2**20:,.0f} MiB, base (1,000-vector index) "
-                  f"{memory['base_rss_bytes'] / 2**20:,.0f} MiB, index file {report['index']['file_bytes'] / 2**20:,.0f}"
-                  f" MiB: (RSS - base) / index = {report['ratios']['rss_over_base_vs_index_size']:.2f}"]
+                  f"{memory['base_rss_bytes'] / 2**20:,.0f} MiB, "
+                  f"index file {report['index']['file_bytes'] / 2**20:,.0f} MiB: "
+                  f"(RSS - base) / index = {report['ratios']['rss_over_base_vs_index_size']:.2f}"]
     for name, peer in report["peers"].items():
         if "skipped" in peer:
             lines.append(f"{name}: skipped ({peer['skipped']})")

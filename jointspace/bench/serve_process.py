@@ -28,6 +28,7 @@ class ServeProcess:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
+        assert self.process.stderr is not None  # started with stderr=PIPE
         for line in self.process.stderr:
             self.lines.append(line)
             if line.startswith("{"):

@@ -31,18 +31,19 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from jointspace.bench.build import MODEL_FILMS, _train_model
 from jointspace.bench.serve_process import ServeProcess
+from jointspace.core.progress import Progress, log
 from jointspace.data import synthetic
 from jointspace.data.vectors import clustered_vectors, write_vector_catalog
-from jointspace.core.progress import Progress, log
 
 KEYS_PER_CLIENT = 64
 MIX = {  # share of calls per kind
@@ -78,15 +79,15 @@ class ClientReport:
     order, the final state of each of its keys, and keys whose last write had an unclear end."""
 
     latencies: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
-    expected: collections.Counter = field(default_factory=collections.Counter)
-    unexpected: collections.Counter = field(default_factory=collections.Counter)
+    expected: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)  # (kind, code)
+    unexpected: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     messages: list[str] = field(default_factory=list)
     writes: list[tuple[int, str, str]] = field(default_factory=list)  # (sequence, "upsert"/"delete", key)
     live: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)  # key -> (vector, sequence)
     deleted: dict[str, np.ndarray] = field(default_factory=dict)  # key -> the last vector it had
     uncertain: set[str] = field(default_factory=set)
 
-    def plain(self) -> "ClientReport":
+    def plain(self) -> ClientReport:
         self.latencies = dict(self.latencies)
         return self
 
@@ -221,8 +222,8 @@ def prepare(work: Path, rows: int) -> Served:
     """Model and catalogs are reused from `work` when there; the index is always built afresh
     (a soak changes it, and the check needs to know every write it holds). The model is the
     small one of bench/build.py: id and text queries ask for its films, which it must know."""
-    from jointspace.encoders.manifest import read_manifest
     from jointspace.encoders.inference import EncoderSet
+    from jointspace.encoders.manifest import read_manifest
     from jointspace.server.build.local_builder import build_generation
 
     work.mkdir(parents=True, exist_ok=True)
@@ -251,9 +252,9 @@ def start_server(served: Served) -> tuple[ServeProcess, str]:
     try:
         target = f"127.0.0.1:{server.wait_for('listening on', timeout=300)['port']}"
         server.wait_for("serving gen-", timeout=600)
-    except Exception:
+    except Exception as error:
         stop_server(server)
-        raise RuntimeError("the server did not start: " + "".join(server.lines[-5:]).strip())
+        raise RuntimeError("the server did not start: " + "".join(server.lines[-5:]).strip()) from error
     return server, target
 
 
@@ -324,7 +325,7 @@ def _rebuild_midway(target: str, catalogs: Sequence[Path], load_started: float, 
         started = time.time()
         try:
             operation = client.wait(client.rebuild(catalogs, request_id=f"soak-{started}").name, poll=0.2)
-            outcome = {"state": pb_state(operation.state), "generation": operation.generation,
+            outcome: dict[str, Any] = {"state": pb_state(operation.state), "generation": operation.generation,
                        "error": operation.error.message}
         except Exception as error:  # the rebuild call itself failed: a finding, not a crash of the bench
             outcome = {"state": "CALL FAILED", "generation": "", "error": f"{type(error).__name__}: {error}"}
@@ -375,7 +376,8 @@ def _check(target: str, expected: dict[str, Any], catalog_vectors: int) -> dict[
                 elif sequence is not None and (not hits or hits[0].key != key):
                     lost.append(f"{key}: upserted (write {sequence}), not found")
                 elif sequence is not None and hits[0].metadata.get("sequence") != sequence:
-                    lost.append(f"{key}: serves write {hits[0].metadata.get('sequence')}, not the last one ({sequence})")
+                    served = hits[0].metadata.get("sequence")
+                    lost.append(f"{key}: serves write {served}, not the last one ({sequence})")
         info = client.info()
     counted = info["size_by_modality"].get("vector", 0)
     if counted != catalog_vectors + len(live):
@@ -395,7 +397,8 @@ def _summary(seconds: float, clients: int, rows: int, dim: int, work: Path, repo
              rebuild: dict[str, Any], rss: dict[str, int], before: dict[str, Any],
              after: dict[str, Any]) -> dict[str, Any]:
     latencies: dict[str, list[float]] = collections.defaultdict(list)
-    expected, unexpected = collections.Counter(), collections.Counter()
+    expected: collections.Counter[tuple[str, str]] = collections.Counter()
+    unexpected: collections.Counter[tuple[str, str]] = collections.Counter()
     for report in reports:
         for kind, values in report.latencies.items():
             latencies[kind] += values

@@ -11,20 +11,22 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from jointspace.data import fsdd
 from jointspace.core.progress import log
+from jointspace.data import fsdd
 
 
 def evaluate_speaker(clips: list[fsdd.Clip], speaker: str, work: Path, epochs: int | None,
                      seed: int = 0, ensemble: int = 1) -> dict[str, Any]:
     from jointspace.client import Client, make_query
     from jointspace.data.pairs import read_pairs
-    from jointspace.encoders.training.export import export_model
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.encoders.training.trainer import TrainConfig, train_members
+    from jointspace.encoders.training.config import TrainConfig
+    from jointspace.encoders.training.export import export_model
+    from jointspace.encoders.training.trainer import train_members
     from jointspace.server.api.app import start_server
     from jointspace.server.build.local_builder import build_generation
     from jointspace.server.serving.engine import Engine
@@ -66,8 +68,8 @@ def evaluate_speaker(clips: list[fsdd.Clip], speaker: str, work: Path, epochs: i
 def run(source: Path | None, speakers: Sequence[str] | None, epochs: int | None,
         seeds: Sequence[int] | None = None, ensemble: int = 1) -> dict[str, Any]:
     """Every chosen speaker under every seed. Training is reproducible for a seed, so one seed is
-    one draw of initial weights: the six-speaker mean moved by 0.03 between two seeds, and
-    several seeds say how far a figure can be trusted. None: seed 0 alone."""
+    one draw of initial weights: the six-speaker mean moves between seeds (docs/benchmarks.md,
+    "Held-out-speaker quality"), and several seeds say how far a figure can be trusted. None: seed 0 alone."""
     seeds = list(seeds or [0])
     clips = fsdd.list_clips(source or fsdd.shipped_fsdd_dir())
     chosen = list(speakers or sorted({c.speaker for c in clips}))

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from jointspace.data import synthetic
-from jointspace.core.retrieval_metrics import Trials, model_ranks, popularity_ranks, summarize
 from jointspace.core.errors import InvalidInput
 from jointspace.core.progress import log
+from jointspace.core.retrieval_metrics import Trials, model_ranks, popularity_ranks, summarize
+from jointspace.data import synthetic
 
 SIDES = ("tfrs", "jointspace")
 KS = (10, 100)

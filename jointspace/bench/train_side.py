@@ -13,8 +13,9 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,8 @@ def run_jointspace(data: dict[str, np.ndarray], settings: dict[str, Any], timer:
     """`jointspace train`'s code path on `{"id:user": ..., "id:item": ...}` rows; validation is
     the benchmark's own (the same held-out rows for both sides), so the trainer holds none out."""
     from jointspace.data.pairs import PairRows
-    from jointspace.encoders.training.trainer import TrainConfig, embed_arrays, train
+    from jointspace.encoders.training.config import TrainConfig
+    from jointspace.encoders.training.trainer import embed_arrays, train
 
     rows = PairRows({"id:user": _names("u:", data["train_user"]).tolist(),
                      "id:item": _names("m:", data["train_film"]).tolist()},

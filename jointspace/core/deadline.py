@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from jointspace.core.errors import Cancelled, DeadlineExceeded
 

@@ -11,8 +11,8 @@ layout of the server's disks, and a message never outgrows what a client accepts
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 QUOTE_CHARS = 60
 # Well below the 8 KiB of headers a gRPC client accepts by default: a longer status message
@@ -20,7 +20,7 @@ QUOTE_CHARS = 60
 MESSAGE_CHARS = 1_000
 # A run of this many characters without a space is echoed input (a server path is removed
 # before): it is cut like a quote.
-_ECHO = re.compile(r"\S{%d,}" % (2 * QUOTE_CHARS))
+_ECHO = re.compile(rf"\S{{{2 * QUOTE_CHARS},}}")
 
 
 class JointspaceError(Exception):

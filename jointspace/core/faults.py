@@ -24,9 +24,9 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping
 
 DECODE_SEGFAULT = b"jointspace-test:segfault"
 DECODE_HANG = b"jointspace-test:hang"

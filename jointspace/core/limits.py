@@ -4,8 +4,9 @@ that checks input, so a limit is defined once and named the same in every error 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from jointspace.core.errors import InvalidInput, LimitExceeded
 
@@ -18,8 +19,8 @@ class Limits:
     max_request_audio_seconds: float = 600.0
     max_audio_sample_rate: int = 192_000
     max_audio_channels: int = 8
-    # One clip's decode in its worker process (server/decode_pool.py): a decoder that runs away
-    # on hostile input is stopped after this long, or when its memory passes the second limit.
+    # One clip's decode in its worker process (encoders/impl/decode_pool.py): a decoder that runs
+    # away on hostile input is stopped after this long, or when its memory passes the second limit.
     max_audio_decode_seconds: float = 10.0
     max_audio_decode_mb: int = 1_024
     max_text_chars: int = 10_000

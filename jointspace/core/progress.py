@@ -49,7 +49,7 @@ class Progress:
         else:
             self._line(postfix)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:

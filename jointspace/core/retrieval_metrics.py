@@ -16,8 +16,8 @@ maps everything to one point scores nothing, and so does a space of NaN vectors.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ class Trials:
     num_queries: int
 
     @classmethod
-    def from_relevant(cls, relevant: Sequence[Sequence[int]]) -> "Trials":
+    def from_relevant(cls, relevant: Sequence[Collection[int]]) -> Trials:
         lengths = np.fromiter((len(r) for r in relevant), np.int64, len(relevant))
         query = np.repeat(np.arange(len(relevant)), lengths)
         target = np.fromiter((c for r in relevant for c in r), np.int64, int(lengths.sum()))
@@ -110,7 +110,7 @@ def summarize(ranks: np.ndarray, trials: Trials, ks: Sequence[int], num_candidat
 
 
 def retrieval_metrics(query_vectors: np.ndarray, candidate_vectors: np.ndarray,
-                      relevant: Sequence[Sequence[int]], ks: Sequence[int] = (1, 10)) -> dict[str, float]:
+                      relevant: Sequence[Collection[int]], ks: Sequence[int] = (1, 10)) -> dict[str, float]:
     """recall@k, precision@k and MRR of queries against the full candidate set, exactly."""
     trials = Trials.from_relevant(relevant)
     ranks = model_ranks(query_vectors, candidate_vectors, trials)

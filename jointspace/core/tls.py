@@ -37,7 +37,8 @@ def check_key_pair(cert: Path, key: Path) -> None:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=lambda: b"")
     except ssl.SSLError as error:
         raise InvalidInput(f"--tls-cert {cert} and --tls-key {key}: not a usable pair "
-                           f"({error.reason or error}; the key must be unencrypted and belong to the certificate)") from None
+                           f"({error.reason or error}; the key must be unencrypted and belong to "
+                           "the certificate)") from None
 
 
 def server_credentials(cert: Path, key: Path, client_ca: Path | None = None) -> grpc.ServerCredentials:
@@ -48,8 +49,8 @@ def server_credentials(cert: Path, key: Path, client_ca: Path | None = None) -> 
     return grpc.ssl_server_credentials([pair], root_certificates=roots, require_client_auth=roots is not None)
 
 
-def channel_credentials(ca: Path | None = None, cert: Path | None = None,
-                        key: Path | None = None) -> grpc.ChannelCredentials:
+def channel_credentials(ca: Path | str | None = None, cert: Path | str | None = None,
+                        key: Path | str | None = None) -> grpc.ChannelCredentials:
     """Trust `ca` (default: the system's roots); present `cert`/`key` for mutual TLS."""
     if (cert is None) != (key is None):
         raise InvalidInput("--tls-cert and --tls-key: give both (a client certificate and its key) or neither")

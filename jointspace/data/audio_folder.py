@@ -19,14 +19,15 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from jointspace.core.errors import InvalidInput, NotFound
 from jointspace.data import fsdd
 from jointspace.data.rows import read_text_lines, relative_path, write_rows
 from jointspace.data.splits import group_split, random_split
-from jointspace.core.errors import InvalidInput, NotFound
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 SPLITS = ("random", "group")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from jointspace.data.rows import iter_rows, resolve_audio
 from jointspace.core.errors import InvalidInput, quoted
 from jointspace.core.limits import DEFAULT_LIMITS, Limits
+from jointspace.data.rows import iter_rows, resolve_audio
 
 CONTENT_FIELDS = ("id", "text", "audio", "vector")
 

@@ -9,13 +9,13 @@ under `demo_data/fsdd`, so the demo needs no download; see its ATTRIBUTION.md an
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
-from jointspace.data.rows import relative_path, write_rows
 from jointspace.core.errors import InvalidInput, NotFound
+from jointspace.data.rows import relative_path, write_rows
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _NAME = re.compile(r"^(\d)_([A-Za-z0-9]+)_(\d+)\.wav$", re.IGNORECASE)

@@ -23,17 +23,17 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
+from jointspace.core.errors import InvalidInput
 from jointspace.data.rows import read_text_lines, write_rows
 from jointspace.data.splits import random_split, time_split
 from jointspace.data.synthetic import MOVIELENS_GENRES
-from jointspace.core.errors import InvalidInput
 
 ITEM_FIELDS = 5 + len(MOVIELENS_GENRES)
 SPLITS = ("random", "time")
@@ -41,8 +41,8 @@ HISTORIES = ("earlier", "all")
 # Films per history when the caller gives no cap. "earlier" is the next-film setting, where the
 # newest films say most; "all" describes a user whose ratings have no order to exploit (a random
 # split), and there more of them estimate the user's tastes better: on MovieLens-like data, 200
-# instead of 50 raised user → film top-100 from 0.42 to 0.45-0.46 at the same top-10, while 200
-# for "earlier" gained nothing (docs/benchmarks.md, "MovieLens-like synthetic data").
+# instead of 50 raised user → film top-100 at the same top-10, while 200 for "earlier" gained
+# nothing (docs/benchmarks.md, "MovieLens-like synthetic data", "History length").
 DEFAULT_MAX_HISTORY = {"earlier": 50, "all": 200}
 
 

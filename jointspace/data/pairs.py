@@ -1,4 +1,4 @@
-"""Pair rows: two or more views of the same thing per row (DESIGN.md §2).
+"""Pair rows: two or more views of the same thing per row, the training data of the joint model.
 
 A view is a column named by its modality, optionally with a role (`id:user`, `id:item`) when a
 row holds two views of one modality. Every two views in a row form a positive pair unless the
@@ -8,15 +8,16 @@ caller restricts the pair types.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from jointspace.data.rows import iter_rows, resolve_audio
 from jointspace.core.errors import InvalidInput
+from jointspace.data.rows import iter_rows, resolve_audio
 
 NOT_VIEWS = {"weight"}
 
@@ -41,7 +42,7 @@ class PairRows:
     def pair_types(self, restrict: Sequence[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
         """The view pairs that co-occur in at least one row, in a stable order."""
         present = {
-            tuple(sorted(pair))
+            _ordered(*pair)
             for i in range(len(self))
             for pair in combinations([v for v in self.views if self.views[v][i] is not None], 2)
         }
@@ -49,11 +50,16 @@ class PairRows:
             return sorted(present)
         chosen = []
         for a, b in restrict:
-            pair = tuple(sorted((a, b)))
+            pair = _ordered(a, b)
             if pair not in present:
                 raise InvalidInput(f"--pairs {a}={b}: no row has both views; have {_names(present)}")
             chosen.append(pair)
         return chosen
+
+
+def _ordered(a: str, b: str) -> tuple[str, str]:
+    """The pair of view names in sorted order."""
+    return (a, b) if a <= b else (b, a)
 
 
 def _names(pairs: set[tuple[str, str]]) -> str:

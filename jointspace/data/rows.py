@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from jointspace.core.errors import InvalidInput, NotFound
 
@@ -110,8 +111,8 @@ def read_text_lines(path: Path) -> Iterator[tuple[int, str]]:
     if not data.strip():
         raise InvalidInput(f"{path}: the file is empty")
     if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise InvalidInput(f"{path}:{line}: NUL byte: not a latin-1 or UTF-8 text file (UTF-16?)")
+        nul_line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise InvalidInput(f"{path}:{nul_line}: NUL byte: not a latin-1 or UTF-8 text file (UTF-16?)")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

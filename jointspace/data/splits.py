@@ -8,7 +8,7 @@ the model never heard).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,8 +43,8 @@ def group_split(groups: Sequence[str], fraction: float, seed: int,
                 held_out: Sequence[str] = ()) -> np.ndarray:
     """Every row of the `held_out` groups, or, if none are named, of groups drawn in a seeded
     random order until at least `fraction` of the rows are held out (never all groups)."""
-    groups = np.asarray(groups, dtype=object)
-    names = sorted(set(groups.tolist()))
+    values = np.asarray(groups, dtype=object)
+    names = sorted(set(values.tolist()))
     if held_out:
         unknown = sorted(set(held_out) - set(names))
         if unknown:
@@ -56,10 +56,10 @@ def group_split(groups: Sequence[str], fraction: float, seed: int,
             raise InvalidInput(f"a group split needs at least two groups, found {len(names)}")
         chosen, held = set(), 0
         for name in np.random.default_rng(seed).permutation(names).tolist()[:-1]:
-            if held >= fraction * len(groups):
+            if held >= fraction * len(values):
                 break
             chosen.add(name)
-            held += int((groups == name).sum())
+            held += int((values == name).sum())
     if len(chosen) == len(names):
         raise InvalidInput("a group split must leave at least one group for training")
-    return np.isin(groups, list(chosen))
+    return np.isin(values, list(chosen))

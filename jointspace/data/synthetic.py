@@ -12,9 +12,9 @@ Film and user ids are `m:<n>` / `u:<n>` with n the 0-based row index into the ar
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -135,7 +135,7 @@ class _Catalogue:
 
     @classmethod
     def build(cls, rng: np.random.Generator, film_taste: np.ndarray, tastes: int,
-              key: np.ndarray | None = None, exponent: float = ZIPF_EXPONENT) -> "_Catalogue":
+              key: np.ndarray | None = None, exponent: float = ZIPF_EXPONENT) -> _Catalogue:
         order = np.lexsort((rng.random(len(film_taste)) if key is None else key, film_taste))
         return cls(order, np.searchsorted(film_taste[order], np.arange(tastes + 1)), exponent)
 
@@ -388,7 +388,8 @@ def write_movielens(data: SyntheticData, out_dir: Path | str) -> tuple[Path, Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     films, users = data.event_film, data.event_user
-    own = (data.film_taste[films] == data.user_tastes[users, 0]) | (data.film_taste[films] == data.user_tastes[users, 1])
+    taste = data.film_taste[films]
+    own = (taste == data.user_tastes[users, 0]) | (taste == data.user_tastes[users, 1])
     liked = rng.choice(5, len(films), p=[0.03, 0.07, 0.25, 0.37, 0.28]) + 1
     other = rng.choice(5, len(films), p=[0.15, 0.25, 0.35, 0.2, 0.05]) + 1
     ratings = np.where(own, liked, other)

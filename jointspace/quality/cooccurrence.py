@@ -1,7 +1,7 @@
 """The item co-occurrence baseline of `jointspace evaluate`: a plain recommender that a learnt
 space must beat on user → film and history → film, where popularity alone is weak and
-co-occurrence is the classic strong baseline (on MovieLens-100K about 0.36 at k = 100 against
-0.30 for popularity).
+co-occurrence is the classic strong baseline (its figures against popularity on MovieLens-100K
+and on MovieLens-like data: docs/benchmarks.md, "Recommendation quality").
 
 A query is represented by its items: a history's own ids, or the films a user is paired with in
 the training rows. Candidate f scores sum over the query's items g of C[g, f], the number of

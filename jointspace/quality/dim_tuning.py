@@ -9,15 +9,17 @@ the same held-out rows (the validation split depends only on the seed) for every
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from jointspace.data.pairs import PairRows
-from jointspace.encoders.training.trainer import TrainConfig, auto_dim, train
 from jointspace.core.errors import InvalidInput
 from jointspace.core.progress import log
+from jointspace.data.pairs import PairRows
+from jointspace.encoders.training.config import TrainConfig
+from jointspace.encoders.training.trainer import auto_dim, train
 
 DEFAULT_DIMS = (8, 16, 32, 64)
 METRIC = "recall@10"
@@ -32,7 +34,8 @@ def tune_dim(rows: PairRows, config: TrainConfig, dims: Sequence[int] = DEFAULT_
         raise InvalidInput("tune-dim needs a validation split between 0 and 1 (exclusive)")
     if not dims:
         raise InvalidInput("--dims: name at least one dimension")
-    results, num_values = [], 0
+    results: list[dict[str, Any]] = []
+    num_values = 0
     for dim in sorted(set(dims)):
         log(f"tune-dim: training at dim {dim}")
         started = time.monotonic()

@@ -18,16 +18,17 @@ results are ids, and `--train` rows are given, the item co-occurrence baseline
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from jointspace.quality.cooccurrence import cooccurrence_counts, cooccurrence_ranks, item_matrix, pair_matrix
-from jointspace.data.pairs import PairRows, read_pairs
-from jointspace.core.retrieval_metrics import MISSING, Trials, model_ranks, popularity_ranks, summarize
 from jointspace.core.errors import InvalidInput
+from jointspace.core.retrieval_metrics import MISSING, Trials, model_ranks, popularity_ranks, summarize
+from jointspace.data.pairs import PairRows, read_pairs
+from jointspace.quality.cooccurrence import cooccurrence_counts, cooccurrence_ranks, item_matrix, pair_matrix
 from jointspace.quality.view_values import ViewValues, embed_values
 
 DEFAULT_KS = (1, 10, 100)

@@ -8,15 +8,15 @@ are sampled (seeded), since a picture of a million dots says less than one of a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from jointspace.data.pairs import PairRows, modality_of, read_pairs
 from jointspace.core.errors import InvalidInput
 from jointspace.core.progress import log
+from jointspace.data.pairs import PairRows, modality_of, read_pairs
 from jointspace.quality.view_values import ViewValues, describe_value, embed_values
 
 

@@ -9,15 +9,16 @@ contain a few of them and they must be counted, not hidden.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
-from jointspace.data.pairs import PairRows, modality_of
 from jointspace.core.errors import JointspaceError
 from jointspace.core.progress import Progress
+from jointspace.data.pairs import PairRows, modality_of
 
 EMBED_BATCH = 256
 

@@ -13,6 +13,8 @@ import grpc
 
 from jointspace.server.api.interceptors import Continuation, Finish, method_name, observe_calls
 
+# A fixed name rather than __name__: the access records are a stream of their own, which log
+# pipelines route by this name (the JSON "logger" field; docs/guide.md, "Logs").
 logger = logging.getLogger("jointspace.access")
 
 

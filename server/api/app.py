@@ -4,9 +4,10 @@ TLS, auth, metrics, logging, shutdown.
 The server is grpc.aio on an event loop of its own thread (`event_loop()`), so that a call costs
 a thread only while its method runs: a call waiting for its request, health checks and refusals
 are coroutines, and a client that opens many calls and never sends their requests cannot take the
-workers from everyone else (deadlines.py cuts such calls off). The service's methods are plain
-functions; `WorkPool` runs them on `config.workers` threads. Starting, attaching and stopping stay
-blocking calls for the process that runs the server (the CLI, tests, the demo, benchmarks).
+workers from everyone else (deadline_interceptor.py cuts such calls off). The service's methods
+are plain functions; `WorkPool` runs them on `config.workers` threads. Starting, attaching and
+stopping stay blocking calls for the process that runs the server (the CLI, tests, the demo,
+benchmarks).
 
 Health reports SERVING only once an engine (model and index) is attached, and NOT_SERVING as soon
 as shutdown begins, so a load balancer stops sending traffic before in-flight calls are cut off.
@@ -22,8 +23,9 @@ import logging
 import queue
 import signal
 import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Coroutine, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import message_factory
@@ -33,20 +35,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from jointspace.server.api.config import ServeConfig
 from jointspace.core.deadline import Deadline, deadline_scope
+from jointspace.core.tls import server_credentials
 from jointspace.encoders.impl.decode_pool import start_shared_pool, stop_shared_pool
 from jointspace.server.api.access_log import AccessLogInterceptor
 from jointspace.server.api.auth import AuthInterceptor, Tokens
-from jointspace.server.index.data_dir import DataDir
+from jointspace.server.api.config import ServeConfig
 from jointspace.server.api.deadline_interceptor import RequestReadInterceptor, work_deadline
-from jointspace.server.serving.engine import Engine
 from jointspace.server.api.prometheus import MetricsEndpoint, MetricsInterceptor, serve_metrics, watch_engine
 from jointspace.server.api.service import JointSpaceService
-from jointspace.core.tls import server_credentials
+from jointspace.server.index.data_dir import DataDir
+from jointspace.server.serving.engine import Engine
 from jointspace.v1 import jointspace_pb2 as pb
 
-logger = logging.getLogger("jointspace.server")
+logger = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["JointSpace"].full_name
 NOT_LOADED = "the server is still loading its model and index; retry once health says SERVING"
@@ -328,6 +330,9 @@ def start_server(engine: Engine, host: str = "127.0.0.1", port: int = 50051) -> 
 
 def load_engine(config: ServeConfig) -> Engine:
     """The model and index `config` names, refused if they lie outside its data directory."""
+    if config.model is None or config.index is None:
+        config.check()  # refuses the missing one
+        raise AssertionError("ServeConfig.check passed without a model and an index")
     return Engine(config.model, config.index, config.limits, data_dir=DataDir(config.data_dir),
                   keep_generations=config.keep_generations)
 

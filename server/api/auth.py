@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import grpc
 

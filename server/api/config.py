@@ -11,7 +11,7 @@
     grace_seconds = 10              # SIGTERM: in-flight calls get this long
     keep_generations = 3            # index generations kept on disk after a rebuild (at least 2)
 
-    [limits]                        # any field of jointspace.limits.Limits
+    [limits]                        # any field of jointspace.core.limits.Limits
     max_k = 100
 
     [tls]
@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jointspace.core.errors import InvalidInput, NotFound
 from jointspace.core.limits import DEFAULT_LIMITS, Limits, parse_limit_assignment
@@ -53,9 +54,9 @@ else:  # pragma: no cover - the 3.10 backport has the same API
 def default_workers() -> int:
     """Threads running the service's methods: one per usable core. A vector query is CPU-bound
     Python around a FAISS call, and more threads than cores only fight over the GIL: on 2 cores
-    with 16 clients, 8 threads spent 1.3-1.6x the server CPU per call of 2 threads
-    (docs/benchmarks.md, "Serving speed"). Raise it (`--workers`) where many calls wait on slow
-    audio decoding instead."""
+    with 16 clients, 8 threads spent more server CPU per call than 2 threads (docs/benchmarks.md,
+    "Serving speed", "Why one worker thread per core"). Raise it (`--workers`) where many calls
+    wait on slow audio decoding instead."""
     return max(2, len(os.sched_getaffinity(0)))
 
 
@@ -143,7 +144,7 @@ _TYPE_NAMES = {Path: "a path string", str: "a string", int: "an integer", float:
 def _typed(value: Any, kind: type, where: str, base: Path) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    wanted = str if kind is Path else kind
+    wanted: type[Any] = str if kind is Path else kind
     if not isinstance(value, wanted) or (kind is int and isinstance(value, bool)):
         raise InvalidInput(f"{where}: expected {_TYPE_NAMES[kind]}, got {value!r}")
     return base / value if kind is Path else value

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 
-from jointspace.data.catalog import CatalogEntry
 from jointspace.core.errors import InvalidInput
-from jointspace.core.limits import Limits
-from jointspace.server.serving.engine import Query
-from jointspace.server.index.filters import MetadataFilter, make_filter
 from jointspace.core.hits import Hit
+from jointspace.core.limits import Limits
+from jointspace.data.catalog import CatalogEntry
+from jointspace.server.index.filters import MetadataFilter, make_filter
+from jointspace.server.serving.engine import Query
 from jointspace.v1 import jointspace_pb2 as pb
 
 

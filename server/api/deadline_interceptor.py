@@ -5,11 +5,11 @@ to pile them up: every request message a call waits for has to arrive within the
 request-read timeout, or the call ends with DEADLINE_EXCEEDED. The request is read and decoded
 here, before the method runs, so a body that is not the method's message is INVALID_ARGUMENT.
 
-gRPC's default deadline is infinite (PITFALLS.md), so a client that sets none could keep a worker
-thread busy for as long as its request takes. `work_deadline` is the deadline the work runs under
-(app.py's WorkPool puts it into `jointspace.core.deadline` on the worker thread): the client's, capped
-by the server's maximum. The work checks it between steps and stops with DEADLINE_EXCEEDED (or
-CANCELLED when the client went away).
+gRPC's default deadline is infinite (a call without one never times out), so a client that sets
+none could keep a worker thread busy for as long as its request takes. `work_deadline` is the
+deadline the work runs under (app.py's WorkPool puts it into `jointspace.core.deadline` on the
+worker thread): the client's, capped by the server's maximum. The work checks it between steps
+and stops with DEADLINE_EXCEEDED (or CANCELLED when the client went away).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError

@@ -10,7 +10,8 @@ request reading, metrics, access log) down to its own rule.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -51,7 +52,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler,
 def refusing_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode,
                      message: str) -> grpc.RpcMethodHandler:
     """A handler of the same kind that answers `code` without running the method; behind the
-    request reader (deadlines.py) it does not wait for the request either."""
+    request reader (deadline_interceptor.py) it does not wait for the request either."""
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(code, message)

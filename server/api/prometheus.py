@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -27,7 +28,8 @@ from jointspace.server.serving.operations import Unobserved
 if TYPE_CHECKING:
     from jointspace.server.serving.engine import Engine
 
-# From a cached Search (~0.5 ms on loopback) to a batch of long audio clips (tens of seconds).
+# From a vector Search over loopback, under a millisecond (docs/benchmarks.md, "Serving speed"),
+# to a batch of long audio clips (tens of seconds).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 30.0, 60.0)
 

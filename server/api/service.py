@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import grpc
 
@@ -38,7 +39,7 @@ from jointspace.server.serving.rebuild import plan_rebuild, run_rebuild
 from jointspace.v1 import jointspace_pb2 as pb
 from jointspace.v1 import jointspace_pb2_grpc as pb_grpc
 
-logger = logging.getLogger("jointspace.server")
+logger = logging.getLogger(__name__)
 
 STATUS = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
@@ -65,7 +66,7 @@ def status_of(error: JointspaceError) -> grpc.StatusCode:
 
 def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
-    def handler(self: "JointSpaceService", request: Any, context: grpc.ServicerContext) -> Any:
+    def handler(self: JointSpaceService, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
         except JointspaceError as error:

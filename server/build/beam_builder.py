@@ -1,4 +1,4 @@
-"""Index build as an Apache Beam pipeline: the same generation as builder.py, computed in parallel.
+"""Index build as an Apache Beam pipeline: local_builder.py's generation, computed in parallel.
 
 FAISS's recipe for large indexes, as Beam stages:
 
@@ -29,10 +29,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import faiss
@@ -44,11 +45,11 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from jointspace.data.catalog import CatalogEntry, check_not_empty, check_unique_keys, iter_numbered
-from jointspace.encoders.manifest import read_manifest
-from jointspace.encoders.inference import EncoderSet
 from jointspace.core.errors import InvalidInput, NotFound
 from jointspace.core.progress import log
+from jointspace.data.catalog import CatalogEntry, check_not_empty, check_unique_keys, iter_numbered
+from jointspace.encoders.inference import EncoderSet
+from jointspace.encoders.manifest import read_manifest
 from jointspace.server.build.catalog_embedding import DEFAULT_BATCH, embedded_batches
 from jointspace.server.index.generation_writer import (
     IndexSummary,
@@ -189,7 +190,7 @@ class _PiecesByShard(beam.DoFn):
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         for number, rows in self.pending.items():
-            yield WindowedValue((number, _piece(rows)), MIN_TIMESTAMP, [GlobalWindow()])
+            yield WindowedValue((number, _piece(rows)), MIN_TIMESTAMP, (GlobalWindow(),))
         self.pending = {}
 
 
@@ -206,7 +207,8 @@ def _piece_counts(item: tuple[ShardNumber, Piece]) -> Iterator[tuple[tuple[str, 
 
 def _row_offsets(counts: Counts) -> dict[tuple[str, ShardNumber], int]:
     """First row id of each (modality, shard): rows run through the shards in catalog order."""
-    offsets, next_row = {}, {}
+    offsets: dict[tuple[str, ShardNumber], int] = {}
+    next_row: dict[str, int] = {}
     for (modality, number), count in sorted(counts):
         offsets[(modality, number)] = next_row.get(modality, 0)
         next_row[modality] = offsets[(modality, number)] + count
@@ -246,7 +248,7 @@ class Sample:
     rows: np.ndarray  # int64
     vectors: np.ndarray  # float32 [n, D]
 
-    def smallest(self, count: int) -> "Sample":
+    def smallest(self, count: int) -> Sample:
         chosen = sorted(range(len(self.orders)), key=self.orders.__getitem__)[:count]
         return Sample([self.orders[i] for i in chosen], self.rows[chosen], self.vectors[chosen])
 

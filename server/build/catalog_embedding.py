@@ -3,12 +3,13 @@ clip is decoded and padded to the longest in its batch; other modalities are che
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from jointspace.encoders.inference import EncoderSet
 from jointspace.core.errors import InvalidInput
+from jointspace.encoders.inference import EncoderSet
 
 BATCH_SIZES = {"audio": 64}
 DEFAULT_BATCH = 512

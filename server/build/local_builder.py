@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
+from jointspace.core.progress import Progress, log
 from jointspace.data.catalog import CatalogEntry, RowRules, read_catalog
 from jointspace.encoders.inference import EncoderSet
-from jointspace.core.progress import Progress, log
 from jointspace.server.build.catalog_embedding import embedded_batches
 from jointspace.server.index.data_dir import DataDir
 from jointspace.server.index.generation_writer import (
@@ -21,7 +21,6 @@ from jointspace.server.index.generation_writer import (
 )
 from jointspace.server.index.index_types import build_index, check_index_type, factory_string
 from jointspace.server.index.tuning import DEFAULT_TARGET_RECALL, exact_neighbours, tuning_queries
-
 
 # report(phase, done, total): "reading catalog", then "embedding" rows, then "indexing" modalities
 # (0 when the first index build starts, then one more as each index file is written).

@@ -3,9 +3,10 @@ live, so that a broken catalog export or a worse model is caught before users se
 
 A validation file has the layout of a catalog (JSON Lines or CSV): each row names a `key` of the
 catalog and one query field, `id`, `ids`, `text`, `audio` (a path relative to the file, inside
-the data directory as a catalog's are) or `vector`. The query is embedded with the model of the new generation and searched among the
-entries of the key's modality; the row is a hit when the key is among the top k. A key missing
-from the new generation is a miss, so a rebuild that loses entries fails its gate too.
+the data directory as a catalog's are) or `vector`. The query is embedded with the model of the
+new generation and searched among the entries of the key's modality; the row is a hit when the
+key is among the top k. A key missing from the new generation is a miss, so a rebuild that loses
+entries fails its gate too.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jointspace.core.errors import InvalidInput, NotReady
 from jointspace.data.catalog import LOCAL, RowRules, entry_from_row
 from jointspace.data.rows import iter_rows
 from jointspace.encoders.inference import EncoderSet
-from jointspace.core.errors import InvalidInput, NotReady
 from jointspace.server.index.data_dir import DataDir
 from jointspace.server.index.generation import Generation
 from jointspace.server.index.searching import search

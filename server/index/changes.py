@@ -4,10 +4,10 @@ A generation's FAISS indexes are never modified. An upsert puts the entry in a s
 "delta" (its vector searched by brute force beside the FAISS index of its modality) and hides the
 generation's row with the same key, if any; a delete hides the row or drops the delta entry.
 Hidden rows are left out of FAISS searches by an ID selector, so a query still gets k hits.
-Why not add to the FAISS index itself: concurrent `add` and search are not safe (PITFALLS.md),
-IVF-PQ and HNSW cannot really remove rows, and the generation's files must keep matching their
-checksums. The delta is meant for what changes between rebuilds (thousands to tens of thousands
-of entries); the next rebuild folds it into a new generation.
+Why not add to the FAISS index itself: FAISS allows concurrent searches of one index but not an
+`add` concurrent with them, IVF-PQ and HNSW cannot really remove rows, and the generation's files
+must keep matching their checksums. The delta is meant for what changes between rebuilds
+(thousands to tens of thousands of entries); the next rebuild folds it into a new generation.
 
 `Changes` is immutable: every write makes a new one and the engine swaps it in with the
 generation it belongs to (engine.Served), so readers need no locks. Copying costs O(delta size)
@@ -16,8 +16,9 @@ per write, which is why the delta should stay small.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -101,6 +102,7 @@ def replay(journal: list[Change], located: Mapping[str, Location]) -> Changes:
     for change in journal:
         last.pop(change.key, None)  # keep acknowledgement order among the survivors
         last[change.key] = change
-    upserts = [DeltaEntry(c.key, c.modality, c.vector, c.metadata or {}) for c in last.values() if c.kind == UPSERT]
+    upserts = [DeltaEntry(c.key, c.upserted_modality, c.upserted_vector, c.metadata or {})
+               for c in last.values() if c.kind == UPSERT]
     deletes = [c.key for c in last.values() if c.kind != UPSERT]
     return NO_CHANGES.apply(upserts, deletes, located)

@@ -1,7 +1,8 @@
 """Confining the files the server reads to one data directory.
 
-A FAISS file or a SavedModel is a program as much as data (PITFALLS.md: reading one is a
-memory-corruption surface, a model runs its own graph), and paths arrive in requests
+A FAISS file or a SavedModel is a program as much as data (FAISS's C++ reader trusts the sizes
+and offsets in the file, so a crafted one is a memory-corruption surface; a SavedModel runs the
+graph it holds), and paths arrive in requests
 (`RebuildIndex`) and in the catalogs they name (audio files). With a data directory configured,
 every such path must resolve, symlinks followed, to a place inside it; `..` and links pointing out
 are refused with PERMISSION_DENIED. A path the file system cannot name (a NUL, a component or a

@@ -25,7 +25,7 @@ import logging
 from jointspace.server.index.generation import CorruptGeneration, Generation
 from jointspace.server.index.index_directory import IndexDirectory, generation_number
 
-logger = logging.getLogger("jointspace.server")
+logger = logging.getLogger(__name__)
 
 
 def open_intact_generation(directory: IndexDirectory) -> tuple[str, Generation]:

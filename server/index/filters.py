@@ -14,8 +14,9 @@ few and checked in Python with `matches`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def make_filter(field: str, values: Sequence[Any], where: str) -> MetadataFilter
     """Validate one filter; `where` names it in errors (e.g. "filters[0]")."""
     if not field:
         raise InvalidInput(f"{where}.field: empty; name a metadata field")
-    if "\0" in field:  # SQLite ends text at a NUL: it could not compare the name (store.py)
+    if "\0" in field:  # SQLite ends text at a NUL: it could not compare the name (catalog_store.py)
         raise InvalidInput(f"{where}.field: {quoted(field)}: a field name cannot hold a NUL character")
     if not values:
         raise InvalidInput(f"{where}.any_of: empty; give at least one value")

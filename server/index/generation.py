@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any
 
 import faiss
 import numpy as np
 
 from jointspace.core.errors import Corrupt, InvalidInput
-from jointspace.core.hits import Hit
+from jointspace.server.index.catalog_store import STORE_FILE, StoreReader
 from jointspace.server.index.filters import FieldIndex, MetadataFilter
 from jointspace.server.index.index_directory import MANIFEST, sha256_of
 from jointspace.server.index.index_types import describe
-from jointspace.server.index.catalog_store import STORE_FILE, StoreReader
 from jointspace.server.index.tuning import apply_search_params
 
 

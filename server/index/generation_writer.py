@@ -1,9 +1,10 @@
 """Writing a generation, the same way whichever runner computed it.
 
-Every builder (the local one in builder.py, the Apache Beam one in beam_builder.py) fills a
-staging folder with one tuned FAISS file per modality and the catalog store, then
-`publish_generation` adds the manifest, with a checksum of every file, and makes it live. Keeping
-these steps here is what guarantees that a generation does not depend on how it was built.
+Every builder (the local one in build/local_builder.py, the Apache Beam one in
+build/beam_builder.py) fills a staging folder with one tuned FAISS file per modality and the
+catalog store, then `publish_generation` adds the manifest, with a checksum of every file, and
+makes it live. Keeping these steps here is what guarantees that a generation does not depend on
+how it was built.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import faiss
 
+from jointspace.server.index.catalog_store import STORE_FILE, write_store
 from jointspace.server.index.generation import index_file
 from jointspace.server.index.index_directory import MANIFEST, IndexDirectory, sha256_of
-from jointspace.server.index.catalog_store import STORE_FILE, write_store
 from jointspace.server.index.tuning import TUNING_K, Neighbours, TuningQueries, tune_search
 from jointspace.server.index.write_sites import write_site
 
@@ -39,7 +41,7 @@ class IndexSummary:
                 "search_params": self.search_params, "recall": self.recall}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "IndexSummary":
+    def from_dict(cls, values: dict[str, Any]) -> IndexSummary:
         """Back from `to_dict` (a Beam build passes summaries from its workers through a file)."""
         return cls(values["modality"], values["count"], values["search_params"], values["recall"])
 

@@ -38,7 +38,10 @@ def sha256_of(path: Path) -> str:
 
 
 def generation_number(name: str) -> int:
-    return int(_GENERATION.match(name).group(1))
+    match = _GENERATION.match(name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a generation name (gen-NNNNNN)")
+    return int(match.group(1))
 
 
 def _fsync_dir(path: Path) -> None:

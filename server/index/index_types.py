@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import faiss
 import numpy as np
@@ -72,9 +72,10 @@ def _transform_problem(factory: str, dim: int) -> str | None:
     """What makes the chain of transforms untrainable, following the dimensions from one to the
     next (FAISS finds out only when training, after the catalog is embedded); None if nothing."""
     for step in factory.split(","):
-        if not re.fullmatch(_TRANSFORM, step):
+        match = re.fullmatch(r"(PCAR|PCA|OPQ|RR|Pad|L2norm)(\d*)(?:_(\d+))?", step)
+        if not re.fullmatch(_TRANSFORM, step) or match is None:
             return None
-        kind, out, opq_out = re.fullmatch(r"(PCAR|PCA|OPQ|RR|Pad|L2norm)(\d*)(?:_(\d+))?", step).groups()
+        kind, out, opq_out = match.groups()
         if kind in ("PCA", "PCAR") and int(out) > dim:
             return f"{step} cannot make more than the {dim} dimensions it is given"
         if kind == "Pad" and int(out) < dim:

@@ -11,8 +11,9 @@ text, vector, or audio bytes), so that a rebuild with another model can embed it
 Every change is numbered once, as it is acknowledged (`origin`: its first `seq`); the number
 stays with it when a rebuild carries it over to a new generation (`carry_over`, one transaction,
 before `CURRENT` is switched). Which changes a rebuild carries is decided by these numbers (those
-after the one its catalog is said to include), never by file times or clocks; rows of any generation other than the live one are dropped once it
-is live, and at every start (a generation that was placed but never went live may reuse a name).
+after the one its catalog is said to include), never by file times or clocks; rows of any
+generation other than the live one are dropped once it is live, and at every start (a
+generation that was placed but never went live may reuse a name).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +65,20 @@ class Change:
     value: Any = None  # id or text string, float list, or (audio bytes, sample rate or None)
     vector: np.ndarray | None = None
     metadata: dict[str, Any] | None = None
+
+    @property
+    def upserted_modality(self) -> str:
+        """The modality of an upsert, which the journal always records."""
+        if self.modality is None:
+            raise Corrupt(f"the journal's upsert of {self.key!r} names no modality")
+        return self.modality
+
+    @property
+    def upserted_vector(self) -> np.ndarray:
+        """The vector of an upsert, which the journal always records."""
+        if self.vector is None:
+            raise Corrupt(f"the journal's upsert of {self.key!r} has no vector")
+        return self.vector
 
 
 class Journal:
@@ -142,6 +158,7 @@ class Journal:
     def _write(self, rows: list[tuple[Any, ...]], replacing: str | None = None) -> None:
         """One transaction, fsynced at commit; `replacing` drops that generation's rows first."""
         connection = self._open(create=True)
+        assert connection is not None  # create=True always opens it
         with self._lock, write_site("journal", f"writing the journal {self.path}"):
             connection.execute("BEGIN IMMEDIATE")
             try:

@@ -9,7 +9,7 @@ same order, and the search parameter is tuned on the same queries.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -140,7 +141,7 @@ def faiss_threads(queries: int) -> Iterator[None]:
     """Sets the OpenMP threads of the calling thread's FAISS calls for the duration (the setting
     is per thread, so concurrent calls do not race). A few queries run on the caller's thread
     alone: a team of OpenMP threads per gRPC worker, spinning after each tiny search, cost
-    concurrent single queries 40% of their throughput. A batch uses every core only while no
+    concurrent single queries much of their throughput. A batch uses every core only while no
     other search runs: two concurrent batches with a full team each put twice as many threads
     as cores, and each waits at its barriers for threads the other has preempted
     (docs/benchmarks.md, "Serving speed")."""

@@ -11,8 +11,8 @@ answer, as in a "more like this" query, because finding itself says nothing abou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import faiss
 import numpy as np

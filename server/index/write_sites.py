@@ -16,8 +16,8 @@ tests/test_write_faults.py can also inject real write failures with libfiu (BUIL
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from jointspace.core import faults
 from jointspace.core.errors import Corrupt, StorageError

@@ -11,30 +11,31 @@ the CLI, the tests and the service share it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from jointspace.data.catalog import CatalogEntry, check_unique_keys
 from jointspace.core.deadline import check_deadline
-from jointspace.encoders.inference import EncoderSet
 from jointspace.core.errors import InvalidInput, JointspaceError, LimitExceeded, NotFound, NotReady, StorageError
 from jointspace.core.faults import pause_point
 from jointspace.core.hits import Hit
 from jointspace.core.limits import DEFAULT_LIMITS, Limits
 from jointspace.core.progress import log
+from jointspace.data.catalog import CatalogEntry, check_unique_keys
+from jointspace.encoders.inference import EncoderSet
 from jointspace.server.index.changes import NO_CHANGES, Changes, DeltaEntry, replay
 from jointspace.server.index.data_dir import DataDir
-from jointspace.server.index.filters import MetadataFilter
 from jointspace.server.index.fallback import open_intact_generation
+from jointspace.server.index.filters import MetadataFilter
 from jointspace.server.index.generation import Generation
 from jointspace.server.index.index_directory import IndexDirectory
 from jointspace.server.index.journal import DELETE, UPSERT, Change, Journal
+from jointspace.server.index.searching import search
 from jointspace.server.serving.operations import Operations
 from jointspace.server.serving.request_ids import RecentWrites, fingerprint, metadata_text
-from jointspace.server.index.searching import search
 
 Query = tuple[str, Any]  # (modality, value)
 DEFAULT_KEEP_GENERATIONS = 3
@@ -262,7 +263,7 @@ def _embed(encoders: EncoderSet, queries: Sequence[Query]) -> np.ndarray:
 def _reembedded(encoders: EncoderSet, changes: list[Change]) -> list[Change]:
     """Upserts embedded again with the model that goes live with a new generation."""
     upserts = [(i, c) for i, c in enumerate(changes) if c.kind == UPSERT]
-    vectors = _embed(encoders, [(c.modality, c.value) for _, c in upserts])
+    vectors = _embed(encoders, [(c.upserted_modality, c.value) for _, c in upserts])
     result = list(changes)
     for (position, change), vector in zip(upserts, vectors):
         result[position] = replace(change, vector=vector)

@@ -12,19 +12,20 @@ removes the new files; a crash leaves them for `remove_partials` at the next sta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
-from jointspace.encoders.manifest import read_manifest
-from jointspace.encoders.inference import EncoderSet
-from jointspace.core.errors import Corrupt, InvalidInput, StorageError, quoted
+from jointspace.core.errors import Corrupt, InvalidInput, StorageError
 from jointspace.core.progress import log
+from jointspace.encoders.inference import EncoderSet
+from jointspace.encoders.manifest import read_manifest
 from jointspace.server.build import validation
 from jointspace.server.build.local_builder import build_generation
-from jointspace.server.serving.engine import check_pair
 from jointspace.server.index.generation import Generation
 from jointspace.server.index.index_types import check_index_type
+from jointspace.server.serving.engine import check_pair
 from jointspace.server.serving.operations import OperationControl
 
 if TYPE_CHECKING:

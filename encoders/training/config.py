@@ -1,0 +1,36 @@
+"""What a training run is told: `TrainConfig` and its defaults.
+
+Apart from the trainer, which imports TensorFlow, so that the command line can show and use these
+defaults without loading it (`jointspace --help` stays fast).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+AUTO_STEPS = 600  # optimizer steps that `epochs=None` trains for (trainer.auto_epochs)
+
+
+@dataclass
+class TrainConfig:
+    dim: int | None = None  # None: auto
+    epochs: int | None = None  # None: auto_epochs
+    batch_size: int = 128
+    learning_rate: float = 0.003
+    temperature: float = 0.2
+    # Sampling-bias (logQ) correction: each candidate's logit loses logq × log(its share of the
+    # pair type's training rows), so popular films stop being pushed away just for appearing
+    # in many batches as negatives. Training only; 0 turns it off.
+    logq: float = 1.0
+    validation_split: float = 0.1
+    # Early stopping: validations in a row without a better recall@1/@10 that end training (the
+    # best weights are kept); None validates only at the end. See encoders/training/early_stopping.py.
+    patience: int | None = 3
+    validation_queries: int = 2000  # held-out queries per direction (a sample, to bound cost)
+    max_steps: int | None = None  # stop after this many steps, whatever the epochs (benchmarks)
+    seed: int = 0
+    pairs: list[tuple[str, str]] | None = None
+    pair_weights: dict[str, float] = field(default_factory=dict)
+    encoder_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    logdir: str | None = None  # TensorBoard scalars (encoders/training/tensorboard.py)

@@ -1,0 +1,214 @@
+"""`bench ...`: quality and speed measurements (jointspace/bench), each printing a report.
+
+The benchmarks train, build and serve for real, so each is imported only when its command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from jointspace.cli.arguments import EXIT_ERROR, positive, positive_list, positive_number, recall
+from jointspace.cli.index import beam_builder
+from jointspace.encoders.impl.id_norms import DEFAULT_NORM, NORMS
+from jointspace.encoders.training.config import TrainConfig
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`commands`: the root parser's subparsers."""
+    bench = commands.add_parser("bench", help="measure quality and speed")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
+    held_out = bench_commands.add_parser(
+        "speakers", help="leave-one-speaker-out audio<->text quality through a real server")
+    held_out.add_argument("--source", help="a FSDD folder (default: the subset shipped with jointspace)")
+    held_out.add_argument("--speaker", action="append", help="speaker to hold out (repeatable; default all)")
+    held_out.add_argument("--epochs", type=positive, default=TrainConfig().epochs,
+                          help="default: the train command's")
+    held_out.add_argument("--seed", type=int, action="append",
+                          help="training seed (repeatable: every speaker under every seed, with a mean "
+                               "per seed; default 0)")
+    held_out.add_argument("--ensemble", type=positive, default=1, metavar="K",
+                          help="train each model as an ensemble of K (train --ensemble; default: %(default)s)")
+    held_out.set_defaults(func=cmd_bench_speakers)
+    front_end = bench_commands.add_parser(
+        "frontend", help="in-graph log-mel vs librosa on the same clips: speed and parity")
+    front_end.add_argument("--source", help="a FSDD folder (default: the subset shipped with jointspace)")
+    front_end.add_argument("--clips", type=positive, default=512)
+    front_end.add_argument("--batch", type=positive, default=64)
+    front_end.add_argument("--passes", type=positive, default=5)
+    front_end.set_defaults(func=cmd_bench_frontend)
+    decoding = bench_commands.add_parser(
+        "decode", help="latency an audio query pays for decoding in worker processes")
+    decoding.add_argument("--model", required=True)
+    decoding.add_argument("--index", required=True, help="an index built with that model")
+    decoding.add_argument("--clips", type=positive, default=50, help="spoken-digit clips queried per pass")
+    decoding.add_argument("--passes", type=positive, default=5)
+    decoding.set_defaults(func=cmd_bench_decode)
+    latency = bench_commands.add_parser(
+        "queries", help="end-to-end latency of id, history, text, audio and vector queries (Embed and Search)",
+        description="Serves MODEL and INDEX with `jointspace serve` and times Embed (encoder alone) and Search "
+                    "(encoder + index) for queries of every modality the model answers, taken from the pair rows.")
+    latency.add_argument("--model", required=True, type=Path)
+    latency.add_argument("--index", required=True, type=Path, help="an index built with that model")
+    latency.add_argument("--pairs", required=True, type=Path, nargs="+", help="pair rows to take queries from")
+    latency.add_argument("--seconds", type=float, default=5.0, help="per measurement (default: %(default)s)")
+    latency.add_argument("--clients", default="1,4", help="concurrent client processes (default: %(default)s)")
+    latency.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    latency.set_defaults(func=cmd_bench_queries)
+    cost = bench_commands.add_parser(
+        "overhead", help="per-call cost of the server's interceptors (sequential Search over loopback)")
+    cost.add_argument("--model", required=True, type=Path)
+    cost.add_argument("--index", required=True, type=Path)
+    cost.add_argument("--calls", type=positive, default=3000, help="per server and round")
+    cost.add_argument("--rounds", type=positive, default=5)
+    cost.set_defaults(func=cmd_bench_overhead)
+    serving = bench_commands.add_parser(
+        "serve", help="Search / BatchSearch speed over loopback beside the gRPC ceiling, FAISS and peers",
+        description="Builds (or reuses from --work) an index of clustered vectors, serves it with `jointspace "
+                    "serve` and measures it beside a no-op server on the same stack, FAISS in-process, and "
+                    "milvus-lite / chromadb when installed (pip install 'jointspace[peers]').")
+    serving.add_argument("--vectors", type=positive, default=1_000_000, help="default: %(default)s")
+    serving.add_argument("--dim", type=positive, default=32, help="default: %(default)s")
+    serving.add_argument("--work", type=Path,
+                         help="keep the model, index and milvus's data here for the next run (chroma reloads)")
+    serving.add_argument("--seconds", type=float, default=10.0, help="per measurement (default: %(default)s)")
+    serving.add_argument("--target-recall", type=recall, default=0.95, help="recall@10 every engine is tuned to")
+    serving.add_argument("--clients", default="1,4,16", help="concurrent client processes (default: %(default)s)")
+    serving.add_argument("--batches", default="64,256", help="BatchSearch sizes (default: %(default)s)")
+    serving.add_argument("--peers", default="milvus,chroma", help="peers to compare, or none (default: %(default)s)")
+    serving.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    serving.set_defaults(func=cmd_bench_serve)
+    swap = bench_commands.add_parser(
+        "rebuild", help="RebuildIndex and hot swap of a served vector catalog under a steady query loop")
+    swap.add_argument("--model", required=True, type=Path, help="any exported model; its dimension is used")
+    swap.add_argument("--rows", type=positive, default=1_000_000)
+    swap.add_argument("--seconds", type=float, default=30.0, help="query load before the rebuild starts")
+    swap.add_argument("--index", default="auto", help="as for index build (default: auto)")
+    swap.add_argument("--work", type=Path, help="keep the catalog and index here")
+    swap.set_defaults(func=cmd_bench_rebuild)
+    soak_load = bench_commands.add_parser(
+        "soak", help="mixed Search/Embed/Upsert/Delete load from client processes plus a rebuild; "
+                     "checks errors, memory growth and that no acknowledged write is lost (exit 1 if not)")
+    soak_load.add_argument("--seconds", type=float, default=60.0, help="load duration (default: %(default)s)")
+    soak_load.add_argument("--clients", type=positive, default=4, help="client processes (default: %(default)s)")
+    soak_load.add_argument("--vectors", type=positive, default=100_000,
+                           help="clustered vectors in the catalog, beside the films (default: %(default)s)")
+    soak_load.add_argument("--work", type=Path, help="keep the model, catalogs and index here (reused next time)")
+    soak_load.add_argument("--json", action="store_true", help="print one JSON object")
+    soak_load.set_defaults(func=cmd_bench_soak)
+    timed_build = bench_commands.add_parser(
+        "build", help="local vs Apache Beam index build of a catalog of clustered vectors",
+        description="Times the local and the Beam build of one catalog; Beam options go after --.")
+    timed_build.add_argument("--rows", type=positive, default=1_000_000, help="catalog rows (default: %(default)s)")
+    timed_build.add_argument("--dim", type=positive, default=32, help="vector dimension (default: %(default)s)")
+    timed_build.add_argument("--index", default="auto", help="as for index build (default: auto)")
+    timed_build.add_argument("--target-recall", type=recall, default=0.95)
+    timed_build.add_argument("--work", type=Path, help="keep the catalog, model and indexes here")
+    timed_build.set_defaults(func=cmd_bench_build, takes_pipeline_options=True)
+    speed = bench_commands.add_parser(
+        "train", help="id two-tower training speed and recall: plain TFRS model.fit vs jointspace, side by side")
+    speed.add_argument("--films", type=positive, default=1_000_000, help="default: %(default)s")
+    speed.add_argument("--users", type=positive, default=500_000, help="default: %(default)s")
+    speed.add_argument("--dim", type=positive, default=32, help="default: %(default)s")
+    speed.add_argument("--steps", type=positive, default=1000, help="timed steps per side (default: %(default)s)")
+    speed.add_argument("--warmup", type=positive, default=20, help="untimed first steps (default: %(default)s)")
+    speed.add_argument("--batch-size", type=positive, default=4096, help="both sides (default: %(default)s)")
+    speed.add_argument("--jointspace-batch-size", type=positive, default=None,
+                       help="jointspace side's batch, a divisor of --batch-size; it then takes more steps "
+                            "so that both sides see as many examples (default: --batch-size)")
+    speed.add_argument("--val-queries", type=positive, default=5000,
+                       help="held-out (user, film) rows for recall (default: %(default)s)")
+    speed.add_argument("--learning-rate", type=positive_number, default=0.05,
+                       help="jointspace side's (TFRS side: Adagrad 0.1) (default: %(default)s)")
+    speed.add_argument("--id-norm", choices=NORMS, default=DEFAULT_NORM,
+                       help="jointspace side's id vector length, as in `train` (default: %(default)s)")
+    speed.add_argument("--temperature", type=positive_number, default=TrainConfig().temperature,
+                       help="jointspace side's softmax temperature, as in `train` (default: %(default)s)")
+    speed.add_argument("--seed", type=int, default=0)
+    speed.add_argument("--work", type=Path, help="keep the split and the vectors here")
+    speed.add_argument("--json", action="store_true", help="print one JSON object")
+    speed.set_defaults(func=cmd_bench_train)
+
+
+def cmd_bench_speakers(args: argparse.Namespace) -> int:
+    from jointspace.bench import speakers
+
+    result = speakers.run(Path(args.source) if args.source else None, args.speaker, args.epochs, args.seed,
+                          args.ensemble)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_bench_frontend(args: argparse.Namespace) -> int:
+    from jointspace.bench import frontend
+
+    result = frontend.run(Path(args.source) if args.source else None, args.clips, args.batch, args.passes)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_bench_decode(args: argparse.Namespace) -> int:
+    from jointspace.bench import decode
+
+    print(json.dumps(decode.run(Path(args.model), Path(args.index), args.clips, args.passes), indent=2))
+    return 0
+
+
+def cmd_bench_queries(args: argparse.Namespace) -> int:
+    from jointspace.bench import queries
+
+    report = queries.run(args.model, args.index, args.pairs, args.seconds, positive_list(args.clients, "--clients"))
+    print(json.dumps(report, indent=2) if args.json else queries.format_table(report))
+    return 0
+
+
+def cmd_bench_overhead(args: argparse.Namespace) -> int:
+    from jointspace.bench import overhead
+
+    print(json.dumps(overhead.run(args.model, args.index, args.calls, args.rounds), indent=2))
+    return 0
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    from jointspace.bench import serve
+
+    peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
+    report = serve.run(args.vectors, args.dim, args.work, args.seconds, args.target_recall,
+                       positive_list(args.clients, "--clients"), positive_list(args.batches, "--batches"), peers)
+    print(json.dumps(report, indent=2) if args.json else serve.format_table(report))
+    return 0
+
+
+def cmd_bench_rebuild(args: argparse.Namespace) -> int:
+    from jointspace.bench import rebuild
+
+    print(json.dumps(rebuild.run(args.model, args.rows, args.seconds, args.index, args.work), indent=2))
+    return 0
+
+
+def cmd_bench_soak(args: argparse.Namespace) -> int:
+    from jointspace.bench import soak
+
+    result = soak.run(args.seconds, args.clients, args.vectors, args.work)
+    print(json.dumps(result, indent=2) if args.json else soak.format_summary(result))
+    return 0 if result["passed"] else EXIT_ERROR
+
+
+def cmd_bench_build(args: argparse.Namespace) -> int:
+    beam_builder()  # refuses in one line when Beam is not installed, before any work
+    from jointspace.bench import build
+
+    result = build.run(args.rows, args.dim, args.index, args.target_recall, args.pipeline_options, args.work)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from jointspace.bench import train
+
+    result = train.run(args.films, args.users, args.dim, args.steps, args.batch_size, args.warmup,
+                       args.val_queries, args.learning_rate, args.seed, args.work, args.jointspace_batch_size,
+                       args.id_norm, args.temperature)
+    print(json.dumps(result, indent=2) if args.json else train.table(result))
+    return 0
