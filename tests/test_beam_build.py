@@ -49,10 +49,10 @@ def encoders(built) -> EncoderSet:
 
 def test_beam_build_stores_what_the_local_build_stores(built, beam_index):
     beam, local = _live(beam_index), _live(built.index)
-    assert beam.manifest["runner"] == "beam" and local.manifest["runner"] == "local"
-    assert set(beam.manifest["files"]) == set(local.manifest["files"])
+    assert beam.manifest.runner == "beam" and local.manifest.runner == "local"
+    assert set(beam.manifest.files) == set(local.manifest.files)
     for field in ("dim", "model_version", "index_factory", "counts", "search_params"):
-        assert beam.manifest[field] == local.manifest[field], field
+        assert getattr(beam.manifest, field) == getattr(local.manifest, field), field
     assert {m: list(k) for m, k in beam.keys.items()} == {m: list(k) for m, k in local.keys.items()}
     for modality in local.modalities:
         rows = list(range(len(local.keys[modality])))

@@ -131,3 +131,16 @@ def test_a_batch_uses_every_core_only_while_no_other_search_runs():
     release.set()
     worker.join()
     assert seen == {"single query": 1, "first batch": CORES, "concurrent batch": 1}
+
+
+def test_a_generation_manifest_reads_back_what_was_written_and_refuses_a_bad_dim(tmp_path):
+    from jointspace.server.index.generation_manifest import GenerationManifest
+
+    written = GenerationManifest(dim=8, model_version="m1", index_factory="Flat", counts={"id": 3},
+                                 files={"catalog.sqlite": "ab"}, search_params={"id": {"efSearch": 16}},
+                                 recall={"id": 1.0}, model_dir="/models/m1")
+    written.write(tmp_path, "manifest.json")
+    assert GenerationManifest.read(tmp_path / "manifest.json") == written
+    (tmp_path / "manifest.json").write_text(json.dumps({**written.as_json(), "dim": 0}))
+    with pytest.raises(ValueError, match="dim"):
+        GenerationManifest.read(tmp_path / "manifest.json")

@@ -9,7 +9,6 @@ loading, so readers need no locks; a new generation replaces it as a whole.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from jointspace.core.errors import Corrupt, InvalidInput
 from jointspace.server.index.catalog_store import STORE_FILE, StoreReader
 from jointspace.server.index.filters import FieldIndex, MetadataFilter
+from jointspace.server.index.generation_manifest import GenerationManifest
 from jointspace.server.index.index_directory import MANIFEST, sha256_of
 from jointspace.server.index.index_types import describe
 from jointspace.server.index.tuning import apply_search_params
@@ -43,16 +43,14 @@ class Generation:
         self.name = self.path.name
         manifest_path = self.path / MANIFEST
         try:
-            self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-            files: dict[str, str] = dict(self.manifest["files"])
-            self.dim: int = int(self.manifest["dim"])
-            self.model_version: str = str(self.manifest["model_version"])
-            self.factory: str = str(self.manifest["index_factory"])
-            counts = {str(m): int(n) for m, n in self.manifest["counts"].items()}
-            # Tuned at build time (tuning.py); FAISS files keep them too, the manifest says so openly.
-            self.search_params: dict[str, dict[str, int]] = dict(self.manifest.get("search_params", {}))
+            self.manifest = GenerationManifest.read(manifest_path)
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise CorruptGeneration(f"{manifest_path}: unreadable ({type(error).__name__}: {error})") from None
+        files, counts = self.manifest.files, self.manifest.counts
+        self.dim, self.model_version = self.manifest.dim, self.manifest.model_version
+        self.factory = self.manifest.index_factory
+        # Tuned at build time (tuning.py); FAISS files keep them too, the manifest says so openly.
+        self.search_params = self.manifest.search_params
         for file, digest in files.items():
             if not (self.path / file).is_file() or sha256_of(self.path / file) != digest:
                 raise CorruptGeneration(f"{self.path / file}: missing or checksum mismatch")

@@ -9,7 +9,6 @@ how it was built.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,8 +21,9 @@ import faiss
 
 from jointspace.server.index.catalog_store import STORE_FILE, write_store
 from jointspace.server.index.generation import index_file
+from jointspace.server.index.generation_manifest import GenerationManifest
 from jointspace.server.index.index_directory import MANIFEST, IndexDirectory, sha256_of
-from jointspace.server.index.tuning import TUNING_K, Neighbours, TuningQueries, tune_search
+from jointspace.server.index.tuning import Neighbours, TuningQueries, tune_search
 from jointspace.server.index.write_sites import write_site
 
 
@@ -84,23 +84,22 @@ def publish_generation(directory: IndexDirectory, staging: Path, *, dim: int, mo
     `go_live=False` only places it (a server checks it before switching, see rebuild.py);
     `model_dir` lets a server that restarts find the model this generation is pinned to."""
     ordered = sorted(summaries, key=lambda s: s.modality)
-    manifest = {
-        "dim": dim,
-        "model_version": model_version,
-        "index_factory": factory,
-        "counts": {s.modality: s.count for s in ordered},
-        "search_params": {s.modality: s.search_params for s in ordered},
-        f"recall@{TUNING_K}": {s.modality: s.recall for s in ordered},
-        "target_recall": target_recall,
-        "runner": runner,
-        "files": {path.name: sha256_of(path) for path in sorted(staging.iterdir())},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "catalogs": [str(Path(p).resolve()) for p in catalogs],
-    }
-    if model_dir is not None:
-        manifest["model_dir"] = str(Path(model_dir).resolve())
+    manifest = GenerationManifest(
+        dim=dim,
+        model_version=model_version,
+        index_factory=factory,
+        counts={s.modality: s.count for s in ordered},
+        search_params={s.modality: s.search_params for s in ordered},
+        recall={s.modality: s.recall for s in ordered},
+        target_recall=target_recall,
+        runner=runner,
+        files={path.name: sha256_of(path) for path in sorted(staging.iterdir())},
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        catalogs=[str(Path(p).resolve()) for p in catalogs],
+        model_dir=None if model_dir is None else str(Path(model_dir).resolve()),
+    )
     with write_site("manifest", f"writing the manifest {MANIFEST} and placing the generation"):
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest.write(staging, MANIFEST)
         name = directory.place(staging)
     if go_live:
         directory.make_live(name)

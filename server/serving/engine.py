@@ -108,7 +108,7 @@ class Engine:
         manifest names the model folder; `index build` generations name none): a restart with the
         flags of before must not undo a switch of model and index, nor refuse to start after it."""
         encoders = EncoderSet(model_dir, self.limits)
-        pinned = generation.manifest.get("model_dir")
+        pinned = generation.manifest.model_dir
         if encoders.version == generation.model_version or not pinned or Path(pinned) == model_dir:
             return encoders
         try:
