@@ -1,6 +1,6 @@
 """What the server's protections cost per call: sequential Search over loopback with the bare
-service (no interceptors, as before they existed), the default server (deadline interceptor,
-late-bound service) and the observed one (metrics and bearer-token auth on top).
+service (no interceptors, as before they existed), the default server (request reader, work
+pool with its deadline, late-bound service) and the observed one (metrics and bearer-token auth on top).
 
 A vector query with k = 5 keeps the model out of it, so the figure is the per-call cost of gRPC
 plus what wraps the service. Rounds interleave the three servers because the development machine

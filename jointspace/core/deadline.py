@@ -3,8 +3,8 @@
 A thread serving a gRPC call cannot be interrupted, so long work (decoding a batch of audio
 clips, then running the model) checks `check_deadline(step)` between its steps and gives up with
 DEADLINE_EXCEEDED (or CANCELLED when the client went away) instead of computing an answer nobody
-waits for. The deadline lives in a context variable: the server's deadline interceptor sets it
-around each call, code outside a call (index builds, the CLI) sees none and never stops.
+waits for. The deadline lives in a context variable: the server's work pool sets it around each call
+(`server/api/app.py`, `work_deadline`), code outside a call (index builds, the CLI) sees none and never stops.
 """
 
 from __future__ import annotations

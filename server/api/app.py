@@ -32,7 +32,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from grpc._cython import cygrpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from jointspace.core.deadline import Deadline, deadline_scope
@@ -210,7 +210,7 @@ class ServiceSlot:
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
-    health: HealthServicer
+    health: health_aio.HealthServicer
     port: int
     slot: ServiceSlot
     metrics: MetricsEndpoint | None = None
@@ -247,7 +247,7 @@ class RunningServer:
         asyncio.run_coroutine_threadsafe(self.server.stop(None), event_loop())
 
 
-async def _set_health(servicer: HealthServicer, status: int) -> None:
+async def _set_health(servicer: health_aio.HealthServicer, status: int) -> None:
     for name in ("", SERVICE_NAME):
         await servicer.set(name, status)
 
@@ -278,7 +278,7 @@ def _listen(server: grpc.aio.Server, config: ServeConfig, credentials: grpc.Serv
 
 
 async def _build(config: ServeConfig, slot: ServiceSlot,
-                 credentials: grpc.ServerCredentials | None) -> tuple[grpc.aio.Server, HealthServicer, int]:
+                 credentials: grpc.ServerCredentials | None) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
     """Build and bind the server; on the event loop, which grpc.aio ties it to."""
     limits = config.limits
     server = grpc.aio.server(
@@ -290,7 +290,7 @@ async def _build(config: ServeConfig, slot: ServiceSlot,
         ],
     )
     server.add_generic_rpc_handlers((slot.generic_handler(),))
-    health_servicer = HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
