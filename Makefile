@@ -30,8 +30,7 @@ lint: $(STAMP)
 	$(BIN)/python tools/typecheck.py
 
 stubs: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. \
-		protos/jointspace/v1/jointspace.proto
+	$(BIN)/python tools/stubs.py clients/python
 
 wheel: $(STAMP)
 	$(BIN)/pip wheel --no-deps -w dist .

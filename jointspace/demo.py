@@ -8,6 +8,7 @@ with a voice the model never heard.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -66,7 +67,7 @@ def show_examples(target: str, films: synthetic.SyntheticData, held_out: list[fs
         title = films.film_titles[int(film.split(":")[1])]
         _show(f"film {film} ({title}) → similar films",
               client.search(id=film, k=5, modalities=["id"], exclude=[film]))
-        print(f"\nindex: {json.dumps(client.info())}")
+        print(f"\nindex: {json.dumps(dataclasses.asdict(client.info()))}")
 
 
 def run_demo(out: Path, port: int = 50051, epochs: int | None = None, keep_serving: bool = False) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from jointspace.client import Client
+from jointspace.client import Client, Operation, OperationState
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import own_server
 
@@ -70,7 +70,7 @@ class Attacked:
         self.assert_unchanged(before)
         return message
 
-    def rebuild(self, **request: Any) -> pb.Operation:
+    def rebuild(self, **request: Any) -> Operation:
         """A started rebuild, waited for."""
         operation = self.client.stub.RebuildIndex(pb.RebuildIndexRequest(**request), timeout=60)
         return self.client.wait(operation.name, poll=0.05)
@@ -85,8 +85,8 @@ class Attacked:
             assert error.code() in codes, (error.code(), error.details()[:300])
             code, message = error.code(), error.details()
         else:
-            assert finished.state == pb.Operation.FAILED, finished
-            code = next(c for c in grpc.StatusCode if c.value[0] == finished.error.code)
+            assert finished.state == OperationState.FAILED, finished
+            code = finished.error.code
             message = finished.error.message
             assert code in codes, (code, message)
         self.assert_clean(message)

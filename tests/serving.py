@@ -47,6 +47,21 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+@contextlib.contextmanager
+def served_copy(built: Any, tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    """A server of its own over a private copy of the session index, so that a test may change
+    it: (a ready client, the copy's folder)."""
+    from jointspace.client import Client
+    from jointspace.server.serving.engine import Engine
+
+    index = tmp_path / "index"
+    shutil.copytree(built.index, index)
+    with own_server(Engine(built.model, index)) as running, \
+            Client(f"127.0.0.1:{running.port}", timeout=60) as client:
+        client.wait_ready()
+        yield client, index
+
+
 def jointspace_exe() -> str:
     """The `jointspace` script of this venv, for tests that run the CLI as a user would."""
     return shutil.which("jointspace", path=str(Path(sys.executable).parent)) or "jointspace"

@@ -11,9 +11,11 @@ import json
 import grpc
 import numpy as np
 import pytest
+from google.longrunning import operations_pb2
 from google.protobuf import struct_pb2
 
 from attack_data import DIM, ODD_FIELDS, UNITS, attacked_server
+from jointspace.client import OperationState
 from jointspace.v1 import jointspace_pb2 as pb
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -131,7 +133,7 @@ def test_index_types_the_builder_cannot_use_are_refused(attacked, index_type):
                                         "IVF2,Flat", "IVF2,SQ8", "L2norm,Flat", "RR16,HNSW16", "Pad32,Flat"])
 def test_usable_index_types_build_and_answer_excluding_filtered_searches(attacked, index_type):
     finished = attacked.rebuild(catalog_paths=["catalog.jsonl"], index_type=index_type)
-    assert finished.state == pb.Operation.SUCCEEDED, finished
+    assert finished.state == OperationState.SUCCEEDED, finished
     hits = attacked.client.search(vector=UNITS[1], k=3, modalities=["vector"], exclude=["unit:1"])
     assert "unit:1" not in [h.key for h in hits] and len(hits) == 3
     filtered = attacked.client.search(text="one", k=10, filters={"back\\slash": "b"})
@@ -251,7 +253,9 @@ def test_long_input_is_quoted_by_a_short_prefix(attacked):
     stub, long = attacked.client.stub, "x" * 16_000
     attacked.refused(lambda: stub.Search(pb.SearchRequest(query=pb.Query(id=long), k=3), timeout=30),
                      [NOT_FOUND, INVALID])
-    attacked.refused(lambda: stub.GetOperation(pb.GetOperationRequest(name=long), timeout=30), [NOT_FOUND])
+    operations = attacked.client.operations_stub
+    attacked.refused(lambda: operations.GetOperation(operations_pb2.GetOperationRequest(name=long), timeout=30),
+                     [NOT_FOUND])
     attacked.refused(lambda: stub.Search(_search(modalities=[long]), timeout=30), [INVALID])
     attacked.failed_rebuild([INVALID, PRECONDITION], catalog_paths=["catalog.jsonl"], index_type=long)
     attacked.failed_rebuild([INVALID, NOT_FOUND], catalog_paths=[long[:250]])

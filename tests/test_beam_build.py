@@ -17,6 +17,7 @@ from jointspace.server.build.beam_builder import build_generation_with_beam, pip
 from jointspace.server.build.local_builder import build_generation
 from jointspace.server.index.generation import Generation
 from jointspace.server.index.index_directory import IndexDirectory
+from jointspace.server.index.lexical_terms import query_terms
 from jointspace.server.index.searching import search
 from test_cli import assert_one_line_error, jointspace
 
@@ -62,6 +63,14 @@ def test_beam_build_stores_what_the_local_build_stores(built, beam_index):
         want = local.indexes[modality].reconstruct_n(0, count)
         # Beam batches differently; an embedding must not depend on its batch (test_audio_encoder).
         np.testing.assert_allclose(got, want, atol=1e-5, err_msg=modality)
+    for text in ("seven", "the golden voyage", "raw fantasy"):  # the lexical index: every match, alike
+        found = []
+        for generation in (beam, local):
+            terms, corpus = generation.lexical.lookup(query_terms(text))
+            matches = generation.lexical.search(terms, corpus, 1000, local.modalities, lambda m, r: True, 0)
+            found.append(sorted(matches, key=lambda m: m[1:]))
+        assert found[0] and [m[1:] for m in found[0]] == [m[1:] for m in found[1]], text
+        np.testing.assert_allclose([m[0] for m in found[0]], [m[0] for m in found[1]], rtol=1e-5)
 
 
 def test_beam_and_local_indexes_answer_alike(built, beam_index, encoders):
@@ -107,8 +116,8 @@ def test_a_real_server_serves_a_beam_built_generation(built, beam_index, client)
         with Client(f"127.0.0.1:{running.port}", timeout=30) as beam_client:
             beam_client.wait_ready()
             info = beam_client.info()
-            assert info["generation"] == _live(beam_index).name
-            assert info["size"] == client.info()["size"]
+            assert info.generation == _live(beam_index).name
+            assert info.size == client.info().size
             for query in ({"text": "seven"}, {"id": "m:3"}, {"ids": ["m:1", "m:2"]}):
                 got = beam_client.search(k=5, **query)
                 assert [(h.key, h.metadata) for h in got] == [(h.key, h.metadata) for h in client.search(k=5, **query)]

@@ -49,6 +49,17 @@ def test_query_json_output(server, client):
 def test_query_by_ids_and_audio_file(server, built):
     result = jointspace("query", "--target", server, "--ids", "m:1,m:2", "-k", "2")
     assert result.returncode == 0 and len(result.stdout.splitlines()) == 2
+    # A history's own films never come back unless asked; seen films never do.
+    def keys(*args: str) -> list[str]:
+        done = jointspace("query", "--target", server, "-k", "20", "--modality", "id", "--json", *args)
+        assert done.returncode == 0, done.stderr
+        return [h["key"] for h in json.loads(done.stdout)["hits"]]
+
+    history = ["m:1", "m:2", "m:3"]
+    assert not set(history) & set(keys("--ids", ",".join(history)))
+    assert set(history) & set(keys("--ids", ",".join(history), "--keep-query-ids"))
+    nearest = keys("--id", "m:1")
+    assert not set(nearest[:3]) & set(keys("--id", "m:1", "--seen", ",".join(nearest[:3])))
     clip = built.indexed_clips[0]
     result = jointspace("query", "--target", server, "--audio", str(clip.path), "-k", "1", "--json")
     assert json.loads(result.stdout)["hits"][0]["key"] == f"clip:{clip.path.stem}"

@@ -14,14 +14,13 @@ import grpc
 import numpy as np
 import pytest
 
-from jointspace.client import Client
+from jointspace.client import Client, OperationState
 from jointspace.core.errors import Corrupt
 from jointspace.core.faults import Faults, Pause, injected
 from jointspace.server.index.catalog_store import STORE_FILE
 from jointspace.server.index.generation import CorruptGeneration, Generation
 from jointspace.server.index.index_directory import MANIFEST, sha256_of
 from jointspace.server.index.journal import JOURNAL_FILE, UPSERT, Change, Journal
-from jointspace.v1 import jointspace_pb2 as pb
 from serving import jointspace_exe, own_server
 
 DIM = 16
@@ -120,7 +119,7 @@ def test_a_corrupt_live_generation_falls_back_and_keeps_every_acknowledged_chang
     assert "gen-000003" in record.getMessage() and "serving the older gen-000001" in record.getMessage()
     with own_server(engine) as running, Client(f"127.0.0.1:{running.port}") as client:
         client.wait_ready()
-        assert client.info()["generation"] == FIRST
+        assert client.info().generation == FIRST
         assert _top_key(client, 1) == "kept:before"
         assert "vec:unit" not in [h.key for h in client.search(vector=[1.0] + [0.0] * (DIM - 1), k=5)]
         assert client.upsert([{"key": "kept:during", "vector": _vector(2)}]) == 1
@@ -132,7 +131,7 @@ def test_a_corrupt_live_generation_falls_back_and_keeps_every_acknowledged_chang
     shutil.copy(index / FIRST / "index-id.faiss", index / "gen-000003" / "index-id.faiss")  # repaired
     with own_server(_engine(built, index)) as running, Client(f"127.0.0.1:{running.port}") as client:
         client.wait_ready()
-        assert client.info()["generation"] == "gen-000003"
+        assert client.info().generation == "gen-000003"
         assert _top_key(client, 1) == "kept:before" and _top_key(client, 2) == "kept:during"
 
 
@@ -160,11 +159,11 @@ def test_a_corrupt_new_generation_is_refused_at_the_swap(built, tmp_path):
         _flip(index / "gen-000002" / "index-text.faiss")  # placed, not yet loaded or live
         placed.resume.set()
         finished = client.wait(operation.name, poll=0.02)
-        assert finished.state == pb.Operation.FAILED
-        assert finished.error.code == grpc.StatusCode.DATA_LOSS.value[0]
+        assert finished.state == OperationState.FAILED
+        assert finished.error.code == grpc.StatusCode.DATA_LOSS
         assert "index-text.faiss: missing or checksum mismatch" in finished.error.message
         assert f"{FIRST} keeps serving" in finished.error.message
-        assert client.info()["generation"] == FIRST
+        assert client.info().generation == FIRST
         assert len(client.search(text="seven", k=3)) == 3
     assert (index / "CURRENT").read_text().strip() == FIRST
     assert not (index / "gen-000002").exists()

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from jointspace.client import Client, make_query
 from jointspace.v1 import jointspace_pb2 as pb
+from jointspace.v1 import jointspace_pb2_grpc as pb_grpc
 
 DIM = 16
 
@@ -140,12 +141,12 @@ def test_modality_filter_spans_several_indexes(client):
 
 def test_index_info(client, built):
     info = client.info()
-    assert info["dim"] == DIM
-    assert info["generation"] == "gen-000001"
-    assert info["size"] == len(built.catalog.read_text().splitlines())
-    assert set(info["size_by_modality"]) == {"audio", "text", "id", "vector"}
-    assert {"id", "ids", "text", "audio", "vector"} <= set(info["query_modalities"])
-    assert info["model_version"] and info["bytes_per_vector"] > 0
+    assert info.dim == DIM
+    assert info.generation == "gen-000001"
+    assert info.size == len(built.catalog.read_text().splitlines())
+    assert set(info.size_by_modality) == {"audio", "text", "id", "vector"}
+    assert {"id", "ids", "text", "audio", "vector"} <= set(info.query_modalities)
+    assert info.model_version and info.bytes_per_vector > 0
 
 
 def test_health_and_reflection(server):
@@ -235,3 +236,32 @@ def test_unreachable_server_fails_fast_with_a_deadline():
         with pytest.raises(grpc.RpcError) as raised:
             dead.search(text="one")
     assert raised.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def _keys(stub, k: int = 10, **fields) -> list[str]:
+    return [h.key for h in stub.Search(pb.SearchRequest(k=k, modalities=["id"], **fields), timeout=30).hits]
+
+
+def test_a_history_never_gets_its_own_ids_back_unless_asked(server, built):
+    """exclude_query_ids: on by default for a history, off for one id; seen_ids always apply."""
+    history = [str(built.films.film_ids[f]) for f in built.films.events_of_user(3)]
+    with grpc.insecure_channel(server) as channel:
+        stub = pb_grpc.JointSpaceStub(channel)
+        bag = make_query(ids=history)
+        default = _keys(stub, query=bag)
+        assert len(default) == 10 and not set(history) & set(default)
+        kept = _keys(stub, query=bag, exclude_query_ids=False)
+        assert set(history) & set(kept)  # a bag's nearest films are mostly its own
+        assert _keys(stub, query=bag, exclude_query_ids=True) == default
+        one = make_query(id="m:5")
+        assert _keys(stub, query=one) == _keys(stub, query=one, exclude_query_ids=False)
+        assert "m:5" in _keys(stub, query=one, k=100)  # an id finds itself (ids are clipped, not unit)
+        assert "m:5" not in _keys(stub, query=one, k=100, exclude_query_ids=True)
+        # A user's query with their seen films: none of those come back, k still do.
+        first = _keys(stub, query=make_query(id="m:5"))
+        unseen = _keys(stub, query=make_query(id="m:5"), seen_ids=first[:4])
+        assert len(unseen) == 10 and not set(first[:4]) & set(unseen)
+        batch = stub.BatchSearch(pb.BatchSearchRequest(requests=[
+            pb.SearchRequest(query=bag, k=10, modalities=["id"]),
+            pb.SearchRequest(query=bag, k=10, modalities=["id"], exclude_query_ids=False)]), timeout=30)
+        assert [[h.key for h in r.hits] for r in batch.results] == [default, kept]

@@ -134,10 +134,10 @@ def test_a_served_ensemble_answers_with_the_members_mean_score(ensemble: Path):
     try:
         with Client(f"127.0.0.1:{running.port}", timeout=30) as client:
             client.wait_ready()
-            hits = client.search(ids=films[:5], k=10)
+            hits = client.search(ids=films[:5], k=10, exclude_query_ids=False)
             assert [h.key for h in hits] == [films[i] for i in np.argsort(-expected)[:10]]
             assert np.allclose([h.score for h in hits], np.sort(expected)[::-1][:10], atol=1e-4)
-            assert client.info()["dim"] == 2 * DIM
+            assert client.info().dim == 2 * DIM
             with pytest.raises(grpc.RpcError) as error:
                 client.search(vector=[1.0] * DIM, k=3)  # one member's width is not the space's
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

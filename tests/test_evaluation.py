@@ -104,22 +104,30 @@ def test_evaluate_movielens_against_popularity(movielens_model, capsys):
     assert user["candidates"] == movielens_model.films  # every film, not only the held-out ones
     assert user["popularity_from"] == "train"
     for result in report["directions"].values():
-        for scorer in ("model", "popularity"):
-            figures = result[scorer]
-            assert 0.0 <= figures["recall@1"] <= figures["recall@10"] <= figures["recall@100"] <= 1.0
-            assert 0.0 < figures["mrr"] <= 1.0
+        for mode in ("kept", "removed"):
+            for scorer, figures in result[mode].items():
+                assert 0.0 <= figures["recall@1"] <= figures["recall@10"] <= figures["recall@100"] <= 1.0
+                assert 0.0 <= figures["ndcg@10"] <= 1.0 and 0.0 <= figures["query_recall@10"] <= 1.0
+                assert 0.0 < figures["mrr"] <= 1.0, (mode, scorer)
     # Hidden tastes are learnable: the model finds held-out films far above chance (k / 400) and
     # beats popularity in the top 100, where knowing the user's tastes matters most.
     for name in ("id:user->id", "ids->id"):
-        figures = report["directions"][name]
-        assert figures["model"]["recall@10"] > 2 * 10 / movielens_model.films
-        assert figures["model"]["recall@100"] > 1.5 * figures["popularity"]["recall@100"]
-        # Co-occurrence with the user's training films (or the history) knows their tastes too.
-        assert figures["cooccurrence"]["recall@100"] > 1.5 * figures["popularity"]["recall@100"]
+        for mode in ("kept", "removed"):
+            figures = report["directions"][name][mode]
+            assert set(figures) == {"model", "popularity", "cooccurrence", "ease"}
+            assert figures["model"]["recall@10"] > 2 * 10 / movielens_model.films
+            assert figures["model"]["recall@100"] > 1.5 * figures["popularity"]["recall@100"]
+        # The baselines know the users' tastes too, once seen films are out of the way.
+        removed = report["directions"][name]["removed"]
+        for baseline in ("cooccurrence", "ease"):
+            assert removed[baseline]["recall@100"] > 1.5 * removed["popularity"]["recall@100"], baseline
+        assert f'{report["directions"][name]["ease_lambda"]:g}' in report["directions"][name]["ease_validation"]
+    # Removing seen films can only lift a fixed list's held-out hits: none of them was seen.
+    assert user["removed"]["popularity"]["recall@10"] >= user["kept"]["popularity"]["recall@10"]
     only = evaluate_json(capsys, str(movielens_model.model), str(data / "test.jsonl"), "--pairs", "ids=id")
     assert set(only["directions"]) == {"ids->id", "id->ids"}
     assert only["directions"]["ids->id"]["popularity_from"] == "evaluated"
-    assert only["directions"]["ids->id"]["cooccurrence"] is None  # it needs --train rows
+    assert set(only["directions"]["ids->id"]["skipped"]) == {"cooccurrence", "ease"}  # they need --train rows
 
 
 def test_evaluate_table_and_unknown_values(movielens_model, capsys, tmp_path):
@@ -130,11 +138,12 @@ def test_evaluate_table_and_unknown_values(movielens_model, capsys, tmp_path):
     user = report["directions"]["id:user->id"]
     assert (user["queries"], user["pairs"], user["candidates"]) == (2, 3, 2)
     assert (user["unembedded_queries"], user["unembedded_candidates"]) == (1, 1)
-    assert user["model"]["recall@5"] == pytest.approx(1 / 3)  # only u:1 -> m:1 can be found
+    assert user["kept"]["model"]["recall@5"] == pytest.approx(1 / 3)  # only u:1 -> m:1 can be found
     assert user["popularity_from"] == "evaluated"
     assert main(["evaluate", str(movielens_model.model), str(extra)]) == 0
     table = capsys.readouterr().out
-    assert "R@1" in table and "popularity*" in table and "unknown to the model" in table
+    assert "R@1" in table and "N@10" in table and "popularity*" in table and "unknown to the model" in table
+    assert "seen removed" in table
 
 
 def test_evaluate_spoken_digits_of_an_unheard_speaker(built, capsys, tmp_path):
@@ -155,9 +164,11 @@ def test_evaluate_spoken_digits_of_an_unheard_speaker(built, capsys, tmp_path):
     own = scores[np.arange(len(scores)), [c.digit for c in built.indexed_clips]]
     ranks = (scores >= own[:, None]).sum(axis=1)  # ties count against the right word, as retrieval_metrics.py does
     for k in (1, 3):
-        assert to_text["model"][f"recall@{k}"] == pytest.approx(np.mean(ranks <= k))
-        assert to_text["popularity"][f"recall@{k}"] == pytest.approx(k / 10)
-        assert to_text["model"][f"recall@{k}"] > to_text["popularity"][f"recall@{k}"]
+        # No training rows: nothing was seen, so both ways agree.
+        assert to_text["removed"] == to_text["kept"]
+        assert to_text["kept"]["model"][f"recall@{k}"] == pytest.approx(np.mean(ranks <= k))
+        assert to_text["kept"]["popularity"][f"recall@{k}"] == pytest.approx(k / 10)
+        assert to_text["kept"]["model"][f"recall@{k}"] > to_text["kept"]["popularity"][f"recall@{k}"]
     to_audio = report["directions"]["text->audio"]
     assert to_audio["queries"] == 10 and to_audio["candidates"] == len(built.indexed_clips)
 
@@ -191,3 +202,20 @@ def test_training_writes_tensorboard_scalars(movielens_model):
     assert tags["loss"] == [1, 2, 3]
     validated = tags["validation/id:user->id/recall@10"]  # early stopping validates along the way
     assert validated[-1] == 3 and validated == sorted(set(validated)) and set(validated) <= {1, 2, 3}
+
+
+def test_bench_tfrs_tutorial_is_judged_by_the_evaluation_rule(movielens_model, capsys):
+    """The tutorial model's figures, per epoch, over every film; removing seen films can only lift
+    them here, since no held-out rating repeats a training one."""
+    data = movielens_model.data
+    assert main(["bench", "tfrs-tutorial", str(data / "train.jsonl"), str(data / "test.jsonl"),
+                 "--epochs", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["films"] == movielens_model.films and [e["epoch"] for e in report["epochs"]] == [1, 2]
+    for epoch in report["epochs"]:
+        for k in (10, 100):
+            assert 0.0 < epoch["kept"][f"recall@{k}"] <= epoch["removed"][f"recall@{k}"] <= 1.0
+    empty = data.parent / "no-users.jsonl"
+    empty.write_text('{"ids": ["m:1"], "id": "m:2"}\n')
+    assert main(["bench", "tfrs-tutorial", str(empty), str(data / "test.jsonl")]) == 1
+    assert "id:user=id rows" in capsys.readouterr().err

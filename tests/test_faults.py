@@ -16,7 +16,7 @@ import pytest
 
 from harness_serve import serve_program
 from jointspace.bench.serve_process import ServeProcess
-from jointspace.client import Client, make_query
+from jointspace.client import Client, OperationState, make_query
 from jointspace.core.faults import DECODE_SEGFAULT
 from jointspace.server.index.write_sites import SITES
 from jointspace.v1 import jointspace_pb2 as pb
@@ -63,7 +63,7 @@ def _rebuild(client: Client, catalog: Path, paused: Path, resume: Path) -> tuple
     was_paused = paused.is_file()
     if was_paused:
         resume.write_text("go")
-    return was_paused, pb.Operation.State.Name(client.wait(operation.name, poll=0.05).state)
+    return was_paused, OperationState(client.wait(operation.name, poll=0.05).state).name
 
 
 def _decode_marker(client: Client) -> str:

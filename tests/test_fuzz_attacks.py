@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from attack_data import DIM, UNITS, attacked_server
+from jointspace.client import OperationState
 from jointspace.core.limits import DEFAULT_LIMITS
 from jointspace.v1 import jointspace_pb2 as pb
 
@@ -36,10 +37,6 @@ def attacked(built, tmp_path_factory):
         yield served
 
 
-def _code(number: int) -> grpc.StatusCode:
-    return next(c for c in grpc.StatusCode if c.value[0] == number)
-
-
 def _rebuild_outcome(attacked, request: pb.RebuildIndexRequest) -> tuple[grpc.StatusCode, str, bool]:
     """(status, message, went live) of a rebuild refused at the call or run to its end; one that
     did not go live changed nothing that is served."""
@@ -50,9 +47,8 @@ def _rebuild_outcome(attacked, request: pb.RebuildIndexRequest) -> tuple[grpc.St
         outcome = error.code(), error.details(), False
     else:
         finished = attacked.client.wait(operation.name, poll=0.05)
-        live = finished.state == pb.Operation.SUCCEEDED
-        outcome = (grpc.StatusCode.OK, "", True) if live else (_code(finished.error.code), finished.error.message,
-                                                                False)
+        live = finished.state == OperationState.SUCCEEDED
+        outcome = (grpc.StatusCode.OK, "", True) if live else (finished.error.code, finished.error.message, False)
     event("went live" if outcome[2] else outcome[0].name)  # --hypothesis-show-statistics
     if not outcome[2]:
         attacked.assert_clean(outcome[1])

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
-from jointspace.client import Client
+from jointspace.client import Client, OperationState
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import own_server
 
@@ -159,9 +159,9 @@ def test_generated_rebuilds_get_a_proper_status_and_failed_ones_change_nothing(s
     code, operation = _write(served, "RebuildIndex", request)
     if code == grpc.StatusCode.OK:
         finished = served.client.wait(operation.name, poll=0.05)
-        assert finished.state in (pb.Operation.SUCCEEDED, pb.Operation.FAILED), finished
-        if finished.state == pb.Operation.FAILED and finished.name == operation.name and not operation.done:
-            assert finished.error.message and finished.error.code != grpc.StatusCode.INTERNAL.value[0], finished
+        assert finished.state in (OperationState.SUCCEEDED, OperationState.FAILED), finished
+        if finished.state == OperationState.FAILED and finished.name == operation.name and not operation.done:
+            assert finished.error.message and finished.error.code != grpc.StatusCode.INTERNAL, finished
             _unchanged(served, before, "RebuildIndex (failed operation)")
 
 

@@ -45,7 +45,8 @@ def test_generation_layout_and_info(built):
     generation = Generation(directory.current_path())
     manifest = json.loads((generation.path / "generation.json").read_text())
     assert manifest["model_version"] == json.loads((built.model / "manifest.json").read_text())["model_version"]
-    assert set(manifest["files"]) == {"catalog.sqlite", *(f"index-{m}.faiss" for m in manifest["counts"])}
+    assert set(manifest["files"]) == {"catalog.sqlite", "lexical.sqlite", "lexical.npz",
+                                      *(f"index-{m}.faiss" for m in manifest["counts"])}
     assert generation.info()["size"] == sum(manifest["counts"].values())
 
 

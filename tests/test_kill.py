@@ -61,7 +61,7 @@ class Server:
 def _check(server: Server, index: Path, generation: str, upserted: list[str]) -> None:
     """Serving `generation` completely, nothing partial on disk, every acknowledged upsert found."""
     info = server.client.info()
-    assert info["generation"] == generation
+    assert info.generation == generation
     assert (index / "CURRENT").read_text().strip() == generation
     leftovers = [p.name for p in index.iterdir() if p.name.startswith(".")]
     newer = [n for n in IndexDirectory(index).generations() if n > generation]
@@ -115,6 +115,6 @@ def test_sigkill_during_a_rebuild_never_loses_the_index_or_an_acknowledged_upser
     server = Server(built, index, None, tmp_path / "paused")
     try:
         _check(server, index, switched, upserted)
-        assert server.client.info()["size_by_modality"] == {"vector": 3_000 + len(upserted)}
+        assert server.client.info().size_by_modality == {"vector": 3_000 + len(upserted)}
     finally:
         server.kill()

@@ -19,12 +19,12 @@ import grpc
 import numpy as np
 import pytest
 
-from jointspace.client import Client
+from jointspace.client import Client, Operation, OperationState
 from jointspace.v1 import jointspace_pb2 as pb
 from serving import jointspace_exe, own_server
 
 DIM = 16
-DONE = pb.Operation.SUCCEEDED
+DONE = OperationState.SUCCEEDED
 NEW_TEXT = "seven, said anew"  # scores 1.0 only against itself
 
 
@@ -59,13 +59,13 @@ def _code(call) -> tuple[grpc.StatusCode, str]:
     return raised.value.code(), raised.value.details()
 
 
-def _rebuilt(client: Client, catalogs: list[Path], **options: Any) -> pb.Operation:
+def _rebuilt(client: Client, catalogs: list[Path], **options: Any) -> Operation:
     return client.wait(client.rebuild(catalogs, **options).name, poll=0.02)
 
 
 @contextmanager
 def _while_rebuilding(client: Client, monkeypatch: pytest.MonkeyPatch, catalogs: list[Path],
-                      **options: Any) -> Iterator[list[pb.Operation]]:
+                      **options: Any) -> Iterator[list[Operation]]:
     """Holds a real rebuild just before it reads its catalogs while the body runs; the list
     yielded receives the finished operation on exit."""
     from jointspace.server.serving import rebuild
@@ -81,7 +81,7 @@ def _while_rebuilding(client: Client, monkeypatch: pytest.MonkeyPatch, catalogs:
     monkeypatch.setattr(rebuild, "build_generation", held_build)
     operation = client.rebuild(catalogs, **options)
     assert reading.wait(120), "the rebuild never started reading"
-    finished: list[pb.Operation] = []
+    finished: list[Operation] = []
     try:
         yield finished
     finally:
@@ -104,16 +104,16 @@ def _keys(hits) -> list[str]:
 
 def test_rebuild_reports_progress_and_swaps_in_the_new_generation(built, setup):
     client, index = setup.client, setup.index
-    before = client.info()["generation"]
+    before = client.info().generation
     answer = [h.key for h in client.search(id="m:1", k=5, modalities=["id"])]
     started = client.rebuild([built.catalog])
     assert started.name.startswith("operations/rebuild-") and not started.done
     seen = []
     finished = client.wait(started.name, poll=0.01, on_progress=lambda op: seen.append(op.progress))
-    assert finished.state == DONE and finished.HasField("generation"), finished
+    assert finished.state == DONE and finished.generation, finished
     embedding = [p for p in seen if p.phase == "embedding"]
     assert embedding and all(0 < p.done <= p.total for p in embedding)
-    assert finished.generation != before and client.info()["generation"] == finished.generation
+    assert finished.generation != before and client.info().generation == finished.generation
     assert (index / "CURRENT").read_text().strip() == finished.generation
     assert [h.key for h in client.search(id="m:1", k=5, modalities=["id"])] == answer  # same model and catalog
     assert [op.name for op in client.operations()] == [started.name]
@@ -124,15 +124,15 @@ def test_second_rebuild_is_aborted_and_a_cancelled_one_publishes_nothing(built, 
     client, index = setup.client, setup.index
     catalog = _vector_catalog(tmp_path / "vectors.jsonl", 30_000)
     before = sorted(p.name for p in index.iterdir())
-    serving = client.info()["generation"]
+    serving = client.info().generation
     first = client.rebuild([catalog])
     code, message = _code(lambda: client.rebuild([built.catalog]))
     assert code == grpc.StatusCode.ABORTED and first.name in message
     assert client.cancel(first.name).name == first.name
     final = client.wait(first.name, poll=0.01)
-    assert final.state == pb.Operation.CANCELLED and final.error.code == grpc.StatusCode.CANCELLED.value[0]
+    assert final.state == OperationState.CANCELLED and final.error.code == grpc.StatusCode.CANCELLED
     assert sorted(p.name for p in index.iterdir()) == before  # no staging folder, no new generation
-    assert client.info()["generation"] == serving
+    assert client.info().generation == serving
     assert _rebuilt(client, [built.catalog]).state == DONE  # the index is free again
 
 
@@ -206,7 +206,7 @@ def test_upsert_and_delete_are_served_and_survive_a_restart(built, setup):
         assert moved[0].metadata == {"kind": "moved"}
         assert _keys(c.search(vector=[1.0] + [0.0] * (DIM - 1), k=5, modalities=["vector"])) == ["vec:unit"]
         assert "m:1" not in _keys(c.search(id="m:2", k=200, modalities=["id"]))
-        assert c.info()["size_by_modality"]["id"] == len(built.films.film_ids) - 1
+        assert c.info().size_by_modality["id"] == len(built.films.film_ids) - 1
 
     check(client)
     restarted = _engine(built.model, setup.index)  # what a restart loads: generation + journal
@@ -235,7 +235,7 @@ def test_changes_are_carried_over_a_rebuild_by_journal_number_whatever_the_catal
     assert set(during) <= set(_keys(client.search(vector=unit, k=20, modalities=["vector"])))
     assert "m:2" not in _keys(client.search(id="m:3", k=200, modalities=["id"]))
 
-    exported = client.info()["last_change"]  # a catalog exported now would hold all of those
+    exported = client.info().last_change  # a catalog exported now would hold all of those
     client.upsert([{"key": "after:export", "vector": unit}])
     assert _rebuilt(client, [catalog], includes_changes_through=exported).state == DONE
     found = _keys(client.search(vector=unit, k=20, modalities=["vector"]))
@@ -307,14 +307,14 @@ def test_gated_rebuild_swaps_only_when_recall_is_reached(built, setup, tmp_path)
     good = _validation_file(built, tmp_path / "good.jsonl", "served", client)
     passed = _rebuilt(client, [built.catalog], validation_pairs=good, min_recall=0.9, validation_k=1)
     assert passed.state == DONE and passed.validation.recall >= 0.9 and passed.validation.pairs == 40
-    assert client.info()["generation"] == passed.generation
+    assert client.info().generation == passed.generation
 
     bad = _validation_file(built, tmp_path / "bad.jsonl", "other")
     failed = _rebuilt(client, [built.catalog], validation_pairs=bad, min_recall=0.9, validation_k=1)
-    assert failed.state == pb.Operation.FAILED and failed.validation.recall < 0.9
-    assert failed.error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert failed.state == OperationState.FAILED and failed.validation.recall < 0.9
+    assert failed.error.code == grpc.StatusCode.FAILED_PRECONDITION
     assert "recall@1" in failed.error.message and passed.generation in failed.error.message
-    assert client.info()["generation"] == passed.generation
+    assert client.info().generation == passed.generation
     assert not [p for p in setup.index.iterdir() if p.name > passed.generation and p.name.startswith("gen-")]
 
 
@@ -334,7 +334,7 @@ def test_rebuild_with_a_new_model_switches_both_and_survives_a_restart(built, se
         client.upsert([{"key": "new:seven", "text": NEW_TEXT}])
     switched = finished[0]
     assert switched.state == DONE
-    assert client.info()["model_version"] == "model-two"
+    assert client.info().model_version == "model-two"
     assert _keys(client.search(text=NEW_TEXT, k=1, modalities=["text"])) == ["new:seven"]  # re-embedded
     # A restart with the old --model serves the pinned pair instead of refusing to start.
     restarted = _engine(built.model, setup.index)
@@ -345,8 +345,8 @@ def test_a_model_that_cannot_load_fails_the_operation_not_the_server(built, setu
     model = _other_model(built, tmp_path / "model-3", "model-three")
     shutil.rmtree(model / next(p.name for p in model.iterdir() if p.is_dir()))  # an encoder is missing
     failed = _rebuilt(setup.client, [built.catalog], model=model)
-    assert failed.state == pb.Operation.FAILED and failed.error.message
-    assert setup.client.info()["model_version"] == built_version(built)  # the old pair keeps serving
+    assert failed.state == OperationState.FAILED and failed.error.message
+    assert setup.client.info().model_version == built_version(built)  # the old pair keeps serving
     assert setup.client.search(text="seven", k=1)
 
 
@@ -391,7 +391,7 @@ def test_bad_lifecycle_requests_get_clear_codes(built, setup, tmp_path):
         code, message = _code(call)
         assert (code, field in message) == (expected, True), f"{name}: {code} {message}"
     assert "m:1" in _keys(client.search(id="m:2", k=200, modalities=["id"]))  # the failed delete deleted none
-    assert client.operations() == []
+    assert list(client.operations()) == []
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -402,7 +402,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_rebuild_command_waits_with_progress_and_fails_in_one_line(built, setup, tmp_path):
     done = _cli("rebuild", "--target", setup.target, str(built.catalog), "--wait")
     assert done.returncode == 0, done.stderr
-    generation = setup.client.info()["generation"]
+    generation = setup.client.info().generation
     assert done.stdout.strip().endswith(f"{generation} is live")
     assert f"{done.stdout.split(':')[0]}: swapping" in done.stderr  # the progress shown, to the last phase
 
@@ -414,7 +414,7 @@ def test_rebuild_command_waits_with_progress_and_fails_in_one_line(built, setup,
     assert "failed: FAILED_PRECONDITION: validation gate: recall@1" in errors[0]
     missing = _cli("rebuild", "--target", setup.target, str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 1 and "NOT_FOUND: catalog_paths[0]" in missing.stderr
-    assert setup.client.info()["generation"] == generation
+    assert setup.client.info().generation == generation
 
     filtered = _cli("query", "--target", setup.target, "--id", "m:1", "-k", "5", "--modality", "id",
                     "--filter", "taste=3", "--filter", "taste=4", "--json")

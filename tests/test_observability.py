@@ -6,12 +6,13 @@ import io
 import json
 import logging
 import shutil
+import time
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from jointspace.client import Client
+from jointspace.client import Client, DeadlineExceeded, OperationState
 from jointspace.core.faults import Faults, Pause, injected
 from jointspace.core.logs import configure_logging
 from jointspace.v1 import jointspace_pb2 as pb
@@ -61,6 +62,54 @@ def test_metrics_count_calls_and_latency_by_method_and_status(engine):
     assert value(after, "jointspace_grpc_requests_in_flight", service=SERVICE, method="Search") == 0
 
 
+def test_stock_grpc_metrics_carry_the_grpc_ecosystem_names_and_labels(engine):
+    """The names, labels and code spelling of go-grpc-prometheus, which stock dashboards query,
+    for unary calls and for a server-streaming one (health Watch, cancelled by the client)."""
+    with own_server(engine, metrics_port=0) as running, Client(f"127.0.0.1:{running.port}") as client:
+        port = running.metrics.port
+        before = scrape(port)
+        client.search(text="seven", k=3)
+        with pytest.raises(grpc.RpcError):
+            client.search(text="seven", k=0)
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            with pytest.raises(grpc.RpcError):  # no request at all: nothing received, nothing sent
+                channel.stream_unary(f"/{SERVICE}/Search")(iter(()), timeout=10)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=10)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+        after = _settled(port, "grpc_server_handled_total", grpc_type="server_stream",
+                         grpc_service="grpc.health.v1.Health", grpc_method="Watch", grpc_code="Canceled")
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    search = dict(grpc_type="unary", grpc_service=SERVICE, grpc_method="Search")
+    assert delta("grpc_server_started_total", **search) == 3
+    assert delta("grpc_server_handled_total", **search, grpc_code="OK") == 1
+    assert delta("grpc_server_handled_total", **search, grpc_code="InvalidArgument") == 2
+    assert delta("grpc_server_handling_seconds_count", **search) == 3
+    assert delta("grpc_server_handling_seconds_sum", **search) > 0
+    assert delta("grpc_server_msg_received_total", **search) == 2
+    assert delta("grpc_server_msg_sent_total", **search) == 1
+    watch_labels = dict(grpc_type="server_stream", grpc_service="grpc.health.v1.Health", grpc_method="Watch")
+    assert delta("grpc_server_started_total", **watch_labels) == 1
+    assert delta("grpc_server_msg_received_total", **watch_labels) == 1
+    assert delta("grpc_server_msg_sent_total", **watch_labels) >= 1
+    # The project's own names count the same calls.
+    assert delta("jointspace_grpc_requests_total", service=SERVICE, method="Search", code="INVALID_ARGUMENT") == 2
+
+
+def _settled(port, name, **labels):
+    """A scrape once the sample `name{labels}` is there: a cancelled stream ends on the server a
+    moment after the client has let go of it."""
+    for _ in range(200):
+        samples = scrape(port)
+        if value(samples, name, **labels):
+            return samples
+        time.sleep(0.05)
+    raise AssertionError(f"{name}{labels} never appeared")
+
+
 def test_metrics_describe_the_served_index(engine):
     info = engine.info()
     with own_server(engine, metrics_port=0) as running:
@@ -92,7 +141,7 @@ def test_a_real_rebuild_reports_its_progress_at_the_endpoint(built, tmp_path):
         assert embedded.reached.wait(120), "the rebuild never embedded a batch"
         during = scrape(running.metrics.port)
         embedded.resume.set()
-        assert client.wait(operation.name, poll=0.05).state == pb.Operation.SUCCEEDED
+        assert client.wait(operation.name, poll=0.05).state == OperationState.SUCCEEDED
         after = scrape(running.metrics.port)
     done, total = value(during, "jointspace_rebuild_items_done"), value(during, "jointspace_rebuild_items_total")
     assert total == catalog_rows and 0 < done < total  # the first batch of several modalities
@@ -120,7 +169,7 @@ def test_health_is_not_serving_until_an_engine_is_attached(engine):
 
 def test_wait_ready_gives_up_on_a_server_that_never_loads():
     with own_server(None) as running, Client(f"127.0.0.1:{running.port}") as client:
-        with pytest.raises(grpc.FutureTimeoutError):
+        with pytest.raises(DeadlineExceeded):
             client.wait_ready(timeout=0.5)
 
 

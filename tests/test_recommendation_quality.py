@@ -12,6 +12,7 @@ import pytest
 from jointspace.cli import main
 from jointspace.core.errors import InvalidInput
 from jointspace.core.retrieval_metrics import Trials
+from jointspace.core.sparse import item_matrix
 from jointspace.data import synthetic
 
 
@@ -40,8 +41,10 @@ def test_global_popularity_makes_the_popular_films_a_real_baseline():
             synthetic.SyntheticConfig(**bad)
 
 
-def test_cooccurrence_ranks_films_by_shared_users_and_puts_seen_films_last():
-    from jointspace.quality.cooccurrence import cooccurrence_counts, cooccurrence_ranks, item_matrix, pair_matrix
+def test_cooccurrence_ranks_films_by_shared_users_with_seen_films_kept_or_removed():
+    from jointspace.core.retrieval_metrics import score_ranks
+    from jointspace.core.sparse import item_matrix, pair_matrix
+    from jointspace.quality.cooccurrence import cooccurrence_counts, cooccurrence_scores
 
     # Training: user 0 watched films 0 and 1, user 1 films 0, 1 and 2, user 2 films 2 and 3.
     users, films = np.array([0, 0, 1, 1, 1, 2, 2]), np.array([0, 1, 0, 1, 2, 2, 3])
@@ -49,12 +52,38 @@ def test_cooccurrence_ranks_films_by_shared_users_and_puts_seen_films_last():
     items = item_matrix([films[users == u] for u in range(3)], 4)
     counts = cooccurrence_counts(items, targets).toarray()
     assert counts.tolist() == [[0, 2, 1, 0], [2, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 0]]
-    # A query holding film 0 scores film 1: 2, film 2: 1, film 3: 0 and its own film 0 last; a
-    # query holding 2 and 3 ranks 0 and 1 first (tied: ties count against the target), 2 and 3 last.
+    # A query holding film 0 scores film 1: 2, film 2: 1, film 3 and its own film 0: 0 (ties count
+    # against the target); a query holding films 2 and 3 scores every film 1.
     queries = item_matrix([np.array([0]), np.array([2, 3])], 4)
     trials = Trials(np.array([0, 0, 0, 1, 1]), np.array([1, 2, 3, 0, 2]), 2)
-    ranks = cooccurrence_ranks(queries, cooccurrence_counts(items, targets), trials)
-    assert ranks.tolist() == [1, 2, 3, 2, 4]
+    ranks = score_ranks(cooccurrence_scores(queries, cooccurrence_counts(items, targets)), trials, 4,
+                        {"kept": None, "removed": queries})
+    assert ranks["kept"].tolist() == [1, 2, 4, 4, 4]
+    # Removed: the query's own films are never shown, and a target among them is a miss.
+    assert ranks["removed"].tolist() == [1, 2, 3, 2, np.inf]
+
+
+def test_ease_recovers_an_item_item_structure_and_chooses_lambda_on_held_out_sets():
+    import scipy.sparse as sp
+
+    from jointspace.quality.ease import ease_weights, fit_ease
+
+    # Films come in pairs (0, 1), (2, 3), ...: whoever watched one of a pair watched the other.
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(300):
+        chosen = rng.choice(10, 3, replace=False)
+        rows.append(np.concatenate([2 * chosen, 2 * chosen + 1]))
+    sets = item_matrix(rows, 20)
+    weights = ease_weights(sets, 10.0)
+    assert np.all(np.diag(weights) == 0)  # an item never recommends itself
+    partner = np.arange(20) ^ 1
+    assert (np.argmax(weights, axis=1) == partner).all()
+    ease = fit_ease(sets, lambdas=(1.0, 10.0, 100.0))
+    assert set(ease.validation) == {1.0, 10.0, 100.0} and ease.regularization in ease.validation
+    assert ease.validation[ease.regularization] == max(ease.validation.values())
+    scores = ease.scores(sp.csr_matrix(item_matrix([np.array([4])], 20)))(np.array([0]))
+    assert int(np.argmax(scores[0])) == 5
 
 
 def test_logq_correction_is_tfrs_sampling_probability_correction():

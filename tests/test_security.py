@@ -8,9 +8,11 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from google.longrunning import operations_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import pki
@@ -23,7 +25,13 @@ from serving import jointspace_exe, own_server
 
 WRITE_METHODS = ("Upsert", "Delete", "RebuildIndex", "CancelOperation")
 WRITE_REQUESTS = {"Upsert": pb.UpsertRequest(), "Delete": pb.DeleteRequest(),
-                  "RebuildIndex": pb.RebuildIndexRequest(), "CancelOperation": pb.CancelOperationRequest()}
+                  "RebuildIndex": pb.RebuildIndexRequest(),
+                  "CancelOperation": operations_pb2.CancelOperationRequest()}
+
+
+def _stub(client: Client, method: str) -> Any:
+    """The stub of the service that offers `method`: JointSpace, or google.longrunning.Operations."""
+    return client.operations_stub if method == "CancelOperation" else client.stub
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +134,7 @@ def test_read_tokens_cannot_change_the_index(engine, tokens, method):
     with own_server(engine, tokens_file=tokens["file"]) as running:
         target = f"127.0.0.1:{running.port}"
         with Client(target, timeout=10, token=tokens["read"]) as reader:
-            call = getattr(reader.stub, method)
+            call = getattr(_stub(reader, method), method)
             with pytest.raises(grpc.RpcError) as raised:
                 call(WRITE_REQUESTS[method], timeout=10)
             assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -135,7 +143,7 @@ def test_read_tokens_cannot_change_the_index(engine, tokens, method):
             # Past auth the method's own answer comes back (for these empty requests, usually a
             # complaint about the request; whatever the lifecycle code says, not an auth refusal).
             try:
-                getattr(writer.stub, method)(WRITE_REQUESTS[method], timeout=10)
+                getattr(_stub(writer, method), method)(WRITE_REQUESTS[method], timeout=10)
             except grpc.RpcError as error:
                 assert error.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
             assert writer.search(text="seven", k=1)
@@ -143,9 +151,11 @@ def test_read_tokens_cannot_change_the_index(engine, tokens, method):
 
 def test_methods_are_write_only_unless_listed_as_reads():
     assert required_role("jointspace.v1.JointSpace", "Search") == "read"
-    assert required_role("jointspace.v1.JointSpace", "GetOperation") == "read"
+    assert required_role("jointspace.v1.JointSpace", "GetEntries") == "read"
+    assert required_role("google.longrunning.Operations", "GetOperation") == "read"
     assert required_role("jointspace.v1.JointSpace", "SomeFutureMethod") == "write"
-    assert all(required_role("jointspace.v1.JointSpace", m) == "write" for m in WRITE_METHODS)
+    assert required_role("google.longrunning.Operations", "CancelOperation") == "write"
+    assert all(required_role("jointspace.v1.JointSpace", m) == "write" for m in WRITE_METHODS[:-1])
 
 
 @pytest.mark.parametrize("content, words", [

@@ -20,12 +20,11 @@ import numpy as np
 import pytest
 
 from jointspace.bench.serve_process import ServeProcess
-from jointspace.client import Client
+from jointspace.client import Client, OperationState
 from jointspace.core.faults import Faults, injected
 from jointspace.server.index.index_directory import IndexDirectory
 from jointspace.server.index.write_sites import SITES
-from jointspace.v1 import jointspace_pb2 as pb
-from serving import own_server
+from serving import own_server, served_copy
 
 DIM = 16
 FIRST = "gen-000001"
@@ -59,7 +58,7 @@ def _unavailable(call) -> str:
 
 def _assert_untouched(client: Client, index: Path, acknowledged: list[tuple[str, int]]) -> None:
     """The first generation serving, nothing left over, every acknowledged upsert found."""
-    assert client.info()["generation"] == FIRST
+    assert client.info().generation == FIRST
     assert (index / "CURRENT").read_text().strip() == FIRST
     assert IndexDirectory(index).generations() == [FIRST]
     assert [p.name for p in index.iterdir() if p.name.startswith(".")] == []
@@ -69,14 +68,8 @@ def _assert_untouched(client: Client, index: Path, acknowledged: list[tuple[str,
 
 @pytest.fixture()
 def served(built, tmp_path):
-    from jointspace.server.serving.engine import Engine
-
-    index = tmp_path / "index"
-    shutil.copytree(built.index, index)
-    with own_server(Engine(built.model, index)) as running, \
-            Client(f"127.0.0.1:{running.port}", timeout=60) as client:
-        client.wait_ready()
-        yield client, index
+    with served_copy(built, tmp_path) as pair:
+        yield pair
 
 
 def _failing(site: str) -> Faults:
@@ -109,12 +102,12 @@ def test_a_rebuild_write_that_fails_fails_the_operation_and_leaves_the_index(ser
     catalog = _vector_catalog(tmp_path / "catalog.jsonl")
     with injected(_failing(site)):
         operation = client.wait(client.rebuild([catalog]).name, poll=0.02)
-    assert operation.state == pb.Operation.FAILED
-    assert operation.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert operation.state == OperationState.FAILED
+    assert operation.error.code == grpc.StatusCode.UNAVAILABLE
     assert "No space left on device" in operation.error.message
     assert f"{FIRST} keeps serving" in operation.error.message
     _assert_untouched(client, index, [("ok:1", 1)])
-    assert client.wait(client.rebuild([catalog]).name, poll=0.02).state == pb.Operation.SUCCEEDED
+    assert client.wait(client.rebuild([catalog]).name, poll=0.02).state == OperationState.SUCCEEDED
     assert _top_key(client, 1) == "ok:1"  # carried over to the new generation
 
 
@@ -169,14 +162,14 @@ def test_real_write_failures_under_libfiu(built, tmp_path):
         # FAISS writes with fwrite: the rebuild fails while writing its index file.
         server.fail("posix/stdio/rw/fwrite")
         operation = client.wait(client.rebuild([catalog]).name, poll=0.05)
-        assert operation.state == pb.Operation.FAILED
+        assert operation.state == OperationState.FAILED
         assert "writing the FAISS file" in operation.error.message
         assert "No space left on device" in operation.error.message
         server.heal("posix/stdio/rw/fwrite")
         # The catalog store is SQLite too: this rebuild fails while writing it.
         server.fail("posix/io/rw/pwrite")
         operation = client.wait(client.rebuild([catalog]).name, poll=0.05)
-        assert operation.state == pb.Operation.FAILED and "catalog store" in operation.error.message
+        assert operation.state == OperationState.FAILED and "catalog store" in operation.error.message
         server.heal("posix/io/rw/pwrite")
         _assert_untouched(client, index, [("ok:1", 1), ("ok:3", 3)])
         assert _top_key(client, 2) != "lost:2"

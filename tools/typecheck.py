@@ -1,7 +1,8 @@
 """Type-check the package `jointspace` with mypy.
 
-pyproject.toml maps three source folders into one package (jointspace/ -> jointspace,
-encoders/ -> jointspace.encoders, server/ -> jointspace.server), which mypy cannot follow from
+pyproject.toml maps several source folders into one package (jointspace/ -> jointspace,
+encoders/ -> jointspace.encoders, server/ -> jointspace.server, and the client distribution's
+clients/python/jointspace/{client,v1} -> jointspace.client, jointspace.v1), which mypy cannot follow from
 the source tree. This script builds that package as a temporary tree of symlinks, runs
 `mypy -p jointspace` there with the repository's configuration, writes mypy's report with the
 paths mapped back to the source folders, and exits with mypy's exit code.
@@ -19,12 +20,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Package folder inside the temporary tree -> source folder in the repository.
-SUBPACKAGES = {"encoders": ROOT / "encoders", "server": ROOT / "server"}
+SUBPACKAGES = {"encoders": ROOT / "encoders", "server": ROOT / "server",
+               "client": ROOT / "clients/python/jointspace/client", "v1": ROOT / "clients/python/jointspace/v1"}
 SKIP = {"__pycache__"}
 
 
 def build_tree(tmp: Path) -> Path:
-    """TMP/jointspace/* -> jointspace/*, TMP/jointspace/encoders -> encoders, .../server -> server."""
+    """TMP/jointspace/* -> jointspace/*, TMP/jointspace/<name> -> each folder of SUBPACKAGES."""
     package = tmp / "jointspace"
     package.mkdir()
     for entry in sorted((ROOT / "jointspace").iterdir()):
@@ -37,11 +39,11 @@ def build_tree(tmp: Path) -> Path:
 
 
 def source_path(line: str) -> str:
-    """jointspace/encoders/x.py:3: ... -> encoders/x.py:3: ... (likewise server)."""
-    for name in SUBPACKAGES:
+    """jointspace/encoders/x.py:3: ... -> encoders/x.py:3: ... (likewise the other subpackages)."""
+    for name, source in SUBPACKAGES.items():
         prefix = f"jointspace/{name}/"
         if line.startswith(prefix):
-            return line[len("jointspace/") :]
+            return f"{source.relative_to(ROOT)}/{line[len(prefix):]}"
     return line
 
 

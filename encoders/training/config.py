@@ -23,6 +23,8 @@ class TrainConfig:
     # pair type's training rows), so popular films stop being pushed away just for appearing
     # in many batches as negatives. Training only; 0 turns it off.
     logq: float = 1.0
+    # History → id pairs: a history's own ids are masked out of its softmax (trainer.bag_members).
+    mask_bag_members: bool = True
     validation_split: float = 0.1
     # Early stopping: validations in a row without a better recall@1/@10 that end training (the
     # best weights are kept); None validates only at the end. See encoders/training/early_stopping.py.

@@ -38,6 +38,9 @@ class PairType:
     encoder_a: str
     encoder_b: str
     weight: float = 1.0
+    # "a" or "b": that side is a bag of the ids that the other side is one of (its members are
+    # masked out of its softmax); None for other pairs.
+    bags: str | None = None
 
     @property
     def name(self) -> str:
@@ -108,6 +111,8 @@ def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temp
     """The symmetric loss from the two sides' embeddings, summed over the batch."""
     scores = tf.matmul(left, right, transpose_b=True) / temperature
     mask = score_mask(batch["codes_a"], batch["codes_b"])  # symmetric: serves both directions
+    if "members" in batch:  # a history's own ids are neither its negatives nor its candidates
+        mask = mask & ~batch["members"]
     if "log_q_a" in batch:  # logQ correction: each direction's candidates lose log(sampling share)
         a_scores = tf.where(mask, scores - batch["log_q_b"][None, :], MIN_FLOAT)
         b_scores = tf.where(mask, scores - batch["log_q_a"][:, None], MIN_FLOAT)

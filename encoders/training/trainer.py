@@ -16,7 +16,8 @@ import numpy as np
 
 from jointspace.core.errors import InvalidInput
 from jointspace.core.progress import Progress, log
-from jointspace.core.retrieval_metrics import retrieval_metrics
+from jointspace.core.retrieval_metrics import Trials, vector_metrics
+from jointspace.core.sparse import item_matrix
 from jointspace.data.pairs import PairRows, modality_of
 from jointspace.encoders import registry
 from jointspace.encoders.base import Arrays, Encoder, tf
@@ -30,9 +31,17 @@ MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 300
 VALIDATION_STEPS = 100  # at least this many steps between two validations for early stopping
 
 
+MAX_AUTO_DIM = 128
+
+
 def auto_dim(num_values: int) -> int:
-    """The rule of thumb D ≈ (number of possible values)^(1/4), as a multiple of 8 (at least 8)."""
-    return max(8, 8 * round(num_values**0.25 / 8))
+    """D ≈ √(distinct values), as a multiple of 8, from 8 to MAX_AUTO_DIM.
+
+    The common rule of thumb, the fourth root, picked 8 for MovieLens-100K's 4,300 users, films
+    and titles, where 64 served users' unseen films far better, on the real ratings and on the
+    generated ones (docs/benchmarks.md, "Dimension"), and 128 no better than 64. The cap bounds
+    the tables and the index of a large catalog: `tune-dim` measures past it."""
+    return min(MAX_AUTO_DIM, max(8, 8 * round(num_values**0.5 / 8)))
 
 
 @dataclass
@@ -100,6 +109,12 @@ def log_frequencies(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _bag_side(a: str, b: str) -> str | None:
+    """Which view of a pair is a bag of the other's ids (see `bag_members`)."""
+    sides = {"a": (modality_of(a), modality_of(b)), "b": (modality_of(b), modality_of(a))}
+    return next((side for side, kinds in sides.items() if kinds == ("ids", "id")), None)
+
+
 def _batch(pair: PairType, data: dict[str, ViewData], weights: np.ndarray, rows: np.ndarray,
            log_q: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     batch = {
@@ -111,7 +126,24 @@ def _batch(pair: PairType, data: dict[str, ViewData], weights: np.ndarray, rows:
     }
     if log_q is not None:
         batch["log_q_a"], batch["log_q_b"] = log_q[0][rows], log_q[1][rows]
+    if pair.bags == "a":
+        batch["members"] = bag_members(batch["a"]["index"], batch["b"]["index"])
+    elif pair.bags == "b":
+        batch["members"] = bag_members(batch["b"]["index"], batch["a"]["index"]).T
     return batch
+
+
+def bag_members(bags: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """[batch, batch]: True where row j's item is one of row i's bag (table indices, 0 = pad).
+
+    A history should not be trained to retrieve its own films: they are never recommended to
+    it (`exclude_query_ids`), so as negatives they push the history away from its own tastes,
+    and as positives they would teach nothing the service shows."""
+    item = items[:, 0]
+    members = (bags[:, :, None] == item[None, None, :]).any(axis=1)
+    members &= item[None, :] != 0
+    np.fill_diagonal(members, False)
+    return members
 
 
 def _batch_counts(pair_rows: list[np.ndarray], batch_size: int) -> list[int]:
@@ -196,26 +228,56 @@ def validation_metrics(
     model: JointModel, pairs: list[PairType], data: dict[str, ViewData], val_rows: np.ndarray
 ) -> dict[str, dict[str, float]]:
     """For each pair type in both directions: held-out rows' queries against every distinct value
-    of the other view. A candidate counts as relevant if any row pairs it with the query."""
+    of the other view. Where the service leaves seen items out (an id or a history asking for
+    ids: `exclude_query_ids`, `seen_ids`), so does validation: the query's training partners and
+    a history's own ids are not shown, and the held-out rows' partners are relevant. Elsewhere a
+    candidate is relevant if any row pairs it with the query."""
     results = {}
+    training = np.ones(len(next(iter(data.values())).codes), bool)
+    training[val_rows] = False
     for pair in pairs:
-        for q_view, q_enc, c_view, c_enc in (
-            (pair.a, pair.encoder_a, pair.b, pair.encoder_b),
-            (pair.b, pair.encoder_b, pair.a, pair.encoder_a),
+        for q_view, q_enc, c_view, c_enc, bag in (
+            (pair.a, pair.encoder_a, pair.b, pair.encoder_b, pair.bags == "a"),
+            (pair.b, pair.encoder_b, pair.a, pair.encoder_a, pair.bags == "b"),
         ):
-            both = np.flatnonzero((data[q_view].codes >= 0) & (data[c_view].codes >= 0))
-            queries = np.intersect1d(val_rows, both)
+            rows = np.flatnonzero((data[q_view].codes >= 0) & (data[c_view].codes >= 0))
+            queries = np.intersect1d(val_rows, rows)
             if len(queries) == 0:
                 continue
-            c_codes, first = np.unique(data[c_view].codes[both], return_index=True)
-            relevant_of: dict[int, set[int]] = {}
-            for q, c in zip(data[q_view].codes[both], np.searchsorted(c_codes, data[c_view].codes[both])):
-                relevant_of.setdefault(int(q), set()).add(int(c))
+            c_codes, first = np.unique(data[c_view].codes[rows], return_index=True)
+            seen_removed = modality_of(c_view) == "id" and modality_of(q_view) in ("id", "ids")
+            partners = _partners(data[q_view].codes, np.searchsorted(c_codes, data[c_view].codes[rows]),
+                                 rows, ~training[rows] if seen_removed else np.ones(len(rows), bool))
+            q_codes = data[q_view].codes[queries]
+            trials = Trials.from_relevant([partners[0].get(int(q), ()) for q in q_codes])
+            seen = None
+            if seen_removed:
+                seen_rows = [sorted(partners[1].get(int(q), ())) for q in q_codes]
+                if bag:
+                    members = _bag_candidates(data[q_view].take(queries)["index"],
+                                              data[c_view].take(rows[first])["index"][:, 0])
+                    seen_rows = [s + m for s, m in zip(seen_rows, members)]
+                seen = item_matrix([np.array(r, np.int64) for r in seen_rows], len(c_codes))
             q_vectors = embed_arrays(model.towers[q_enc], data[q_view].take(queries))
-            c_vectors = embed_arrays(model.towers[c_enc], data[c_view].take(both[first]))
-            relevant = [relevant_of[int(q)] for q in data[q_view].codes[queries]]
-            results[f"{q_view}->{c_view}"] = retrieval_metrics(q_vectors, c_vectors, relevant)
+            c_vectors = embed_arrays(model.towers[c_enc], data[c_view].take(rows[first]))
+            results[f"{q_view}->{c_view}"] = vector_metrics(q_vectors, c_vectors, trials, seen)
     return results
+
+
+def _partners(q_codes: np.ndarray, candidates: np.ndarray, rows: np.ndarray,
+              relevant: np.ndarray) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
+    """Per query value, the candidates that `rows[relevant]` pair it with, and those the other
+    rows do."""
+    found: tuple[dict[int, set[int]], dict[int, set[int]]] = ({}, {})
+    for q, c, counted in zip(q_codes[rows].tolist(), candidates.tolist(), relevant.tolist()):
+        found[0 if counted else 1].setdefault(q, set()).add(c)
+    return found
+
+
+def _bag_candidates(bags: np.ndarray, candidates: np.ndarray) -> list[list[int]]:
+    """Per bag, the candidates (by position) whose table index is one of its members."""
+    position = {int(t): i for i, t in enumerate(candidates.tolist())}
+    return [[position[t] for t in bag if t in position] for bag in bags.tolist()]
 
 
 def train(rows: PairRows, config: TrainConfig,
@@ -238,7 +300,8 @@ def train(rows: PairRows, config: TrainConfig,
         name = f"{a}={b}"
         pairs.append(PairType(a, b, registry.for_modality(modality_of(a)).name,
                               registry.for_modality(modality_of(b)).name,
-                              config.pair_weights.get(name, 1.0)))
+                              config.pair_weights.get(name, 1.0),
+                              bags=_bag_side(a, b) if config.mask_bag_members else None))
     unknown = set(config.pair_weights) - {p.name for p in pairs}
     if unknown:
         raise InvalidInput(f"pair weights name unknown pair types: {', '.join(sorted(unknown))}")
@@ -318,7 +381,8 @@ def train(rows: PairRows, config: TrainConfig,
         scalars.validation(epochs, metrics)
     check_finite_weights(model)
     for direction, values in metrics.items():
-        log(f"validation {direction}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+        log(f"validation {direction}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()
+                                                     if k.startswith("recall@") or k == "mrr"))
     return TrainedModel(encoders, towers, pairs, dim, config, metrics, history)
 
 

@@ -27,7 +27,7 @@ def _calls_per_second(target: str, calls: int, token: str | None = None) -> floa
     from jointspace.v1 import jointspace_pb2 as pb
 
     with Client(target, token=token) as client:
-        dim = client.info()["dim"]
+        dim = client.info().dim
         request = pb.SearchRequest(query=pb.Query(vector=pb.Vector(values=[1.0] + [0.0] * (dim - 1))), k=5)
         for _ in range(min(calls, 200)):  # connection set up, caches warm
             client.stub.Search(request, timeout=10)

@@ -140,7 +140,7 @@ def _timed_rebuild(client: Any, catalog: Path, index: str) -> dict[str, Any]:
         time.sleep(0.1)
         operation = client.operation(operation.name)
     done = time.monotonic()
-    if not operation.HasField("generation"):
+    if not operation.generation:
         raise RuntimeError(f"the rebuild did not succeed: {operation.error.message}")
     order = sorted(phases, key=phases.__getitem__)
     return {"started": started, "done": done, "phases": phases, "seconds": round(done - started, 1),

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from jointspace.bench.serve_process import ServeProcess
 from jointspace.core.progress import log
 from jointspace.data.vectors import as_catalog_holds, clustered_vectors, write_vector_catalog
 from jointspace.encoders.manifest import read_manifest
+
+if TYPE_CHECKING:
+    from jointspace.client import IndexInfo
 
 K = 10
 QUERIES = 1_000
@@ -70,7 +73,7 @@ def run(vectors: int = 1_000_000, dim: int = 32, work: Path | None = None, secon
                   (NOOP, ["--k", str(K), "--index", str(index)]),
                   (SERVE, ["--model", str(model), "--index", str(base_index)])) as (served, ceiling, searching, base):
         info = _info(served.address)
-        report["index"] = {"type": info["index_type"], "file_bytes": _index_bytes(index)}
+        report["index"] = {"type": info.index_type, "file_bytes": _index_bytes(index)}
         report["recall"] = recall_at_k(search_all(served.target, queries, K), exact)
         report["jointspace"], report["ceiling"], report["ceiling_faiss"] = _alternate(
             [served, ceiling, searching], queries, clients, batches, seconds)
@@ -161,7 +164,7 @@ def _servers(*commands: tuple[tuple[str, ...], list[str]]) -> Iterator[list[_Run
             process.process.wait(timeout=60)
 
 
-def _info(address: str) -> dict[str, Any]:
+def _info(address: str) -> IndexInfo:
     from jointspace.client import Client
 
     with Client(address) as client:

@@ -325,8 +325,8 @@ def _rebuild_midway(target: str, catalogs: Sequence[Path], load_started: float, 
         started = time.time()
         try:
             operation = client.wait(client.rebuild(catalogs, request_id=f"soak-{started}").name, poll=0.2)
-            outcome: dict[str, Any] = {"state": pb_state(operation.state), "generation": operation.generation,
-                       "error": operation.error.message}
+            outcome: dict[str, Any] = {"state": operation.state.name, "generation": operation.generation,
+                                       "error": operation.error.message if operation.error else ""}
         except Exception as error:  # the rebuild call itself failed: a finding, not a crash of the bench
             outcome = {"state": "CALL FAILED", "generation": "", "error": f"{type(error).__name__}: {error}"}
         outcome.update(started=started, seconds=round(time.time() - started, 1),
@@ -334,12 +334,6 @@ def _rebuild_midway(target: str, catalogs: Sequence[Path], load_started: float, 
         log(f"soak: rebuild {outcome['state']} in {outcome['seconds']} s {outcome['generation']}")
         wait_until(end, bar)
     return outcome
-
-
-def pb_state(state: int) -> str:
-    from jointspace.v1 import jointspace_pb2 as pb
-
-    return pb.Operation.State.Name(state)
 
 
 def _expected_state(reports: Sequence[ClientReport]) -> dict[str, Any]:
@@ -379,10 +373,10 @@ def _check(target: str, expected: dict[str, Any], catalog_vectors: int) -> dict[
                     served = hits[0].metadata.get("sequence")
                     lost.append(f"{key}: serves write {served}, not the last one ({sequence})")
         info = client.info()
-    counted = info["size_by_modality"].get("vector", 0)
+    counted = info.size_by_modality.get("vector", 0)
     if counted != catalog_vectors + len(live):
         lost.append(f"vector count {counted}, expected {catalog_vectors} + {len(live)} live keys")
-    return {"generation": info["generation"], "keys_checked": len(items), "live": len(live),
+    return {"generation": info.generation, "keys_checked": len(items), "live": len(live),
             "deleted": len(deleted), "lost": len(lost), "first_lost": lost[:5]}
 
 

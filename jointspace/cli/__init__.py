@@ -94,9 +94,11 @@ def describe_error(error: Exception) -> str:
     """One line a user can act on. Unexpected errors still name their type."""
     import grpc
 
+    from jointspace.client.errors import UsageError
+
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
         return f"{error.code().name}: {error.details()}"
-    if isinstance(error, JointspaceError):
+    if isinstance(error, (JointspaceError, UsageError)):
         return str(error)
     bind = _BIND_FAILURE.match(str(error)) if isinstance(error, (RuntimeError, OSError)) else None
     if bind:

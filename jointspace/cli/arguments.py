@@ -7,6 +7,7 @@ import argparse
 import math
 
 from jointspace.core.errors import InvalidInput
+from jointspace.core.lexical_weight import check_lexical_weight
 
 EXIT_ERROR = 1  # a command that failed, or found what it checks wanting (`bench soak`)
 
@@ -51,6 +52,22 @@ def non_negative_number(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
     return value
+
+
+def lexical_weight(text: str) -> float:
+    """A hybrid search's lexical weight: 0 (the vector side alone) to 1 (the words alone)."""
+    try:
+        return check_lexical_weight(number(text), "weight")
+    except InvalidInput as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def lexical_weights(text: str) -> list[float]:
+    """Comma-separated lexical weights."""
+    weights = [lexical_weight(part) for part in text.split(",") if part.strip()]
+    if not weights:
+        raise argparse.ArgumentTypeError("expected comma-separated weights from 0 to 1")
+    return weights
 
 
 def held_out_share(text: str) -> float:

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jointspace.cli.arguments import EXIT_ERROR, positive, positive_list, positive_number, recall
+from jointspace.cli.arguments import EXIT_ERROR, lexical_weights, positive, positive_list, positive_number, recall
 from jointspace.cli.index import beam_builder
 from jointspace.encoders.impl.id_norms import DEFAULT_NORM, NORMS
 from jointspace.encoders.training.config import TrainConfig
@@ -129,6 +129,30 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     speed.add_argument("--work", type=Path, help="keep the split and the vectors here")
     speed.add_argument("--json", action="store_true", help="print one JSON object")
     speed.set_defaults(func=cmd_bench_train)
+    tutorial = bench_commands.add_parser(
+        "tfrs-tutorial", help="the TFRS basic-retrieval tutorial model on user -> film rows, judged as "
+                              "`evaluate` judges (seen films kept and removed)")
+    tutorial.add_argument("train_file", type=Path, metavar="TRAIN", help="training pair rows (id:user, id)")
+    tutorial.add_argument("test_file", type=Path, metavar="TEST", help="held-out pair rows")
+    tutorial.add_argument("--epochs", type=positive, default=5, help="(default: %(default)s)")
+    tutorial.add_argument("--seed", type=int, default=0)
+    tutorial.add_argument("--json", action="store_true", help="print one JSON object")
+    tutorial.set_defaults(func=cmd_bench_tfrs_tutorial)
+
+    typed = bench_commands.add_parser(
+        "typed-search", help="text queries as people type them: vector, lexical and hybrid search side by side",
+        description="Builds an index of the catalogs with MODEL, derives queries from a metadata field of each "
+                    "entry with a unique value (bare titles, titles missing a word, titles with a typo) and "
+                    "scores recall@1 and recall@10 of the vector side, the lexical side and each fusion rule "
+                    "at a few lexical weights, then the Search latency of vector and hybrid queries.")
+    typed.add_argument("--model", required=True, type=Path)
+    typed.add_argument("catalogs", nargs="+", type=Path, metavar="CATALOG")
+    typed.add_argument("--field", default="title", help="metadata field people type (default: %(default)s)")
+    typed.add_argument("--weights", type=lexical_weights, default="0.25,0.5,0.75",
+                       help="comma-separated lexical weights of each fusion rule (default: %(default)s)")
+    typed.add_argument("--seed", type=int, default=0, help="picks the dropped words and typos")
+    typed.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    typed.set_defaults(func=cmd_bench_typed_search)
 
 
 def cmd_bench_speakers(args: argparse.Namespace) -> int:
@@ -211,4 +235,20 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
                        args.val_queries, args.learning_rate, args.seed, args.work, args.jointspace_batch_size,
                        args.id_norm, args.temperature)
     print(json.dumps(result, indent=2) if args.json else train.table(result))
+    return 0
+
+
+def cmd_bench_typed_search(args: argparse.Namespace) -> int:
+    from jointspace.quality import typed_search
+
+    result = typed_search.run(args.model, args.catalogs, args.field, args.weights, args.seed)
+    print(json.dumps(result, indent=2) if args.json else typed_search.report(result))
+    return 0
+
+
+def cmd_bench_tfrs_tutorial(args: argparse.Namespace) -> int:
+    from jointspace.bench import tfrs_tutorial
+
+    result = tfrs_tutorial.run(args.train_file, args.test_file, args.epochs, args.seed)
+    print(json.dumps(result, indent=2) if args.json else tfrs_tutorial.table(result))
     return 0

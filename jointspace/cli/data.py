@@ -58,9 +58,12 @@ def add_data_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     synth.add_argument("--tastes", type=positive, default=20, help="hidden taste clusters (default: %(default)s)")
     synth.add_argument("--popular-share", type=float, default=0.0,
                        help="share of watches drawn from one global popularity ranking, in [0, 1) "
-                            "(default: 0; MovieLens-100K-like: 0.4, see docs/benchmarks.md)")
+                            "(default: 0; MovieLens-100K-like: 0.3, see docs/benchmarks.md)")
     synth.add_argument("--popular-exponent", type=float, default=1.0,
-                       help="Zipf exponent of that ranking (default: %(default)s)")
+                       help="Zipf exponent of that ranking (default: %(default)s; MovieLens-100K-like: 2)")
+    synth.add_argument("--popular-offset", type=float, default=0.0, metavar="FILMS",
+                       help="flat head of that ranking: rank r weighs (r + 1.5 + FILMS)^-exponent "
+                            "(default: %(default)s; MovieLens-100K-like: 80)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--movielens", action="store_true",
                        help="write MovieLens-100K files (u.data, u.item) instead of pair rows")
@@ -102,7 +105,7 @@ def cmd_data_synthetic(args: argparse.Namespace) -> int:
     data = synthetic.generate(synthetic.SyntheticConfig(
         n_films=args.films, n_users=args.users, n_tastes=args.tastes, mean_history=args.mean_history,
         seed=args.seed, popular_share=args.popular_share, popular_exponent=args.popular_exponent,
-        max_history=args.max_history))
+        popular_offset=args.popular_offset, max_history=args.max_history))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.movielens:

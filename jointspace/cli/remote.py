@@ -7,13 +7,16 @@ client (gRPC) is imported only when a command runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jointspace.cli.arguments import lexical_weight
 from jointspace.core.errors import InvalidInput, JointspaceError
+from jointspace.core.lexical_weight import DEFAULT_LEXICAL_WEIGHT
 
 if TYPE_CHECKING:
     from jointspace.client import Client
@@ -32,8 +35,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     query.add_argument("-k", type=int, default=10)
     query.add_argument("--modality", action="append", help="result modality (repeatable; default all)")
     query.add_argument("--exclude", action="append", metavar="KEY", help="key never to return (repeatable)")
+    query.add_argument("--seen", metavar="IDS", help="comma-separated ids the user has seen, never returned")
+    own = query.add_mutually_exclusive_group()
+    own.add_argument("--exclude-query-ids", dest="exclude_query_ids", action="store_const", const=True,
+                     help="never return the query's own ids (the default for --ids)")
+    own.add_argument("--keep-query-ids", dest="exclude_query_ids", action="store_const", const=False,
+                     help="let the query's own ids come back (a history's films included)")
     query.add_argument("--filter", action="append", metavar="FIELD=VALUE",
                        help="only hits whose metadata FIELD is VALUE (repeatable; one field twice: either value)")
+    query.add_argument("--hybrid", action="store_true",
+                       help="a text query also searches the catalog's words (BM25, one typo forgiven) and fuses "
+                            f"both rankings, with lexical weight {DEFAULT_LEXICAL_WEIGHT:g}")
+    query.add_argument("--lexical-weight", type=lexical_weight, metavar="W",
+                       help="hybrid search with this weight: 0 = vectors alone, 1 = words alone (implies --hybrid)")
     query.add_argument("--json", action="store_true", help='print {"hits": [...]}')
     query.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
     query.set_defaults(func=cmd_query)
@@ -93,9 +107,14 @@ def _connect(args: argparse.Namespace) -> Client:
                   tls_key=args.tls_key, token=token)
 
 
+def _id_list(text: str | None) -> list[str]:
+    """`a,b,,c` → [a, b, c]; none given → []."""
+    return [i for i in (text or "").split(",") if i]
+
+
 def _query_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.ids is not None:
-        return {"ids": [i for i in args.ids.split(",") if i]}
+        return {"ids": _id_list(args.ids)}
     if args.audio is not None:
         path = Path(args.audio)
         if not path.is_file():
@@ -125,16 +144,29 @@ def _filters(texts: Sequence[str] | None) -> dict[str, list[Any]]:
     return filters
 
 
+def _lexical_weight(args: argparse.Namespace) -> float | None:
+    """The weight of a hybrid search (--lexical-weight, or the default with --hybrid); None: none."""
+    weight = args.lexical_weight if args.lexical_weight is not None else (
+        DEFAULT_LEXICAL_WEIGHT if args.hybrid else None)
+    if weight is not None and args.text is None:
+        raise InvalidInput("--hybrid: only a --text query has words to search")
+    return weight
+
+
 def cmd_query(args: argparse.Namespace) -> int:
+    weight = _lexical_weight(args)
     with _connect(args) as client:
         hits = client.search(k=args.k, modalities=args.modality or (), exclude=args.exclude or (),
-                             filters=_filters(args.filter), **_query_kwargs(args))
+                             filters=_filters(args.filter), lexical_weight=weight,
+                             exclude_query_ids=args.exclude_query_ids, seen_ids=_id_list(args.seen),
+                             **_query_kwargs(args))
     if args.json:
         print(json.dumps({"hits": [h.to_dict() for h in hits]}))
     else:
         for rank, hit in enumerate(hits, 1):
             meta = f"  {json.dumps(hit.metadata)}" if hit.metadata else ""
-            print(f"{rank:3d}. {hit.score:7.4f}  {hit.modality:6s} {hit.key}{meta}")
+            sides = f"  [{'+'.join(hit.found_by)}]" if hit.found_by else ""
+            print(f"{rank:3d}. {hit.score:7.4f}  {hit.modality:6s} {hit.key}{sides}{meta}")
     return 0
 
 
@@ -167,8 +199,6 @@ def _show_progress(name: str) -> Callable[[Any], None]:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    import grpc
-
     with _connect(args) as client:
         operation = client.rebuild([_server_path(c) for c in args.catalogs], args.index,
                                    _server_path(args.model) if args.model else None,
@@ -180,12 +210,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             return 0
         operation = client.wait(operation.name, on_progress=_show_progress(operation.name))
     gate = operation.validation
-    validated = operation.HasField("validation")
-    figures = f" (recall@{gate.k} {gate.recall:.3f} over {gate.pairs} pairs)" if validated else ""
-    if operation.HasField("error"):
-        code = next((c.name for c in grpc.StatusCode if c.value[0] == operation.error.code), operation.error.code)
-        raise JointspaceError(f"{operation.name} {type(operation).State.Name(operation.state).lower()}: "
-                              f"{code}: {operation.error.message}{figures}")
+    figures = f" (recall@{gate.k} {gate.recall:.3f} over {gate.pairs} pairs)" if gate else ""
+    if operation.error is not None:
+        raise JointspaceError(f"{operation.name} {operation.state.name.lower()}: "
+                              f"{operation.error.code.name}: {operation.error.message}{figures}")
     print(f"{operation.name}: {operation.generation} is live{figures}")
     return 0
 
@@ -193,5 +221,5 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     with _connect(args) as client:
         info = client.info()
-    print(json.dumps(info, indent=None if args.json else 2))
+    print(json.dumps(dataclasses.asdict(info), indent=None if args.json else 2))
     return 0

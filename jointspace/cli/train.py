@@ -27,10 +27,11 @@ from jointspace.encoders.training.config import AUTO_STEPS, TrainConfig
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`commands`: the root parser's subparsers."""
     train = commands.add_parser("train", help="train encoders on pair rows and export them")
-    train.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS", help="JSON Lines or CSV pair files")
+    train.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS",
+                       help="JSON Lines, CSV or Parquet pair files")
     train.add_argument("--out", required=True, type=Path, metavar="MODEL")
     train.add_argument("--dim", type=auto_or_positive, default=TrainConfig().dim,
-                       help="'auto' (default: the fourth root of the distinct values) or a dimension")
+                       help="'auto' (default: the square root of the distinct values, 8 to 128) or a dimension")
     train.add_argument("--ensemble", type=positive, default=1, metavar="K",
                        help="train K models (seeds SEED to SEED+K-1) and serve them as one: a score is "
                             "their mean, the space K times as wide, training and queries K times "
@@ -40,14 +41,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     dims = commands.add_parser(
         "tune-dim", help="train at several dimensions on a validation split and recommend one")
-    dims.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS", help="JSON Lines or CSV pair files")
+    dims.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS",
+                      help="JSON Lines, CSV or Parquet pair files")
     dims.add_argument("--dims", default="8,16,32,64", help="dimensions to try (default: %(default)s)")
     dims.add_argument("--json", action="store_true", help="print one JSON object")
     _add_training_args(dims)
     dims.set_defaults(func=cmd_tune_dim)
 
     evaluation = commands.add_parser(
-        "evaluate", help="recall@k and MRR of a model on pair rows, beside a popularity baseline")
+        "evaluate", help="recall@k, NDCG and MRR of a model on pair rows beside popularity, co-occurrence "
+                                     "and EASE, with seen items kept and removed")
     evaluation.add_argument("model", type=Path, metavar="MODEL")
     evaluation.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS", help="held-out pair rows")
     evaluation.add_argument("--k", default="1,10,100", help="cut-offs (default: %(default)s)")

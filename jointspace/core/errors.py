@@ -10,7 +10,9 @@ layout of the server's disks, and a message never outgrows what a client accepts
 
 from __future__ import annotations
 
+import logging
 import re
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,8 +30,21 @@ class JointspaceError(Exception):
 
 
 class InternalError(JointspaceError):
-    """A bug, found where the server answers; gRPC INTERNAL. Its message names the kind of
-    failure only: the details, which may hold anything, go to the server's log."""
+    """A bug, found where the server answers; gRPC INTERNAL. Its message gives an error id only:
+    the details, which may hold anything, go to the server's log under that id."""
+
+    def __init__(self, message: str, error_id: str = "") -> None:
+        super().__init__(message)
+        self.error_id = error_id
+
+
+def log_internal(logger: logging.Logger, what: str, error: BaseException) -> InternalError:
+    """An unexpected exception: logs it with its traceback under a new error id, and returns what
+    the client is told, the id and never the exception's text (which may hold paths, data,
+    anything)."""
+    error_id = uuid.uuid4().hex[:16]
+    logger.error("%s failed (error id %s)", what, error_id, exc_info=error)
+    return InternalError(f"internal error {error_id}; the server log has the details under this id", error_id)
 
 
 class InvalidInput(JointspaceError):
@@ -90,13 +105,11 @@ def quoted(value: object, limit: int = QUOTE_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}…"
 
 
-def public_message(error: BaseException, server_paths: Sequence[Path | str] = ()) -> str:
-    """What a client is told of `error`: an unexpected exception by its kind only, a
-    JointspaceError by its message with each of `server_paths` (folders; the one that clients'
-    relative paths start from first) removed from the paths it names, so that they read as the
-    client would name them, long unbroken runs cut and the whole bounded."""
-    if not isinstance(error, JointspaceError):
-        return f"internal error: {type(error).__name__}; the server log has the details"
+def public_message(error: JointspaceError, server_paths: Sequence[Path | str] = ()) -> str:
+    """What a client is told of `error`: its message with each of `server_paths` (folders; the
+    one that clients' relative paths start from first) removed from the paths it names, so that
+    they read as the client would name them, long unbroken runs cut and the whole bounded. (An
+    unexpected exception is never told: `log_internal` gives the client an error id instead.)"""
     text = str(error)
     for folder in map(str, server_paths):
         if folder.strip("/"):

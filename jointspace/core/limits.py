@@ -8,12 +8,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from jointspace.client.channel import DEFAULT_MAX_BATCH, DEFAULT_MAX_MESSAGE_BYTES
 from jointspace.core.errors import InvalidInput, LimitExceeded
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_audio_seconds: float = 60.0
     # All clips of one request together: 1,024 clips of 60 s each would need ~4 GB of samples.
     max_request_audio_seconds: float = 600.0
@@ -25,7 +26,7 @@ class Limits:
     max_audio_decode_mb: int = 1_024
     max_text_chars: int = 10_000
     max_k: int = 1_000
-    max_batch: int = 1_024
+    max_batch: int = DEFAULT_MAX_BATCH
     max_ids: int = 10_000
     # Excluded keys deepen every FAISS search by their number, so they are bounded like a bag.
     max_exclude_keys: int = 10_000

@@ -11,7 +11,7 @@ import numpy as np
 
 from jointspace.core.errors import InvalidInput, quoted
 from jointspace.core.limits import DEFAULT_LIMITS, Limits
-from jointspace.data.rows import iter_rows, resolve_audio
+from jointspace.data.rows import iter_rows, place, resolve_audio
 
 CONTENT_FIELDS = ("id", "text", "audio", "vector")
 
@@ -88,11 +88,13 @@ def _vector(value: Any, where: str) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def iter_numbered(path: Path, rules: RowRules = LOCAL) -> Iterator[tuple[int, CatalogEntry]]:
-    """(line number, entry) of one file: the line number orders entries for sharded builds."""
+def iter_numbered(path: Path, rules: RowRules = LOCAL,
+                  row_group: int | None = None) -> Iterator[tuple[int, CatalogEntry]]:
+    """(line or row number, entry) of one file, or of one row group of a Parquet file: the
+    number orders entries for sharded builds."""
     path = Path(path)
-    for number, row in iter_rows(path):
-        yield number, entry_from_row(row, f"{path}:{number}", path, rules)
+    for number, row in iter_rows(path, row_group):
+        yield number, entry_from_row(row, place(path, number), path, rules)
 
 
 def check_unique_keys(keys: Iterable[str], places: Sequence[str] | None = None) -> None:
@@ -113,7 +115,7 @@ def check_not_empty(count: int, paths: Sequence[Path]) -> None:
 
 def read_catalog(paths: Sequence[Path], rules: RowRules = LOCAL) -> list[CatalogEntry]:
     """All entries, refusing duplicate keys and empty catalogs."""
-    numbered = [(f"{path}:{number}", entry) for path in paths for number, entry in iter_numbered(path, rules)]
+    numbered = [(place(Path(path), number), entry) for path in paths for number, entry in iter_numbered(path, rules)]
     check_unique_keys([entry.key for _, entry in numbered], [place for place, _ in numbered])
     check_not_empty(len(numbered), paths)
     return [entry for _, entry in numbered]

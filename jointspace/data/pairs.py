@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from jointspace.core.errors import InvalidInput
-from jointspace.data.rows import iter_rows, resolve_audio
+from jointspace.data.rows import iter_rows, place, resolve_audio
 
 NOT_VIEWS = {"weight"}
 
@@ -71,7 +71,7 @@ def read_pairs(paths: Sequence[Path]) -> PairRows:
     weights: list[float] = []
     for path in map(Path, paths):
         for number, row in iter_rows(path):
-            where = f"{path}:{number}"
+            where = place(path, number)
             views = {k: v for k, v in row.items() if k not in NOT_VIEWS and v is not None}
             if len(views) < 2:
                 raise InvalidInput(f"{where}: a pair row needs at least two views, got {sorted(views)}")

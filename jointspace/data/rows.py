@@ -1,7 +1,8 @@
-"""Reading row files (JSON Lines or CSV) with errors that name the file and line.
+"""Reading row files (JSON Lines, CSV or Parquet) with errors that name the file and line (row).
 
-Pair files and catalog files share the format rules: one object per line, or CSV with the same
-column names (lists space-separated), audio paths relative to the file that names them.
+Pair files and catalog files share the format rules: one object per line, CSV with the same
+column names (lists space-separated), or Parquet with the same column names (parquet.py: lists,
+structs and maps as JSON has them); audio paths relative to the file that names them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, BinaryIO
 from jointspace.core.errors import InvalidInput, NotFound
 
 LIST_FIELDS = {"ids", "vector"}
+PARQUET_SUFFIX = ".parquet"
 
 
 def _csv_value(field: str, text: str) -> Any:
@@ -30,10 +32,16 @@ def _csv_value(field: str, text: str) -> Any:
     return text
 
 
-def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) for every row of a .jsonl/.json/.csv file; empty CSV cells are absent."""
+def iter_rows(path: Path, row_group: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) for every row of a .jsonl/.json/.csv file, (row number, row) for a
+    .parquet file (or one of its row groups); empty CSV cells and Parquet nulls are absent."""
     if not path.is_file():
         raise NotFound(f"{path}: no such file")
+    if is_parquet(path):
+        from jointspace.data.parquet import iter_parquet_rows  # pyarrow only for Parquet files
+
+        yield from iter_parquet_rows(path, row_group)
+        return
     with path.open("rb") as handle:
         lines = _text_lines(path, handle)
         if path.suffix.lower() == ".csv":
@@ -54,6 +62,15 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise InvalidInput(f"{path}:{number}: a row must be a JSON object")
             yield number, row
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() == PARQUET_SUFFIX
+
+
+def place(path: Path, number: int) -> str:
+    """Where a row is, for messages: `file:line`, or `file row N` in a Parquet file (no lines)."""
+    return f"{path} row {number}" if is_parquet(path) else f"{path}:{number}"
 
 
 def _text_lines(path: Path, handle: BinaryIO) -> Iterator[str]:

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +67,7 @@ class SyntheticConfig:
     # ranking, so a taste's favourites are also the globally popular films.
     popular_share: float = 0.0
     popular_exponent: float = 1.0
+    popular_offset: float = 0.0  # the global ranking's flat head, in films (see _Catalogue)
     max_history: int = 200  # longest history (real MovieLens-100K: 737)
 
     def __post_init__(self) -> None:
@@ -79,6 +81,8 @@ class SyntheticConfig:
             raise InvalidInput(f"popular_share must be in [0, 1), got {self.popular_share}")
         if self.popular_exponent <= 0:
             raise InvalidInput(f"popular_exponent must be positive, got {self.popular_exponent}")
+        if self.popular_offset < 0:
+            raise InvalidInput(f"popular_offset must not be negative, got {self.popular_offset}")
 
 
 @dataclass
@@ -127,17 +131,20 @@ class _Catalogue:
     place in its group is its popularity rank. Rank r has probability mass
     (r + 2)^(1-s) - (r + 1)^(1-s) (normalised; log((r + 2)/(r + 1)) for s = 1), which is
     Zipf-like ((r + 1.5)^-s, up to a constant) and is exactly the floor of a continuous
-    power-law draw, so sampling is O(1) per watch with no cumulative table or search."""
+    power-law draw, so sampling is O(1) per watch with no cumulative table or search. An
+    `offset` q shifts the law to (r + 1.5 + q)^-s (Zipf-Mandelbrot): a flat head of about q
+    films of similar popularity, as real catalogues have, before the power-law decay."""
 
     order: np.ndarray  # film indices, grouped by taste
     starts: np.ndarray  # group t is order[starts[t] : starts[t + 1]]
     exponent: float = ZIPF_EXPONENT
+    offset: float = 0.0
 
     @classmethod
     def build(cls, rng: np.random.Generator, film_taste: np.ndarray, tastes: int,
-              key: np.ndarray | None = None, exponent: float = ZIPF_EXPONENT) -> _Catalogue:
+              key: np.ndarray | None = None, exponent: float = ZIPF_EXPONENT, offset: float = 0.0) -> _Catalogue:
         order = np.lexsort((rng.random(len(film_taste)) if key is None else key, film_taste))
-        return cls(order, np.searchsorted(film_taste[order], np.arange(tastes + 1)), exponent)
+        return cls(order, np.searchsorted(film_taste[order], np.arange(tastes + 1)), exponent, offset)
 
     def popularity(self) -> np.ndarray:
         """Each film's probability of being drawn for a watch of its taste."""
@@ -146,20 +153,25 @@ class _Catalogue:
         rank[self.order] = np.arange(len(self.order)) - np.repeat(self.starts[:-1], sizes)
         taste = np.empty(len(self.order), np.int64)
         taste[self.order] = np.repeat(np.arange(len(sizes)), sizes)
-        e = 1.0 - self.exponent
+        return self._mass(rank + 1.0, rank + 2.0) / self._mass(1.0, sizes[taste] + 1.0)
+
+    def _mass(self, low: Any, high: Any) -> Any:
+        """The power law's unnormalised mass between two points of the shifted rank axis."""
+        e, q = 1.0 - self.exponent, self.offset
         if abs(e) < 1e-9:
-            return np.log((rank + 2) / (rank + 1)) / np.log(sizes[taste] + 1.0)
-        return ((rank + 2) ** e - (rank + 1) ** e) / ((sizes[taste] + 1.0) ** e - 1.0)
+            return np.log((high + q) / (low + q))
+        return (high + q) ** e - (low + q) ** e
 
     def sample(self, rng: np.random.Generator, tastes: np.ndarray) -> np.ndarray:
         """One popularity-weighted film of each given taste."""
-        e = 1.0 - self.exponent
+        e, q = 1.0 - self.exponent, self.offset
         low = self.starts[:-1][tastes]
         size = self.starts[1:][tastes] - low
+        u = rng.random(len(tastes))
         if abs(e) < 1e-9:
-            x = (size + 1.0) ** rng.random(len(tastes))
+            x = (1.0 + q) * ((size + 1.0 + q) / (1.0 + q)) ** u - q
         else:
-            x = (1.0 + rng.random(len(tastes)) * ((size + 1.0) ** e - 1.0)) ** (1.0 / e)
+            x = ((1.0 + q) ** e + u * ((size + 1.0 + q) ** e - (1.0 + q) ** e)) ** (1.0 / e) - q
         rank = np.minimum(x.astype(np.int64) - 1, size - 1)
         return self.order[low + rank]
 
@@ -230,7 +242,8 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     popular, global_rank = None, None
     if config.popular_share > 0:
         global_rank = rng.permutation(films)
-        popular = _Catalogue.build(rng, np.zeros(films, np.int64), 1, global_rank, config.popular_exponent)
+        popular = _Catalogue.build(rng, np.zeros(films, np.int64), 1, global_rank, config.popular_exponent,
+                                  config.popular_offset)
     catalogue = _Catalogue.build(rng, film_taste, tastes, global_rank)
 
     user_tastes = np.full((users, 2), -1, np.int64)

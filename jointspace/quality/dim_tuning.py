@@ -1,6 +1,6 @@
 """`jointspace tune-dim`: train the same data at a few dimensions and recommend one.
 
-The fourth-root rule (`--dim auto`) is a starting point, not a measurement. A larger space costs
+The square-root rule (`--dim auto`) is a starting point, not a measurement of this data. A larger space costs
 memory and search time in every index built from the model, so the recommendation is the
 smallest dimension whose validation recall is within a tolerance of the best one, measured on
 the same held-out rows (the validation split depends only on the seed) for every dimension.

@@ -1,19 +1,24 @@
-"""`jointspace evaluate`: retrieval quality of an exported model on pair rows, next to a
-popularity baseline.
+"""`jointspace evaluate`: retrieval quality of an exported model on pair rows, beside the
+baselines a recommender team would try first, every scorer under one rule.
 
 For every pair type in the rows and both of its directions (`id:user -> id`, `id -> id:user`),
-each distinct query value is embedded and ranked against the full candidate set of the result
-view: every distinct value of that view in the evaluated files and in the `--train` files, so a
-film only seen in training still competes. A candidate is relevant to a query when a row pairs
-them; a query with several relevant candidates (a user's held-out films) counts each of them, so
-recall@k is TFRS's top-k accuracy per held-out row (jointspace/core/retrieval_metrics.py has the exact rules).
+each distinct query value is ranked against the full candidate set of the result view: every
+distinct value of that view in the evaluated files and in the `--train` files, so a film only seen
+in training still competes. A candidate is relevant to a query when a row pairs them
+(jointspace/core/retrieval_metrics.py has the metrics' exact rules).
 
-The popularity baseline shows every query the same list: candidates by how often they are the
-result of that direction in the `--train` rows, or in the evaluated rows themselves when no
-training rows of that pair type are given (which flatters it). A model that does not beat it
-has learnt little beyond popularity. Where the query is a user or a history of ids and the
-results are ids, and `--train` rows are given, the item co-occurrence baseline
-(jointspace/quality/cooccurrence.py) is shown too: the stronger bar for a recommender.
+Every figure is reported two ways, for every scorer alike (`score_ranks` ranks them all):
+- **seen kept**: all candidates compete (TFRS's top-k accuracy, per held-out row);
+- **seen removed**: what a deployed recommender shows. The query's own items never come back:
+  the candidates the query value is paired with in the `--train` rows (a user's training films)
+  and, for a history, its own ids. The service does the same with `exclude_query_ids` and
+  `seen_ids` on Search.
+
+Scorers: the model; popularity (candidates by how often they are the result of that direction in
+the `--train` rows, or in the evaluated rows themselves when no training rows of that pair type
+are given, which flatters it); and where the query is a user or a history of ids, the results are
+ids and `--train` rows are given, item co-occurrence (jointspace/quality/cooccurrence.py) and EASE
+(jointspace/quality/ease.py), the strongest of them. A baseline that cannot run says why.
 """
 
 from __future__ import annotations
@@ -24,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from jointspace.core.errors import InvalidInput
-from jointspace.core.retrieval_metrics import MISSING, Trials, model_ranks, popularity_ranks, summarize
+from jointspace.core.retrieval_metrics import ScoreRows, Trials, list_scores, score_ranks, summarize
+from jointspace.core.sparse import item_matrix, pair_matrix
 from jointspace.data.pairs import PairRows, read_pairs
-from jointspace.quality.cooccurrence import cooccurrence_counts, cooccurrence_ranks, item_matrix, pair_matrix
+from jointspace.quality.cooccurrence import cooccurrence_counts, cooccurrence_scores
+from jointspace.quality.ease import MAX_ITEMS, fit_ease
 from jointspace.quality.view_values import ViewValues, embed_values
 
 DEFAULT_KS = (1, 10, 100)
@@ -83,59 +91,135 @@ def _popularity(query: _View, result: _View) -> tuple[np.ndarray, str]:
     return _target_counts(query.codes, result.codes, len(result.values)), "evaluated"
 
 
-def _query_items(query: _View, result: _View, targets: Any) -> Any:
-    """Each query value's items as result candidates: a history's ids, or the results a user
-    is paired with in the training rows (`targets`)."""
-    if query.values.modality == "ids":
-        number = result.values.number
-        return item_matrix([np.array([number[i] for i in bag if i in number], np.int64)
-                            for bag in query.values.values], len(result.values))
-    items = targets.copy()
-    items.data[:] = 1.0
-    return items
-
-
-def _cooccurrence(query: _View, result: _View, trials: Trials, query_values: np.ndarray,
-                  ks: Sequence[int]) -> dict[str, float] | None:
-    """The co-occurrence baseline's figures, or None where it does not apply (see the module
-    docstring) or would be too large to compute."""
-    if (result.values.modality != "id" or query.values.modality not in ("id", "ids")
-            or query.train_codes is None or result.train_codes is None):
+def _partners(query: _View, result: _View) -> sp.csr_matrix | None:
+    """Query values × candidates: how often the training rows pair them; None without them."""
+    if query.train_codes is None or result.train_codes is None:
         return None
     both = (query.train_codes >= 0) & (result.train_codes >= 0)
-    if not both.any():
+    return pair_matrix(query.train_codes[both], result.train_codes[both], (len(query.values), len(result.values)))
+
+
+def _members(query: _View, result: _View) -> sp.csr_matrix | None:
+    """A history's own ids as candidates of an id view (None for other query views)."""
+    if query.values.modality != "ids" or result.values.modality != "id":
         return None
-    targets = pair_matrix(query.train_codes[both], result.train_codes[both],
-                          (len(query.values), len(result.values)))
-    items = _query_items(query, result, targets)
-    counts = cooccurrence_counts(items, targets) if items.nnz else None
+    number = result.values.number
+    return item_matrix([np.array([number[i] for i in bag if i in number], np.int64)
+                        for bag in query.values.values], len(result.values))
+
+
+def _either(*matrices: sp.csr_matrix | None) -> sp.csr_matrix | None:
+    """The 0/1 union of the given matrices."""
+    present = [m for m in matrices if m is not None]
+    if not present:
+        return None
+    union = sum(present[1:], present[0]).tocsr()
+    union.data[:] = 1.0
+    return union
+
+
+def _item_sets(items: sp.csr_matrix, partners: sp.csr_matrix, owners: sp.csr_matrix | None) -> sp.csr_matrix:
+    """EASE's training sets: each owner's items when the rows say who owns them (a user's
+    training films, for a history query), otherwise each training query's items with its
+    targets; repeated sets once. A user's histories nest (each rating's history holds the
+    previous one), so as sets they would weigh a user by the square of their ratings."""
+    sets = owners if owners is not None and owners.nnz else _either(items, partners)
+    assert sets is not None
+    sets = sets[np.flatnonzero(sets.getnnz(axis=1))]
+    sets.sort_indices()
+    keys = [sets.indices[a:b].tobytes() for a, b in zip(sets.indptr[:-1], sets.indptr[1:])]
+    _, first = np.unique(np.array(keys, dtype=object), return_index=True)
+    return sets[np.sort(first)]
+
+
+def _item_baselines(query: _View, result: _View, partners: sp.csr_matrix | None, owners: sp.csr_matrix | None,
+                    query_values: np.ndarray) -> tuple[dict[str, ScoreRows], dict[str, str], dict[str, Any]]:
+    """Co-occurrence and EASE scorers where they apply, the reasons of those that do not, and
+    EASE's chosen λ."""
+    names = ("cooccurrence", "ease")
+    if result.values.modality != "id" or query.values.modality not in ("id", "ids"):
+        return {}, {}, {}
+    if partners is None or not partners.nnz:
+        return {}, {n: "needs --train rows of this pair type" for n in names}, {}
+    members = _members(query, result)
+    items = members if members is not None else _either(partners)
+    assert items is not None
+    scorers: dict[str, ScoreRows] = {}
+    skipped: dict[str, str] = {}
+    counts = cooccurrence_counts(items, partners) if items.nnz else None
     if counts is None:
+        skipped["cooccurrence"] = "too many co-occurrences to count" if items.nnz else "no query has items"
+    else:
+        scorers["cooccurrence"] = cooccurrence_scores(items[query_values], counts)
+    extra: dict[str, Any] = {}
+    if len(result.values) > MAX_ITEMS:
+        skipped["ease"] = f"{len(result.values)} candidates, more than the {MAX_ITEMS} of a dense inverse"
+    else:
+        ease = fit_ease(_item_sets(items, partners, owners))
+        scorers["ease"] = ease.scores(items[query_values])
+        extra = {"ease_lambda": ease.regularization,
+                 "ease_validation": {f"{value:g}": score for value, score in ease.validation.items()}}
+    return scorers, skipped, extra
+
+
+def _model_scores(query: _View, result: _View, query_values: np.ndarray) -> ScoreRows:
+    """Inner products; a candidate or query the model cannot embed scores -inf (never shown)."""
+    candidates_t = np.ascontiguousarray(result.vectors.T, np.float32)
+    vectors, ok = query.vectors[query_values], query.ok[query_values]
+
+    def scores_of(rows: np.ndarray) -> np.ndarray:
+        scores = np.asarray(vectors[rows], np.float32) @ candidates_t
+        scores[:, ~result.ok] = -np.inf
+        scores[~ok[rows]] = -np.inf
+        return scores
+
+    return scores_of
+
+
+def _owners(query: _View, result: _View, views: dict[str, _View]) -> sp.csr_matrix | None:
+    """For a history query over ids: which ids each user (another id view paired with the same
+    results in the training rows, e.g. `id:user`) owns; None when the rows name no users."""
+    if query.values.modality != "ids" or result.values.modality != "id" or result.train_codes is None:
         return None
-    ranks = cooccurrence_ranks(items[query_values], counts, trials)
-    return summarize(ranks, trials, ks, len(result.values))
+    for view in views.values():
+        if view is not result and view.values.modality == "id" and view.train_codes is not None:
+            both = (view.train_codes >= 0) & (result.train_codes >= 0)
+            if both.any():
+                return pair_matrix(view.train_codes[both], result.train_codes[both],
+                                   (len(view.values), len(result.values)), binary=True)
+    return None
 
 
-def _direction(query: _View, result: _View, ks: Sequence[int]) -> dict[str, Any]:
+def _direction(query: _View, result: _View, ks: Sequence[int], owners: sp.csr_matrix | None) -> dict[str, Any]:
     trials, query_values = _trials(query, result)
-    # The model ranks among the candidates it can embed; the others can still be relevant, and
-    # then count as misses.
-    embedded = np.flatnonzero(result.ok)
-    renumber = np.full(len(result.values), MISSING, np.int64)
-    renumber[embedded] = np.arange(len(embedded))
-    model_trials = Trials(trials.query, renumber[trials.target], trials.num_queries)
-    ranks = model_ranks(query.vectors[query_values], result.vectors[embedded], model_trials,
-                        query_ok=query.ok[query_values])
+    candidates = len(result.values)
+    partners = _partners(query, result)
+    seen = _either(partners, _members(query, result))
     counts, source = _popularity(query, result)
+    popular = list_scores(counts)
+    scorers: dict[str, ScoreRows] = {
+        "model": _model_scores(query, result, query_values),
+        "popularity": lambda rows: np.broadcast_to(popular, (len(rows), candidates)),
+    }
+    baselines, skipped, extra = _item_baselines(query, result, partners, owners, query_values)
+    scorers.update(baselines)
+    exclusions = {"kept": None, "removed": None if seen is None else seen[query_values]}
+    figures: dict[str, dict[str, dict[str, float]]] = {mode: {} for mode in exclusions}
+    for name, scores_of in scorers.items():
+        for mode, ranks in score_ranks(scores_of, trials, candidates, exclusions).items():
+            figures[mode][name] = summarize(ranks, trials, ks, candidates)
     return {
         "queries": trials.num_queries,
         "pairs": len(trials.query),
-        "candidates": len(result.values),
+        "candidates": candidates,
         "unembedded_queries": int((~query.ok[query_values]).sum()),
-        "unembedded_candidates": int(len(result.values) - len(embedded)),
-        "model": summarize(ranks, model_trials, ks, len(embedded)),
-        "popularity": summarize(popularity_ranks(counts, trials), trials, ks, len(result.values)),
+        "unembedded_candidates": int((~result.ok).sum()),
         "popularity_from": source,
-        "cooccurrence": _cooccurrence(query, result, trials, query_values, ks),
+        "seen_per_query": float(exclusions["removed"].getnnz() / max(trials.num_queries, 1))
+        if exclusions["removed"] is not None else 0.0,
+        **figures,
+        "skipped": skipped,
+        **extra,
     }
 
 
@@ -168,38 +252,49 @@ def evaluate(model_dir: Path, pair_files: Sequence[Path], ks: Sequence[int] = DE
         "pair_files": [str(p) for p in pair_files],
         "train_files": [str(p) for p in train_files],
         "k": list(ks),
-        "directions": {f"{q}->{r}": _direction(views[q], views[r], ks) for q, r in directions},
+        "directions": {f"{q}->{r}": _direction(views[q], views[r], ks, _owners(views[q], views[r], views))
+                       for q, r in directions},
     }
 
 
+SCORER_LABELS = {"model": "model", "popularity": "popularity", "cooccurrence": "co-occur.", "ease": "EASE"}
+MODE_LABELS = {"kept": "seen kept", "removed": "seen removed"}
+
+
 def format_table(report: dict[str, Any]) -> str:
-    """The report as a fixed-width table, model and popularity rows one above the other."""
+    """The report as a fixed-width table: per direction, seen kept then seen removed, one row per
+    scorer. R@k is per held-out pair (TFRS's top-k accuracy), QR@k and N@k (NDCG) per query."""
     ks = report["k"]
-    metrics = [f"recall@{k}" for k in ks] + [f"precision@{k}" for k in ks] + ["mrr"]
-    headers = [f"R@{k}" for k in ks] + [f"P@{k}" for k in ks] + ["MRR"]
+    metrics = ([f"recall@{k}" for k in ks] + [f"query_recall@{k}" for k in ks]
+               + [f"ndcg@{k}" for k in ks] + ["mrr"])
+    headers = [f"R@{k}" for k in ks] + [f"QR@{k}" for k in ks] + [f"N@{k}" for k in ks] + ["MRR"]
     width = max([len("direction")] + [len(d) for d in report["directions"]])
     lines = [
         f"model {report['model_version']} (dim {report['dim']}) on {', '.join(report['pair_files'])}",
-        f"{'direction':<{width}}  {'queries':>8} {'pairs':>8} {'cands':>8}  {'scorer':<11}"
+        f"{'direction':<{width}}  {'queries':>8} {'pairs':>8} {'cands':>8}  {'seen':<8} {'scorer':<11}"
         + "".join(f" {h:>7}" for h in headers),
     ]
     notes = []
     for name, result in report["directions"].items():
-        counted_on_train = result["popularity_from"] == "train"
-        lines.append(f"{name:<{width}}  {result['queries']:>8} {result['pairs']:>8} {result['candidates']:>8}"
-                     f"  {'model':<11}" + "".join(f" {result['model'][m]:>7.4f}" for m in metrics))
-        lines.append(" " * (width + 28) + f"  {'popularity' + ('' if counted_on_train else '*'):<11}"
-                     + "".join(f" {result['popularity'][m]:>7.4f}" for m in metrics))
-        if result["cooccurrence"]:
-            lines.append(" " * (width + 28) + f"  {'co-occur.':<11}"
-                         + "".join(f" {result['cooccurrence'][m]:>7.4f}" for m in metrics))
+        first = f"{name:<{width}}  {result['queries']:>8} {result['pairs']:>8} {result['candidates']:>8}"
+        for mode in MODE_LABELS:
+            for scorer, figures in result[mode].items():
+                label = SCORER_LABELS[scorer]
+                if scorer == "popularity" and result["popularity_from"] != "train":
+                    label += "*"
+                lines.append(f"{first:<{width + 28}}  {mode:<8} {label:<11}"
+                             + "".join(f" {figures[m]:>7.4f}" for m in metrics))
+                first = ""
+        for scorer, reason in result["skipped"].items():
+            notes.append(f"{name}: no {SCORER_LABELS[scorer]} row: {reason}")
+        if "ease_lambda" in result:
+            notes.append(f"{name}: EASE λ = {result['ease_lambda']:g}, chosen on held-out training sets")
         if result["unembedded_queries"] or result["unembedded_candidates"]:
             notes.append(f"{name}: {result['unembedded_queries']} queries and "
                          f"{result['unembedded_candidates']} candidates unknown to the model "
                          f"(their pairs count as misses)")
-    if any(r["cooccurrence"] for r in report["directions"].values()):
-        notes.append("co-occur.: films scored by co-occurrence with the query's own (history or "
-                     "training) films, which are ranked last")
+    notes.append("seen removed: the query's training partners (and a history's own ids) are never "
+                 "shown, for every scorer alike")
     if any(r["popularity_from"] != "train" for r in report["directions"].values()):
         notes.append("popularity*: counted on the evaluated rows themselves (optimistic); "
                      "pass --train to count on training rows")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.longrunning import operations_pb2
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from grpc._cython import cygrpc
@@ -44,6 +45,7 @@ from jointspace.server.api.config import ServeConfig
 from jointspace.server.api.deadline_interceptor import RequestReadInterceptor, work_deadline
 from jointspace.server.api.prometheus import MetricsEndpoint, MetricsInterceptor, serve_metrics, watch_engine
 from jointspace.server.api.service import JointSpaceService
+from jointspace.server.api.status_details import Trailers, rich_status, trailers
 from jointspace.server.index.data_dir import DataDir
 from jointspace.server.serving.engine import Engine
 from jointspace.v1 import jointspace_pb2 as pb
@@ -51,6 +53,9 @@ from jointspace.v1 import jointspace_pb2 as pb
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["JointSpace"].full_name
+# The services the JointSpace service object answers: its own, and the standard one that follows
+# its long-running operations (AIP-151).
+SERVICES = (pb.DESCRIPTOR.services_by_name["JointSpace"], operations_pb2.DESCRIPTOR.services_by_name["Operations"])
 NOT_LOADED = "the server is still loading its model and index; retry once health says SERVING"
 T = TypeVar("T")
 
@@ -86,17 +91,17 @@ def on_loop(coroutine: Coroutine[Any, Any, T]) -> T:
 class CallAborted(Exception):
     """A service method's abort, on its way from the worker thread to the event loop."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: Trailers = ()) -> None:
         super().__init__(code, details)
-        self.code, self.details = code, details
+        self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
 
 
 class ThreadContext:
     """The context a service method gets on its worker thread: `abort` ends the method, and the
-    event loop sends the status (grpc.aio's context belongs to the loop)."""
+    event loop sends the status (grpc.aio's context belongs to the loop) with its details."""
 
-    def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
-        raise CallAborted(code, details)
+    def abort(self, code: grpc.StatusCode, details: str, trailing_metadata: Trailers = ()) -> NoReturn:
+        raise CallAborted(code, details, trailing_metadata)
 
 
 class WorkPool:
@@ -121,8 +126,10 @@ class WorkPool:
         cancelled before a worker takes it never starts; one cancelled while it runs stops at its
         next deadline check (jointspace.core.deadline)."""
         if self.admitted >= self.limit:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"the server is at its limit of {self.limit} calls at once; retry later")
+            busy = f"the server is at its limit of {self.limit} calls at once; retry later"
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, busy,
+                                trailers(rich_status(grpc.StatusCode.RESOURCE_EXHAUSTED, busy, "SERVER_BUSY",
+                                                     retry=True)))
         self.admitted += 1
         try:
             result = asyncio.get_running_loop().create_future()
@@ -131,7 +138,7 @@ class WorkPool:
             self.jobs.put(Job(result, deadline, method, request))
             return await result
         except CallAborted as aborted:
-            await context.abort(aborted.code, aborted.details)
+            await context.abort(aborted.code, aborted.details, aborted.trailing_metadata)
         finally:
             self.admitted -= 1
 
@@ -177,18 +184,20 @@ def _settle(result: asyncio.Future[Any], value: Any, error: BaseException | None
 
 
 class ServiceSlot:
-    """The JointSpace methods, bound late: registered before the server starts (gRPC needs
-    that), answered by the service once an engine is attached. Built from the proto's service
-    descriptor, so a (unary) method added to the API is routed without touching this code."""
+    """The JointSpace and google.longrunning.Operations methods, bound late: registered before
+    the server starts (gRPC needs that), answered by the service once an engine is attached.
+    Built from the services' descriptors, so a (unary) method added to the API is routed without
+    touching this code."""
 
     def __init__(self, pool: WorkPool) -> None:
         self.pool = pool
         self.service: Any = None  # a JointSpaceService, or an object with the same methods
 
-    def generic_handler(self) -> grpc.GenericRpcHandler:
-        descriptor = pb.DESCRIPTOR.services_by_name["JointSpace"]
-        return grpc.method_handlers_generic_handler(
-            descriptor.full_name, {method.name: self._handler(method) for method in descriptor.methods})
+    def generic_handlers(self) -> tuple[grpc.GenericRpcHandler, ...]:
+        return tuple(
+            grpc.method_handlers_generic_handler(
+                descriptor.full_name, {method.name: self._handler(method) for method in descriptor.methods})
+            for descriptor in SERVICES)
 
     def _handler(self, method: MethodDescriptor) -> grpc.RpcMethodHandler:
         if method.client_streaming or method.server_streaming:
@@ -289,11 +298,12 @@ async def _build(config: ServeConfig, slot: ServiceSlot,
             ("grpc.so_reuseport", 0),
         ],
     )
-    server.add_generic_rpc_handlers((slot.generic_handler(),))
+    server.add_generic_rpc_handlers(slot.generic_handlers())
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        (*(s.full_name for s in SERVICES), health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
         server,
     )
     bound = _listen(server, config, credentials)

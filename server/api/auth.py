@@ -28,11 +28,13 @@ from jointspace.server.api.interceptors import Continuation, method_name, refusi
 READ, WRITE = "read", "write"
 MIN_TOKEN_CHARS = 16
 JOINTSPACE = "jointspace.v1.JointSpace"
+OPERATIONS = "google.longrunning.Operations"
 REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})
 READ_METHODS = frozenset({
     (JOINTSPACE, "Embed"), (JOINTSPACE, "Search"), (JOINTSPACE, "BatchSearch"),
-    (JOINTSPACE, "GetIndexInfo"), (JOINTSPACE, "GetOperation"), (JOINTSPACE, "ListOperations"),
+    (JOINTSPACE, "GetIndexInfo"), (JOINTSPACE, "GetEntries"),
+    (OPERATIONS, "GetOperation"), (OPERATIONS, "ListOperations"), (OPERATIONS, "WaitOperation"),
     (REFLECTION, "ServerReflectionInfo"),
 })
 

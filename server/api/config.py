@@ -1,4 +1,6 @@
-"""Server settings: safe defaults, a TOML file (`serve --config FILE`), then command-line flags.
+"""Server settings (`ServeConfig`): safe defaults, a TOML file (`serve --config FILE` or
+$JOINTSPACE_CONFIG), `JOINTSPACE_*` environment variables, then command-line flags; each layer
+overrides the one before. What each setting is, and its name in every layer, is settings.py's.
 
     [server]
     model = "model"                 # paths are relative to this file
@@ -30,6 +32,10 @@
     access_log = true
 
 Unknown sections and keys are errors: a misspelt `tokens_fiel` must not silently turn auth off.
+The same file as environment variables (containers and Kubernetes set those):
+
+    JOINTSPACE_MODEL=/srv/model JOINTSPACE_INDEX=/srv/index JOINTSPACE_HOST=0.0.0.0
+    JOINTSPACE_METRICS_PORT=9464 JOINTSPACE_LOG_FORMAT=json JOINTSPACE_LIMIT_MAX_K=100
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from typing import Any
 from jointspace.core.errors import InvalidInput, NotFound
 from jointspace.core.limits import DEFAULT_LIMITS, Limits, parse_limit_assignment
 from jointspace.core.logs import FORMATS
+from jointspace.server.api.settings import CONFIG_ENV, SECTIONS, TYPE_NAMES, from_environment
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,7 +100,8 @@ class ServeConfig:
         """Self, if the settings make a server; else InvalidInput naming the flag."""
         for name in ("model", "index"):
             if getattr(self, name) is None:
-                raise InvalidInput(f"--{name}: required (or [server] {name} in the --config file)")
+                raise InvalidInput(f"--{name}: required (or JOINTSPACE_{name.upper()}, or [server] {name} "
+                                   "in the --config file)")
         for name in ("port", "metrics_port"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 65535:
@@ -111,8 +119,14 @@ class ServeConfig:
             raise InvalidInput("--tls-client-ca: mutual TLS needs --tls-cert and --tls-key too")
         return self
 
+    def with_environment(self, environ: Mapping[str, str]) -> ServeConfig:
+        """`JOINTSPACE_*` variables override the file (settings.py parses and names them)."""
+        values, limits = from_environment(environ)
+        return replace(self, **values, limits=self.limits.with_values(limits, "JOINTSPACE_LIMIT_*"))
+
     def with_flags(self, flags: Mapping[str, Any]) -> ServeConfig:
-        """Flags that were given (not None) override the file; `limit` holds "NAME=VALUE" texts."""
+        """Flags that were given (not None) override the environment and the file; `limit` holds
+        "NAME=VALUE" texts."""
         names = {f.name for f in fields(self)} - {"limits"}
         given = {k: v for k, v in flags.items() if k in names and v is not None}
         for key in ("model", "index", "data_dir", "tls_cert", "tls_key", "tls_client_ca", "tokens_file"):
@@ -123,30 +137,12 @@ class ServeConfig:
         return replace(self, **given, limits=limits)
 
 
-# [section] key -> (ServeConfig field, type); paths are taken relative to the file.
-_SETTINGS: dict[str, dict[str, tuple[str, type]]] = {
-    "server": {
-        "model": ("model", Path), "index": ("index", Path), "host": ("host", str),
-        "port": ("port", int), "workers": ("workers", int),
-        "max_concurrent_rpcs": ("max_concurrent_rpcs", int), "data_dir": ("data_dir", Path),
-        "max_deadline_seconds": ("max_deadline_seconds", float), "grace_seconds": ("grace_seconds", float),
-        "request_read_timeout_seconds": ("request_read_timeout_seconds", float),
-        "keep_generations": ("keep_generations", int),
-    },
-    "tls": {"cert": ("tls_cert", Path), "key": ("tls_key", Path), "client_ca": ("tls_client_ca", Path)},
-    "auth": {"tokens_file": ("tokens_file", Path)},
-    "metrics": {"port": ("metrics_port", int), "host": ("metrics_host", str)},
-    "logging": {"format": ("log_format", str), "access_log": ("access_log", bool)},
-}
-_TYPE_NAMES = {Path: "a path string", str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-
-
 def _typed(value: Any, kind: type, where: str, base: Path) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     wanted: type[Any] = str if kind is Path else kind
     if not isinstance(value, wanted) or (kind is int and isinstance(value, bool)):
-        raise InvalidInput(f"{where}: expected {_TYPE_NAMES[kind]}, got {value!r}")
+        raise InvalidInput(f"{where}: expected {TYPE_NAMES[kind]}, got {value!r}")
     return base / value if kind is Path else value
 
 
@@ -165,13 +161,21 @@ def load_config(path: Path) -> ServeConfig:
         if section == "limits" and isinstance(table, dict):
             limits = limits.with_values(table, f"{path} [limits]")
             continue
-        if section not in _SETTINGS or not isinstance(table, dict):
+        if section not in SECTIONS or not isinstance(table, dict):
             raise InvalidInput(f"{path}: unknown section [{section}]; known: "
-                               f"{', '.join(f'[{s}]' for s in [*_SETTINGS, 'limits'])}")
+                               f"{', '.join(f'[{s}]' for s in [*SECTIONS, 'limits'])}")
         for key, value in table.items():
-            if key not in _SETTINGS[section]:
+            if key not in SECTIONS[section]:
                 raise InvalidInput(f"{path} [{section}] {key}: unknown setting; known: "
-                                   f"{', '.join(_SETTINGS[section])}")
-            name, kind = _SETTINGS[section][key]
-            values[name] = _typed(value, kind, f"{path} [{section}] {key}", base)
+                                   f"{', '.join(SECTIONS[section])}")
+            setting = SECTIONS[section][key]
+            values[setting.name] = _typed(value, setting.kind, f"{path} [{section}] {key}", base)
     return ServeConfig(**values, limits=limits)
+
+
+def layered_config(flags: Mapping[str, Any], environ: Mapping[str, str]) -> ServeConfig:
+    """The settings `serve` runs with: flags over the environment over the file (`--config`, else
+    $JOINTSPACE_CONFIG) over the defaults, checked."""
+    path = flags.get("config") or environ.get(CONFIG_ENV) or None
+    config = load_config(Path(path)) if path else ServeConfig()
+    return config.with_environment(environ).with_flags(flags).check()

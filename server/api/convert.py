@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 
+from jointspace.client.types import Hit
 from jointspace.core.errors import InvalidInput
-from jointspace.core.hits import Hit
 from jointspace.core.limits import Limits
 from jointspace.data.catalog import CatalogEntry
 from jointspace.server.index.filters import MetadataFilter, make_filter
@@ -100,7 +101,54 @@ def hits_to_proto(hits: list[Hit], generation: str, response: pb.SearchResponse 
     add = response.hits.add
     for hit in hits:
         if hit.metadata:
-            add(key=hit.key, score=hit.score, modality=hit.modality, metadata=struct_from_dict(hit.metadata))
+            add(key=hit.key, score=hit.score, modality=hit.modality, metadata=struct_from_dict(hit.metadata),
+                found_by=hit.found_by)
         else:
-            add(key=hit.key, score=hit.score, modality=hit.modality)
+            add(key=hit.key, score=hit.score, modality=hit.modality, found_by=hit.found_by)
     return response
+
+
+def lexical_weight_from_proto(request: pb.SearchRequest) -> float | None:
+    """The hybrid weight, or None when the request asks for no hybrid search (field unset)."""
+    return request.lexical_weight if request.HasField("lexical_weight") else None
+
+
+def min_score_from_proto(request: pb.SearchRequest, field: str) -> float | None:
+    """The score threshold, or None when the request sets none (field unset)."""
+    if not request.HasField("min_score"):
+        return None
+    if math.isnan(request.min_score):
+        raise InvalidInput(f"{field}: must be a number, got NaN")
+    return request.min_score
+
+
+def above(hits: list[Hit], min_score: float | None) -> list[Hit]:
+    """The hits scoring at least `min_score` (hits come best first, so a prefix)."""
+    if min_score is None:
+        return hits
+    return [hit for hit in hits if hit.score >= min_score]
+
+
+def entries_to_proto(entries: list[tuple[str, str, dict[str, Any]]], missing: list[str]) -> pb.GetEntriesResponse:
+    return pb.GetEntriesResponse(
+        entries=[pb.StoredEntry(key=key, modality=modality, metadata=struct_from_dict(metadata))
+                 for key, modality, metadata in entries],
+        missing_keys=missing)
+
+
+def excluded_keys_from_proto(request: pb.SearchRequest, query: Query, limits: Limits) -> set[str]:
+    """The keys a search must not return: `exclude_keys`, `seen_ids` and, when
+    `exclude_query_ids` says so (unset: for a history), the query's own ids. The keys asked for
+    count against max_exclude_keys; a history's own ids are bounded by max_ids instead."""
+    asked = len(request.exclude_keys) + len(request.seen_ids)
+    limits.check_count(asked, "max_exclude_keys", "exclude_keys + seen_ids" if request.seen_ids else "exclude_keys",
+                       "keys")
+    excluded = set(request.exclude_keys) | set(request.seen_ids)
+    kind, value = query
+    own = request.exclude_query_ids if request.HasField("exclude_query_ids") else kind == "ids"
+    if own and kind == "id":
+        excluded.add(value)
+    elif own and kind == "ids":
+        limits.check_count(len(value), "max_ids", "query.ids", "ids")
+        excluded.update(value)
+    return excluded

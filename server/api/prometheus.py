@@ -1,5 +1,12 @@
 """Prometheus metrics: calls by method and status, latency, what is served, rebuild progress.
 
+Every call is counted twice: under the project's own names (`jointspace_grpc_*`, labels
+service/method/code) and under the names and labels of go-grpc-prometheus, which stock gRPC
+dashboards and alerts query (`grpc_server_started_total`, `grpc_server_handled_total`,
+`grpc_server_handling_seconds`, `grpc_server_msg_received_total`, `grpc_server_msg_sent_total`;
+labels grpc_type, grpc_service, grpc_method, grpc_code, the code spelt as Go spells it:
+`InvalidArgument`, `Canceled`).
+
 One server process is one scrape target, so the instruments live in prometheus_client's default
 registry (which also carries the client's process metrics: RSS, CPU, open files). What is served
 (generation, sizes) is read from the engine at scrape time, so it is right after every swap
@@ -9,20 +16,30 @@ without the lifecycle code having to report it. Rebuild code reports its progres
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
+from google.protobuf import descriptor_pool
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from jointspace.core.errors import JointspaceError
-from jointspace.server.api.interceptors import Continuation, Finish, method_name, observe_calls
+from jointspace.server.api.interceptors import (
+    Behavior,
+    Continuation,
+    Finish,
+    MethodName,
+    method_name,
+    observe_calls,
+    wrap_handler,
+)
 from jointspace.server.serving.operations import Unobserved
 
 if TYPE_CHECKING:
@@ -39,6 +56,21 @@ LATENCY = Histogram("jointspace_grpc_request_duration_seconds", "gRPC call durat
                     ["service", "method", "code"], buckets=LATENCY_BUCKETS)
 IN_FLIGHT = Gauge("jointspace_grpc_requests_in_flight", "gRPC calls being served now.",
                   ["service", "method"])
+
+# go-grpc-prometheus's server metrics (its histogram is the optional one: on here).
+STOCK_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
+STARTED = Counter("grpc_server_started_total", "Total number of RPCs started on the server.", STOCK_LABELS)
+HANDLED = Counter("grpc_server_handled_total",
+                  "Total number of RPCs completed on the server, regardless of success or failure.",
+                  [*STOCK_LABELS, "grpc_code"])
+HANDLING = Histogram("grpc_server_handling_seconds",
+                     "Histogram of response latency (seconds) of gRPC that had been application-level "
+                     "handled by the server.", STOCK_LABELS, buckets=LATENCY_BUCKETS)
+RECEIVED = Counter("grpc_server_msg_received_total", "Total number of RPC stream messages received on the server.",
+                   STOCK_LABELS)
+SENT = Counter("grpc_server_msg_sent_total", "Total number of gRPC stream messages sent by the server.",
+               STOCK_LABELS)
+
 REBUILD_DONE = Gauge("jointspace_rebuild_items_done", "Catalog entries the running rebuild has embedded.")
 REBUILD_TOTAL = Gauge("jointspace_rebuild_items_total", "Catalog entries the running rebuild will embed (0: unknown).")
 REBUILD_RATIO = Gauge("jointspace_rebuild_progress_ratio", "Fraction of the running rebuild done, 0 to 1.")
@@ -57,6 +89,65 @@ def rebuild_finished(outcome: str) -> None:
     REBUILDS.labels(outcome).inc()
 
 
+@functools.lru_cache(maxsize=256)  # per served method; unknown methods never get here
+def grpc_type(name: MethodName) -> str:
+    """go-grpc-prometheus's grpc_type of a method, from its protobuf descriptor: the handler an
+    interceptor sees cannot tell, since the request reader makes every handler request-streaming
+    (deadline_interceptor.py). A method the descriptor pool does not know counts as unary."""
+    try:
+        method = descriptor_pool.Default().FindMethodByName(f"{name.service}.{name.method}")
+    except KeyError:
+        return "unary"
+    return {(False, False): "unary", (True, False): "client_stream", (False, True): "server_stream",
+            (True, True): "bidi_stream"}[(method.client_streaming, method.server_streaming)]
+
+
+def go_code(code: grpc.StatusCode) -> str:
+    """A status code as Go's codes.Code.String() spells it, the grpc_code values dashboards match."""
+    if code is grpc.StatusCode.CANCELLED:
+        return "Canceled"
+    return "OK" if code is grpc.StatusCode.OK else code.name.title().replace("_", "")
+
+
+class _CountingContext:
+    """The call's context, counting the messages read from and written to the client; every
+    other attribute is the real context's."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, received: Any, sent: Any) -> None:
+        self._context, self._received, self._sent = context, received, sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def read(self) -> Any:
+        message = await self._context.read()
+        if message is not grpc.aio.EOF:
+            self._received.inc()
+        return message
+
+    async def write(self, message: Any) -> None:
+        await self._context.write(message)
+        self._sent.inc()
+
+
+def _counting_messages(handler: grpc.RpcMethodHandler, labels: tuple[str, str, str]) -> grpc.RpcMethodHandler:
+    """The handler, counting its messages: reads and writes through the context, and a unary
+    response when the behaviour returns one."""
+    received, sent = RECEIVED.labels(*labels), SENT.labels(*labels)
+    unary_response = not handler.response_streaming
+
+    def wrap(behavior: Behavior) -> Behavior:
+        async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            response = await behavior(request, _CountingContext(context, received, sent))
+            if unary_response and response is not None:
+                sent.inc()
+            return response
+
+        return counted
+
+    return wrap_handler(handler, wrap)
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every call from its start, so calls still waiting for their request are
     in flight too, and those cut off for it are counted with their status."""
@@ -66,21 +157,27 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:  # an unknown method: no label for names a client made up
             return None
-        service, method = method_name(details)
+        name = method_name(details)
+        service, method = name
+        stock = (grpc_type(name), service, method)
 
         def start(context: grpc.aio.ServicerContext) -> Finish:
             in_flight = IN_FLIGHT.labels(service, method)
             in_flight.inc()
+            STARTED.labels(*stock).inc()
             started = time.perf_counter()
 
             def finish(code: grpc.StatusCode) -> None:
+                seconds = time.perf_counter() - started
                 in_flight.dec()
                 REQUESTS.labels(service, method, code.name).inc()
-                LATENCY.labels(service, method, code.name).observe(time.perf_counter() - started)
+                LATENCY.labels(service, method, code.name).observe(seconds)
+                HANDLED.labels(*stock, go_code(code)).inc()
+                HANDLING.labels(*stock).observe(seconds)
 
             return finish
 
-        return observe_calls(handler, start)
+        return observe_calls(_counting_messages(handler, stock), start)
 
 
 _GENERATION_NUMBER = re.compile(r"(\d+)$")

@@ -1,9 +1,13 @@
 """The gRPC service: request checks, the status code for every error, the engine for the rest.
 
+One object answers two services: jointspace.v1.JointSpace, and google.longrunning.Operations for
+the rebuilds it starts (AIP-151), so that generic operation helpers can follow them.
+
 Errors raised as `JointspaceError` subclasses become their status code with their message made
-public (errors.public_message: bounded, without the server's folders); anything else is a bug,
-answered with INTERNAL and its kind only, logged with its traceback, and the server goes on
-serving (a bad request never takes the process down). Failed operations are told the same way.
+public (errors.public_message: bounded, without the server's folders) and google.rpc.Status
+details (status_details.py); anything else is a bug, answered with INTERNAL and an error id only,
+logged with its traceback under that id, and the server goes on serving (a bad request never
+takes the process down). Failed operations are told the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.longrunning import operations_pb2
+from google.protobuf import empty_pb2
+from google.rpc import status_pb2
 
 from jointspace.core.errors import (
     Aborted,
@@ -30,9 +37,24 @@ from jointspace.core.errors import (
     PermissionDenied,
     StorageError,
     Unimplemented,
+    log_internal,
     public_message,
+    quoted,
 )
-from jointspace.server.api.convert import catalog_entry_from_proto, filters_from_proto, hits_to_proto, query_from_proto
+from jointspace.server.api.convert import (
+    above,
+    catalog_entry_from_proto,
+    entries_to_proto,
+    excluded_keys_from_proto,
+    filters_from_proto,
+    hits_to_proto,
+    lexical_weight_from_proto,
+    min_score_from_proto,
+    query_from_proto,
+)
+from jointspace.server.api.paging import page
+from jointspace.server.api.status_details import reason_of, rich_status, trailers
+from jointspace.server.index.entries import lookup
 from jointspace.server.serving.engine import Engine
 from jointspace.server.serving.operations import OperationStatus
 from jointspace.server.serving.rebuild import plan_rebuild, run_rebuild
@@ -64,32 +86,46 @@ def status_of(error: JointspaceError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
+def error_status(error: JointspaceError, server_paths: Sequence[Path]) -> status_pb2.Status:
+    """The error's status with its public message and its details (status_details.py): the wrong
+    field, the error's kind, the error id of an INTERNAL one, a retry delay where one can help."""
+    return rich_status(status_of(error), public_message(error, server_paths), reason_of(type(error).__name__),
+                       error_id=error.error_id if isinstance(error, InternalError) else "",
+                       retry=isinstance(error, (StorageError, Aborted)))
+
+
+def abort(context: grpc.ServicerContext, error: JointspaceError, server_paths: Sequence[Path]) -> None:
+    """End the call with the error's status and its details."""
+    status = error_status(error, server_paths)
+    context.abort(status_of(error), status.message, trailers(status))
+
+
 def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def handler(self: JointSpaceService, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
         except JointspaceError as error:
-            context.abort(status_of(error), public_message(error, self.server_paths()))
-        except Exception as error:  # a bug: report it, keep serving
-            logger.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, public_message(error))
+            abort(context, error, self.server_paths())
+        except Exception as error:  # a bug: log it under an id, tell the client the id only, keep serving
+            abort(context, log_internal(logger, method.__name__, error), ())
 
     return handler
 
 
-def operation_to_proto(status: OperationStatus, server_paths: Sequence[Path]) -> pb.Operation:
-    operation = pb.Operation(
-        name=status.name, done=status.finished, state=pb.Operation.State.Value(status.state),
-        progress=pb.OperationProgress(phase=status.phase, done=status.done, total=status.total),
-    )
+def operation_to_proto(status: OperationStatus, server_paths: Sequence[Path]) -> operations_pb2.Operation:
+    """A rebuild as google.longrunning.Operation: RebuildIndexMetadata always, then either the
+    error (a google.rpc.Status with details; CANCELLED for a cancelled one) or, once it
+    succeeded, RebuildIndexResponse."""
+    validation = pb.Validation(**status.validation) if status.validation is not None else None
+    operation = operations_pb2.Operation(name=status.name, done=status.finished)
+    operation.metadata.Pack(pb.RebuildIndexMetadata(
+        state=pb.RebuildIndexMetadata.State.Value(status.state), validation=validation,
+        progress=pb.OperationProgress(phase=status.phase, done=status.done, total=status.total)))
     if status.error is not None:
-        operation.error.code = status_of(status.error).value[0]
-        operation.error.message = public_message(status.error, server_paths)
-    elif status.generation:
-        operation.generation = status.generation
-    if status.validation is not None:
-        operation.validation.CopyFrom(pb.Validation(**status.validation))
+        operation.error.CopyFrom(error_status(status.error, server_paths))
+    elif status.finished:
+        operation.response.Pack(pb.RebuildIndexResponse(generation=status.generation, validation=validation))
     return operation
 
 
@@ -116,35 +152,40 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
 
     @rpc
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
-        self.engine.limits.check_search_work([(request.k, len(request.exclude_keys))], "k, exclude_keys")
         query = query_from_proto(request.query)
+        excluded = excluded_keys_from_proto(request, query, self.engine.limits)
+        self.engine.limits.check_search_work([(request.k, len(excluded))], "k, exclude_keys, seen_ids")
         filters = filters_from_proto(request.filters, "filters", self.engine.limits)
+        min_score = min_score_from_proto(request, "min_score")
         served = self.engine.served
-        [hits] = self.engine.search([query], request.k, list(request.modalities), [set(request.exclude_keys)],
-                                    [filters], served=served)
-        return hits_to_proto(hits, served.generation.name)
+        [hits] = self.engine.search([query], request.k, list(request.modalities), [excluded],
+                                    [filters], served=served, lexical_weight=lexical_weight_from_proto(request))
+        return hits_to_proto(above(hits, min_score), served.generation.name)
 
     @rpc
     def BatchSearch(self, request: pb.BatchSearchRequest, context: grpc.ServicerContext) -> pb.BatchSearchResponse:
-        """Queries that share k and result modalities are embedded and searched together."""
+        """Queries that share k, result modalities and lexical weight are embedded and searched together."""
         if not request.requests:
             raise InvalidInput("requests: empty")
         self.engine.check_batch(len(request.requests), "requests")
-        self.engine.limits.check_search_work(((r.k, len(r.exclude_keys)) for r in request.requests),
-                                             "requests[].k, requests[].exclude_keys")
-        groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+        self.engine.limits.check_search_work(((r.k, len(r.exclude_keys) + len(r.seen_ids)) for r in request.requests),
+                                             "requests[].k, requests[].exclude_keys, requests[].seen_ids")
+        groups: dict[tuple[int, tuple[str, ...], float | None], list[int]] = {}
         for i, item in enumerate(request.requests):
-            groups.setdefault((item.k, tuple(item.modalities)), []).append(i)
+            groups.setdefault((item.k, tuple(item.modalities), lexical_weight_from_proto(item)), []).append(i)
+        min_scores = [min_score_from_proto(r, f"requests[{i}].min_score") for i, r in enumerate(request.requests)]
         served = self.engine.served
         response = pb.BatchSearchResponse()
         slots = [response.results.add() for _ in request.requests]  # answers in request order
-        for (k, modalities), members in groups.items():
+        for (k, modalities, lexical_weight), members in groups.items():
             queries = [query_from_proto(request.requests[i].query, f"requests[{i}].query") for i in members]
-            excludes = [set(request.requests[i].exclude_keys) for i in members]
+            excludes = [excluded_keys_from_proto(request.requests[i], query, self.engine.limits)
+                        for i, query in zip(members, queries)]
             filters = [filters_from_proto(request.requests[i].filters, f"requests[{i}].filters", self.engine.limits)
                        for i in members]
-            for i, hits in zip(members, self.engine.search(queries, k, modalities, excludes, filters, served)):
-                hits_to_proto(hits, served.generation.name, slots[i])
+            found = self.engine.search(queries, k, modalities, excludes, filters, served, lexical_weight)
+            for i, hits in zip(members, found):
+                hits_to_proto(above(hits, min_scores[i]), served.generation.name, slots[i])
         return response
 
     @rpc
@@ -152,7 +193,16 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
         return pb.IndexInfo(**self.engine.info())
 
     @rpc
-    def RebuildIndex(self, request: pb.RebuildIndexRequest, context: grpc.ServicerContext) -> pb.Operation:
+    def GetEntries(self, request: pb.GetEntriesRequest, context: grpc.ServicerContext) -> pb.GetEntriesResponse:
+        if not request.keys:
+            raise InvalidInput("keys: empty; give at least one catalog key")
+        self.engine.check_batch(len(request.keys), "keys")
+        served = self.engine.served
+        return entries_to_proto(*lookup(served.generation, served.changes, list(request.keys)))
+
+    @rpc
+    def RebuildIndex(self, request: pb.RebuildIndexRequest,
+                     context: grpc.ServicerContext) -> operations_pb2.Operation:
         """Checks the request, then starts the rebuild in the background (rebuild.py); a second
         one while one runs is ABORTED (operations.py)."""
         engine = self.engine
@@ -162,20 +212,44 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
         status = engine.operations.start(lambda control: run_rebuild(engine, plan, control), request.request_id)
         return operation_to_proto(status, self.server_paths())
 
+    # google.longrunning.Operations: the operations of this server's rebuilds (AIP-151).
+
     @rpc
-    def GetOperation(self, request: pb.GetOperationRequest, context: grpc.ServicerContext) -> pb.Operation:
+    def GetOperation(self, request: operations_pb2.GetOperationRequest,
+                     context: grpc.ServicerContext) -> operations_pb2.Operation:
         return operation_to_proto(self.engine.operations.get(request.name), self.server_paths())
 
     @rpc
-    def ListOperations(self, request: pb.ListOperationsRequest,
-                       context: grpc.ServicerContext) -> pb.ListOperationsResponse:
+    def ListOperations(self, request: operations_pb2.ListOperationsRequest,
+                       context: grpc.ServicerContext) -> operations_pb2.ListOperationsResponse:
+        """Newest first, paged (AIP-158); `name` may be empty or "operations" (the one collection)."""
+        if request.name not in ("", "operations"):
+            raise NotFound(f"name: no collection {quoted(request.name)}; this server lists \"operations\"")
+        if request.filter:
+            raise InvalidInput("filter: not supported; list without one")
         paths = self.server_paths()
-        return pb.ListOperationsResponse(
-            operations=[operation_to_proto(s, paths) for s in self.engine.operations.list()])
+        statuses, next_token = page(self.engine.operations.list(), lambda s: s.name, request.page_size,
+                                    request.page_token)
+        return operations_pb2.ListOperationsResponse(operations=[operation_to_proto(s, paths) for s in statuses],
+                                                     next_page_token=next_token)
 
     @rpc
-    def CancelOperation(self, request: pb.CancelOperationRequest, context: grpc.ServicerContext) -> pb.Operation:
-        return operation_to_proto(self.engine.operations.cancel(request.name), self.server_paths())
+    def CancelOperation(self, request: operations_pb2.CancelOperationRequest,
+                        context: grpc.ServicerContext) -> empty_pb2.Empty:
+        """Asks a running rebuild to stop (before it swaps); a finished one is left as it is."""
+        self.engine.operations.cancel(request.name)
+        return empty_pb2.Empty()
+
+    @rpc
+    def DeleteOperation(self, request: operations_pb2.DeleteOperationRequest,
+                        context: grpc.ServicerContext) -> empty_pb2.Empty:
+        raise Unimplemented("DeleteOperation: operations are kept in memory, the oldest finished ones "
+                            "forgotten first")
+
+    @rpc
+    def WaitOperation(self, request: operations_pb2.WaitOperationRequest,
+                      context: grpc.ServicerContext) -> operations_pb2.Operation:
+        raise Unimplemented("WaitOperation: poll GetOperation")
 
     @rpc
     def Upsert(self, request: pb.UpsertRequest, context: grpc.ServicerContext) -> pb.UpsertResponse:

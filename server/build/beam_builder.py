@@ -2,7 +2,7 @@
 
 FAISS's recipe for large indexes, as Beam stages:
 
-    catalog files ─ read ─ spread ─ RunInference (exported SavedModels) ─ pieces by shard
+    catalog files ─ parts ─ read ─ spread ─ RunInference (exported SavedModels) ─ pieces by shard
     pieces ─┬─ count per (modality, shard) ─────────────────────────────────────────┐
             └─ group by shard ─ row ids ─► shards                                     │
     shards ─┬─ hash sample ─ train ─ plan ──────────┐                                 │
@@ -10,8 +10,9 @@ FAISS's recipe for large indexes, as Beam stages:
             ├─ tuning queries ─ exact top-k per shard ─ merged ─┘
             └─ keys + metadata ─ catalog store
 
-A shard is a run of `shard_rows` consecutive lines of one catalog file, so FAISS row ids follow
-catalog order exactly as in the local build; training samples and tuning queries are chosen by
+A catalog file is read by one worker, a Parquet file by one worker per row group (its parts).
+A shard is a run of `shard_rows` consecutive lines (Parquet: rows) of one catalog file, so FAISS
+row ids follow catalog order exactly as in the local build; training samples and tuning queries are chosen by
 key hash (sampling.py). The local and the Beam build of one catalog therefore store the same rows
 and, for IVF, train the same centroids. IVF indexes are built shard by shard and merged
 (`merge_from`); any other type (Flat, HNSW, PQ) gathers its shards as Flat indexes, merged in
@@ -48,11 +49,14 @@ from apache_beam.utils.windowed_value import WindowedValue
 from jointspace.core.errors import InvalidInput, NotFound
 from jointspace.core.progress import log
 from jointspace.data.catalog import CatalogEntry, check_not_empty, check_unique_keys, iter_numbered
+from jointspace.data.parquet import row_group_sizes
+from jointspace.data.rows import is_parquet
 from jointspace.encoders.inference import EncoderSet
 from jointspace.encoders.manifest import read_manifest
 from jointspace.server.build.catalog_embedding import DEFAULT_BATCH, embedded_batches
 from jointspace.server.index.generation_writer import (
     IndexSummary,
+    StoreRow,
     publish_generation,
     staging_area,
     write_catalog_store,
@@ -77,7 +81,8 @@ PIECE_ROWS = 4_096  # rows per element between embedding and grouping by shard
 DEFAULT_RUNNER = "FnApiRunner"
 SUMMARY_FILE = "beam-summary.json"
 
-Position = tuple[int, int]  # (catalog file number, line number)
+Position = tuple[int, int]  # (catalog file number, line number or Parquet row number)
+FilePart = tuple[int, str, int | None]  # (catalog file number, path, Parquet row group or None: all)
 ShardNumber = tuple[int, int]  # (catalog file number, line number // shard_rows)
 Counts = list[tuple[tuple[str, ShardNumber], int]]  # rows per (modality, shard)
 
@@ -88,6 +93,7 @@ class Embedded(NamedTuple):
     modality: str
     metadata: dict[str, Any]
     vector: np.ndarray
+    text: str | None  # a text entry's text, for the lexical index
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ class Piece:
     modalities: list[str]
     metadata: list[dict[str, Any]]
     vectors: np.ndarray  # float32 [n, D]
+    texts: list[str | None]
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,7 @@ class Shard:
     vectors: np.ndarray  # float32 [n, D]
     keys: list[str]
     metadata: list[dict[str, Any]]
+    texts: list[str | None]
 
 
 @dataclass(frozen=True)
@@ -152,17 +160,28 @@ class CatalogEncoderHandler(ModelHandler[tuple[Position, CatalogEntry], Embedded
         for modality, items in by_modality.items():
             vectors = np.concatenate(list(embedded_batches(model, modality, [e.value for _, e in items])))
             for (position, entry), vector in zip(items, vectors):
-                yield Embedded(position, entry.key, modality, entry.metadata, vector)
+                yield Embedded(position, entry.key, modality, entry.metadata, vector,
+                               entry.value if modality == "text" else None)
 
     def get_num_bytes(self, batch: Sequence[tuple[Position, CatalogEntry]]) -> int:
         """Only feeds a metric; the default pickles the whole batch to measure it."""
         return len(batch)
 
 
-def _read_chunks(item: tuple[int, str]) -> Iterator[RowChunk]:
+def _file_parts(item: tuple[int, str]) -> Iterator[FilePart]:
+    """A Parquet file's row groups, to be read by as many workers; a text file is one part."""
     file_number, path = item
+    if not is_parquet(Path(path)):
+        yield file_number, path, None
+        return
+    for group in range(len(row_group_sizes(Path(path)))):
+        yield file_number, path, group
+
+
+def _read_chunks(part: FilePart) -> Iterator[RowChunk]:
+    file_number, path, row_group = part
     chunk: list[tuple[Position, CatalogEntry]] = []
-    for line, entry in iter_numbered(Path(path)):
+    for line, entry in iter_numbered(Path(path), row_group=row_group):
         chunk.append(((file_number, line), entry))
         if len(chunk) == READ_CHUNK:
             yield RowChunk(chunk)
@@ -196,7 +215,7 @@ class _PiecesByShard(beam.DoFn):
 
 def _piece(rows: list[Embedded]) -> Piece:
     return Piece([r.position[1] for r in rows], [r.key for r in rows], [r.modality for r in rows],
-                 [r.metadata for r in rows], np.stack([r.vector for r in rows]))
+                 [r.metadata for r in rows], np.stack([r.vector for r in rows]), [r.text for r in rows])
 
 
 def _piece_counts(item: tuple[ShardNumber, Piece]) -> Iterator[tuple[tuple[str, ShardNumber], int]]:
@@ -230,6 +249,7 @@ def _assemble_shards(item: tuple[ShardNumber, Iterable[Piece]], counts: Counts) 
     keys = [key for p in pieces for key in p.keys]
     modalities = [m for p in pieces for m in p.modalities]
     metadata = [meta for p in pieces for meta in p.metadata]
+    texts = [text for p in pieces for text in p.texts]
     vectors = np.concatenate([p.vectors for p in pieces]).astype(np.float32)
     by_modality: dict[str, list[int]] = {}
     for i in sorted(range(len(lines)), key=lines.__getitem__):
@@ -237,7 +257,8 @@ def _assemble_shards(item: tuple[ShardNumber, Iterable[Piece]], counts: Counts) 
     for modality, members in by_modality.items():
         start = offsets[(modality, number)]
         yield Shard(modality, number, np.arange(start, start + len(members), dtype=np.int64),
-                    vectors[members], [keys[i] for i in members], [metadata[i] for i in members])
+                    vectors[members], [keys[i] for i in members], [metadata[i] for i in members],
+                    [texts[i] for i in members])
 
 
 @dataclass(frozen=True)
@@ -344,15 +365,14 @@ def _merge_truth(parts: Iterable[Neighbours]) -> Neighbours:
     return merge_neighbours(list(parts))
 
 
-def _store_rows(shard: Shard) -> list[tuple[str, int, str, dict[str, Any]]]:
-    return [(shard.modality, row, key, meta)
-            for row, key, meta in zip(shard.rows.tolist(), shard.keys, shard.metadata)]
+def _store_rows(shard: Shard) -> list[StoreRow]:
+    return [(shard.modality, row, key, meta, text)
+            for row, key, meta, text in zip(shard.rows.tolist(), shard.keys, shard.metadata, shard.texts)]
 
 
-def _write_store(parts: list[list[tuple[str, int, str, dict[str, Any]]]], staging: str,
-                 model_version: str) -> None:
+def _write_store(parts: list[list[StoreRow]], staging: str, model_version: str) -> None:
     rows = [row for part in parts for row in part]
-    check_unique_keys(key for _, _, key, _ in rows)
+    check_unique_keys(key for _, _, key, _, _ in rows)
     write_catalog_store(Path(staging), rows, model_version)
 
 
@@ -378,6 +398,8 @@ def expand_build(pipeline: beam.Pipeline, model_dir: Path, catalog_paths: Sequen
     pieces = (
         pipeline
         | "catalog files" >> beam.Create([(i, str(Path(p).resolve())) for i, p in enumerate(catalog_paths)])
+        | "file parts" >> beam.FlatMap(_file_parts)
+        | "spread parts" >> beam.Reshuffle()
         | "read rows" >> beam.FlatMap(_read_chunks)
         | "spread rows" >> beam.Reshuffle()
         | "rows" >> beam.FlatMap(lambda chunk: chunk.rows)

@@ -73,7 +73,8 @@ def build_generation(
             report("indexing", done, len(vectors))
         write_catalog_store(
             staging,
-            ((m, row, e.key, e.metadata) for m, group in groups.items() for row, e in enumerate(group)),
+            ((m, row, e.key, e.metadata, e.value if m == "text" else None)
+             for m, group in groups.items() for row, e in enumerate(group)),
             encoders.version,
         )
         name = publish_generation(directory, staging, dim=encoders.dim, model_version=encoders.version,

@@ -1,7 +1,7 @@
 """The gate of a rebuild: recall@k of a new generation on validation pairs, measured before it goes
 live, so that a broken catalog export or a worse model is caught before users see it.
 
-A validation file has the layout of a catalog (JSON Lines or CSV): each row names a `key` of the
+A validation file has the layout of a catalog (JSON Lines, CSV or Parquet): each row names a `key` of the
 catalog and one query field, `id`, `ids`, `text`, `audio` (a path relative to the file, inside
 the data directory as a catalog's are) or `vector`. The query is embedded with the model of the
 new generation and searched among the entries of the key's modality; the row is a hit when the
@@ -17,7 +17,7 @@ from typing import Any
 
 from jointspace.core.errors import InvalidInput, NotReady
 from jointspace.data.catalog import LOCAL, RowRules, entry_from_row
-from jointspace.data.rows import iter_rows
+from jointspace.data.rows import iter_rows, place
 from jointspace.encoders.inference import EncoderSet
 from jointspace.server.index.data_dir import DataDir
 from jointspace.server.index.generation import Generation
@@ -50,7 +50,7 @@ class ValidationPair:
 def read_validation_pairs(path: Path, rules: RowRules = LOCAL) -> list[ValidationPair]:
     pairs = []
     for number, row in iter_rows(Path(path)):
-        where = f"{path}:{number}"
+        where = place(Path(path), number)
         if "ids" in row:
             ids = row["ids"]
             if not isinstance(row.get("key"), str) or not isinstance(ids, list) or not ids:

@@ -45,13 +45,13 @@ def write_store(path: Path, rows: Iterable[tuple[str, int, str, dict[str, Any]]]
         connection.close()
 
 
-class StoreReader:
-    """Read-only access; one SQLite connection per thread (connections are not shared)."""
+class ReadOnlyFile:
+    """A SQLite file of a generation, read only, with one connection per thread (connections are
+    not shared between threads)."""
 
     def __init__(self, path: Path) -> None:
         self.uri = f"file:{path}?mode=ro"
         self._local = threading.local()
-        self._field_names: dict[str, frozenset[str]] = {}
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -59,6 +59,14 @@ class StoreReader:
             connection = sqlite3.connect(self.uri, uri=True, check_same_thread=False)
             self._local.connection = connection
         return connection
+
+
+class StoreReader(ReadOnlyFile):
+    """Read-only access to the catalog store."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._field_names: dict[str, frozenset[str]] = {}
 
     def keys_by_modality(self) -> dict[str, list[str]]:
         keys: dict[str, list[str]] = {}

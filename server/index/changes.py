@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from jointspace.server.index.journal import UPSERT, Change
+from jointspace.server.index.lexical_terms import document
 
 # (modality, row) of a generation's entry, as the catalog store locates keys.
 Location = tuple[str, int]
@@ -34,6 +35,7 @@ class DeltaEntry:
     modality: str
     vector: np.ndarray  # float32 [D], as the model embeds it (length at most 1)
     metadata: dict[str, Any]
+    document: str = ""  # its terms for the lexical side (lexical_terms.document)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class DeltaMatrix:
     keys: list[str]
     vectors: np.ndarray  # float32 [n, D]
     metadata: list[dict[str, Any]]
+    documents: list[str]  # space-separated terms, scored by lexical.score_delta
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Changes:
     entries: Mapping[str, DeltaEntry] = field(default_factory=dict)
     hidden: Mapping[str, frozenset[int]] = field(default_factory=dict)  # modality -> base rows
     matrices: Mapping[str, DeltaMatrix] = field(default_factory=dict)
+    terms: frozenset[str] = frozenset()  # of the delta's documents: a query term no typo expansion replaces
 
     @property
     def size(self) -> int:
@@ -78,7 +82,8 @@ class Changes:
             if key in located:
                 modality, row = located[key]
                 hidden.setdefault(modality, set()).add(row)
-        return Changes(entries, {m: frozenset(r) for m, r in hidden.items()}, _matrices(entries))
+        return Changes(entries, {m: frozenset(r) for m, r in hidden.items()}, _matrices(entries),
+                       frozenset(term for e in entries.values() for term in e.document.split()))
 
 
 def _matrices(entries: Mapping[str, DeltaEntry]) -> dict[str, DeltaMatrix]:
@@ -87,7 +92,7 @@ def _matrices(entries: Mapping[str, DeltaEntry]) -> dict[str, DeltaMatrix]:
         by_modality.setdefault(entry.modality, []).append(entry)
     return {
         modality: DeltaMatrix([e.key for e in group], np.stack([e.vector for e in group]).astype(np.float32),
-                              [e.metadata for e in group])
+                              [e.metadata for e in group], [e.document for e in group])
         for modality, group in by_modality.items()
     }
 
@@ -102,7 +107,8 @@ def replay(journal: list[Change], located: Mapping[str, Location]) -> Changes:
     for change in journal:
         last.pop(change.key, None)  # keep acknowledgement order among the survivors
         last[change.key] = change
-    upserts = [DeltaEntry(c.key, c.upserted_modality, c.upserted_vector, c.metadata or {})
+    upserts = [DeltaEntry(c.key, c.upserted_modality, c.upserted_vector, c.metadata or {},
+                          document(c.upserted_modality, c.value, c.metadata or {}))
                for c in last.values() if c.kind == UPSERT]
     deletes = [c.key for c in last.values() if c.kind != UPSERT]
     return NO_CHANGES.apply(upserts, deletes, located)

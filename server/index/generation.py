@@ -23,6 +23,7 @@ from jointspace.server.index.filters import FieldIndex, MetadataFilter
 from jointspace.server.index.generation_manifest import GenerationManifest
 from jointspace.server.index.index_directory import MANIFEST, sha256_of
 from jointspace.server.index.index_types import describe
+from jointspace.server.index.lexical import LEXICAL_FILE, POSTINGS_FILE, LexicalIndex
 from jointspace.server.index.tuning import apply_search_params
 
 
@@ -66,6 +67,11 @@ class Generation:
             self.with_metadata = self.store.modalities_with_metadata()
         except sqlite3.Error as error:
             raise CorruptGeneration(f"{self.path / STORE_FILE}: unreadable ({error})") from None
+        # Generations written before hybrid search have none: their text queries are vector only.
+        try:
+            self.lexical = LexicalIndex(self.path) if LEXICAL_FILE in files and POSTINGS_FILE in files else None
+        except (sqlite3.Error, KeyError, ValueError, OSError) as error:
+            raise CorruptGeneration(f"{self.path / LEXICAL_FILE}: unreadable ({error})") from None
         self.indexes: dict[str, faiss.Index] = {}
         for modality, count in counts.items():
             index = self._read_index(modality)

@@ -23,8 +23,13 @@ from jointspace.server.index.catalog_store import STORE_FILE, write_store
 from jointspace.server.index.generation import index_file
 from jointspace.server.index.generation_manifest import GenerationManifest
 from jointspace.server.index.index_directory import MANIFEST, IndexDirectory, sha256_of
+from jointspace.server.index.lexical import LEXICAL_FILE, write_lexical
+from jointspace.server.index.lexical_terms import document
 from jointspace.server.index.tuning import Neighbours, TuningQueries, tune_search
 from jointspace.server.index.write_sites import write_site
+
+# (modality, FAISS row id, key, metadata, the entry's text or None): one catalog entry of a build
+StoreRow = tuple[str, int, str, dict[str, Any], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,14 @@ def write_tuned_index(staging: Path, modality: str, index: faiss.Index, queries:
     return IndexSummary(modality, int(index.ntotal), tuning.params, round(tuning.recall, 4))
 
 
-def write_catalog_store(staging: Path, rows: Iterable[tuple[str, int, str, dict[str, Any]]],
-                        model_version: str) -> None:
-    """Rows are (modality, FAISS row id, key, metadata)."""
+def write_catalog_store(staging: Path, rows: Iterable[StoreRow], model_version: str) -> None:
+    """The catalog store and the lexical index beside it (lexical.py), from the same rows."""
+    rows = list(rows)
     with write_site("store", f"writing the catalog store {STORE_FILE}"):
-        write_store(staging / STORE_FILE, rows, {"model_version": model_version})
+        write_store(staging / STORE_FILE, ((m, row, key, meta) for m, row, key, meta, _ in rows),
+                    {"model_version": model_version})
+    with write_site("store", f"writing the lexical index {LEXICAL_FILE}"):
+        write_lexical(staging, ((m, row, document(m, text, meta)) for m, row, _, meta, text in rows))
 
 
 def publish_generation(directory: IndexDirectory, staging: Path, *, dim: int, model_version: str,

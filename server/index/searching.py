@@ -8,6 +8,10 @@ gets k hits when k entries qualify, without guessing an oversampling depth. Two 
 that promise where a selector alone does not: a filter that leaves few rows is answered exactly
 over those rows, and an approximate search that comes back short is repeated with a wider search
 (efSearch or nprobe times WIDEN).
+
+A hybrid search (`lexical` given, text queries only) also asks the generation's lexical index
+(lexical.py) and the delta's documents for the k best BM25 matches under the same exclusions,
+hidden rows, filters and modalities, and fuses the two top-k lists (fusion.py).
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ import functools
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
-from jointspace.core.hits import Hit
+from jointspace.client.types import Hit
 from jointspace.server.index.changes import NO_CHANGES, Changes
 from jointspace.server.index.filters import MetadataFilter, matches
+from jointspace.server.index.fusion import DEFAULT_FUSION, fuse
+from jointspace.server.index.lexical import score_delta
+from jointspace.server.index.lexical_terms import phrase, query_terms
 
 if TYPE_CHECKING:
     from jointspace.server.index.generation import Generation
@@ -37,11 +45,23 @@ CORES = faiss.omp_get_max_threads()  # OMP_NUM_THREADS, or every core
 Candidate = tuple[float, str, int, str, "dict | None"]
 
 
+@dataclass(frozen=True)
+class Lexical:
+    """The lexical side of a hybrid search: the text of each query row and the fusion."""
+
+    texts: Sequence[str]
+    weight: float  # 0: the vector side alone, 1: the lexical side alone
+    fusion: str = DEFAULT_FUSION
+    words_only: frozenset[int] = frozenset()  # query rows the text tower could not embed
+
+
 def search(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequence[str],
            excludes: Sequence[set[str]] | None = None,
            filters: Sequence[Sequence[MetadataFilter]] | None = None,
-           changes: Changes = NO_CHANGES, with_metadata: bool = True) -> list[list[Hit]]:
-    """Top-k hits per query row; `excludes[i]` and `filters[i]` belong to query i."""
+           changes: Changes = NO_CHANGES, with_metadata: bool = True,
+           lexical: Lexical | None = None) -> list[list[Hit]]:
+    """Top-k hits per query row; `excludes[i]` and `filters[i]` belong to query i. With
+    `lexical`, the generation must have a lexical index (the engine checks)."""
     chosen = generation.check_modalities(modalities, also_present=changes.matrices)
     count = len(vectors)
     excludes = excludes or [set()] * count
@@ -54,22 +74,88 @@ def search(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequ
     merge = len(chosen) > 1 or any(m in changes.matrices for m in chosen)
     with faiss_threads(count):
         for (excluded, query_filters), members in groups.items():
-            found = _candidates(generation, changes, vectors[members], k, chosen, excluded, query_filters)
+            excluded_rows = _excluded_rows(generation, excluded)
+            found = _candidates(generation, changes, vectors[members], k, chosen, excluded, excluded_rows,
+                                query_filters)
             for query, candidates in zip(members, found):
                 if merge:
                     candidates.sort(key=lambda c: -c[0])
                     del candidates[k:]
-                results[query] = _hits(generation, candidates, with_metadata)
+                if lexical is None:
+                    results[query] = _hits(generation, candidates, with_metadata)
+                    continue
+                if query in lexical.words_only:
+                    candidates = []  # its vector row is a placeholder
+                words = [] if lexical.weight <= 0 else _lexical_candidates(
+                    generation, changes, lexical.texts[query], k, chosen, excluded, excluded_rows, query_filters)
+                results[query] = _fused_hits(generation, candidates, words, k, lexical, with_metadata)
     return results
 
 
+def _excluded_rows(generation: Generation, excluded: frozenset[str]) -> dict[str, set[int]]:
+    """The generation's rows of the excluded keys, by modality."""
+    rows: dict[str, set[int]] = {}
+    for modality, row in generation.store.locate(sorted(excluded)).values() if excluded else ():
+        rows.setdefault(modality, set()).add(row)
+    return rows
+
+
+def _lexical_candidates(generation: Generation, changes: Changes, text: str, k: int, modalities: list[str],
+                        excluded: frozenset[str], excluded_rows: dict[str, set[int]],
+                        filters: tuple[MetadataFilter, ...]) -> list[Candidate]:
+    """The k best BM25 matches of `text` among the generation's entries and the delta's, their
+    scores over that of a full match (Corpus.full_match)."""
+    index = generation.lexical
+    if index is None:
+        return []
+    terms, corpus = index.lookup(query_terms(text), changes.terms.__contains__)
+    whole = phrase(text)
+    refused = {m: changes.hidden_rows(m) | excluded_rows.get(m, set()) for m in modalities}
+    allowed: dict[str, set[int]] = {}
+
+    def accept(modality: str, row: int) -> bool:
+        if row in refused[modality]:
+            return False
+        if not filters:
+            return True
+        if modality not in allowed:
+            allowed[modality] = set(generation.filter_rows(modality, filters).tolist())
+        return row in allowed[modality]
+
+    skips = sum(len(rows) for rows in refused.values())
+    ranked = index.search(terms, corpus, k, modalities, accept, skips, whole)
+    found: list[Candidate] = [(score, modality, row, generation.keys[modality][row], None)
+                              for score, modality, row in ranked]
+    for modality in modalities:
+        delta = changes.matrices.get(modality)
+        if delta is None:
+            continue
+        scores = score_delta(terms, delta.documents, corpus, whole)
+        found.extend((score, modality, -1, key, meta) for score, key, meta in zip(scores, delta.keys, delta.metadata)
+                     if score > 0 and key not in excluded and matches(meta, filters))
+    found.sort(key=lambda c: -c[0])
+    full = corpus.full_match()
+    if full <= 0:
+        return found[:k]
+    return [(score / full, modality, row, key, meta) for score, modality, row, key, meta in found[:k]]
+
+
+def _fused_hits(generation: Generation, vector: list[Candidate], lexical: list[Candidate], k: int,
+                settings: Lexical, with_metadata: bool) -> list[Hit]:
+    """One list from both sides' top k; a hit's score is its fused score."""
+    by_item = {(c[1], c[2], c[3]): c for c in [*lexical, *vector]}
+    fused = fuse([(c[0], (c[1], c[2], c[3])) for c in vector], [(c[0], (c[1], c[2], c[3])) for c in lexical],
+                 settings.weight, k, settings.fusion)
+    hits = _hits(generation, [(score, *by_item[item][1:]) for score, item, _ in fused], with_metadata)
+    for hit, (_, _, sides) in zip(hits, fused):
+        hit.found_by = sides
+    return hits
+
+
 def _candidates(generation: Generation, changes: Changes, vectors: np.ndarray, k: int,
-                modalities: list[str], excluded: frozenset[str],
+                modalities: list[str], excluded: frozenset[str], excluded_rows: dict[str, set[int]],
                 filters: tuple[MetadataFilter, ...]) -> list[list[Candidate]]:
     found: list[list[Candidate]] = [[] for _ in range(len(vectors))]
-    excluded_rows: dict[str, set[int]] = {}
-    for modality, row in generation.store.locate(sorted(excluded)).values() if excluded else ():
-        excluded_rows.setdefault(modality, set()).add(row)
     for modality in modalities:
         index = generation.indexes.get(modality)
         if index is not None:

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from jointspace.client.types import Hit
 from jointspace.core.deadline import check_deadline
 from jointspace.core.errors import InvalidInput, JointspaceError, LimitExceeded, NotFound, NotReady, StorageError
 from jointspace.core.faults import pause_point
-from jointspace.core.hits import Hit
+from jointspace.core.lexical_weight import check_lexical_weight
 from jointspace.core.limits import DEFAULT_LIMITS, Limits
 from jointspace.core.progress import log
 from jointspace.data.catalog import CatalogEntry, check_unique_keys
@@ -30,10 +31,12 @@ from jointspace.server.index.changes import NO_CHANGES, Changes, DeltaEntry, rep
 from jointspace.server.index.data_dir import DataDir
 from jointspace.server.index.fallback import open_intact_generation
 from jointspace.server.index.filters import MetadataFilter
+from jointspace.server.index.fusion import DEFAULT_FUSION
 from jointspace.server.index.generation import Generation
 from jointspace.server.index.index_directory import IndexDirectory
 from jointspace.server.index.journal import DELETE, UPSERT, Change, Journal
-from jointspace.server.index.searching import search
+from jointspace.server.index.lexical_terms import document
+from jointspace.server.index.searching import Lexical, search
 from jointspace.server.serving.operations import Operations
 from jointspace.server.serving.request_ids import RecentWrites, fingerprint, metadata_text
 
@@ -142,16 +145,23 @@ class Engine:
     def search(self, queries: Sequence[Query], k: int, modalities: Sequence[str] = (),
                excludes: Sequence[set[str]] | None = None,
                filters: Sequence[Sequence[MetadataFilter]] | None = None,
-               served: Served | None = None) -> list[list[Hit]]:
+               served: Served | None = None, lexical_weight: float | None = None,
+               fusion: str = DEFAULT_FUSION) -> list[list[Hit]]:
         """`served`: the snapshot to answer from (the caller's, to name its generation); the
-        current one if not given."""
+        current one if not given. `lexical_weight`: a hybrid search of text queries (fusion.py).
+        `excludes`: keys never to return per query, bounded by the caller (the API checks them
+        against max_exclude_keys, api/convert.py)."""
         self.check_k(k)
-        for keys in excludes or ():
-            self.limits.check_count(len(keys), "max_exclude_keys", "exclude_keys", "keys")
         served = served or self._served  # one snapshot for the whole call
-        vectors = self.embed(queries, served)
+        lexical = None if lexical_weight is None else _lexical(served, queries, lexical_weight, fusion)
+        if lexical is None or lexical.weight <= 0:
+            vectors = self.embed(queries, served)
+        else:
+            vectors, wordless = _embed_texts(served.encoders, queries)
+            lexical = replace(lexical, words_only=wordless)
         check_deadline("searching the index")
-        return search(served.generation, vectors, k, modalities, excludes, filters, served.changes)
+        return search(served.generation, vectors, k, modalities, excludes, filters, served.changes,
+                      lexical=lexical)
 
     def info(self) -> dict[str, Any]:
         served = self._served
@@ -176,7 +186,8 @@ class Engine:
             served = self._served
             vectors = _embed(served.encoders, [(e.modality, e.value) for e in entries])
             located = served.generation.store.locate([e.key for e in entries])
-            delta = [DeltaEntry(e.key, e.modality, v, e.metadata) for e, v in zip(entries, vectors)]
+            delta = [DeltaEntry(e.key, e.modality, v, e.metadata, document(e.modality, e.value, e.metadata))
+                     for e, v in zip(entries, vectors)]
             changes = served.changes.apply(delta, [], located)
             self._journal(served, [
                 Change(UPSERT, e.key, modality=e.modality, value=e.value, vector=v, metadata=e.metadata)
@@ -243,6 +254,35 @@ class Engine:
             except JointspaceError as error:  # rows of other generations are dropped at start too
                 log(f"could not drop the journal rows of older generations yet: {error}")
         log(f"serving {generation.name} (model {encoders.version}), {len(carried)} online changes carried over")
+
+
+def _lexical(served: Served, queries: Sequence[Query], weight: float, fusion: str) -> Lexical:
+    """The lexical side of a hybrid search, once the request is known to allow one."""
+    check_lexical_weight(weight)
+    other = sorted({modality for modality, _ in queries} - {"text"})
+    if other:
+        raise InvalidInput(f"lexical_weight: only text queries have a lexical side, not {', '.join(other)}")
+    if served.generation.lexical is None:
+        raise NotReady(f"index {served.generation.name} has no lexical index (built before hybrid search); "
+                       f"rebuild it to search text queries by their words")
+    return Lexical([value for _, value in queries], weight, fusion)
+
+
+def _embed_texts(encoders: EncoderSet, queries: Sequence[Query]) -> tuple[np.ndarray, frozenset[int]]:
+    """The text queries of a hybrid search, and those the text tower has no word for (a script
+    it never saw): for them the vector side alone refuses (InvalidInput), so they get a zero row
+    and are answered from their words alone, which the lexical index may well know."""
+    try:
+        return _embed(encoders, queries), frozenset()
+    except InvalidInput:
+        pass
+    vectors, wordless = np.zeros((len(queries), encoders.dim), np.float32), set()
+    for position, query in enumerate(queries):
+        try:
+            vectors[position] = _embed(encoders, [query])[0]
+        except InvalidInput:
+            wordless.add(position)
+    return vectors, frozenset(wordless)
 
 
 def _embed(encoders: EncoderSet, queries: Sequence[Query]) -> np.ndarray:

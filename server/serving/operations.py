@@ -27,11 +27,10 @@ from typing import Any, Protocol
 from jointspace.core.errors import (
     Aborted,
     Cancelled,
-    InternalError,
     InvalidInput,
     JointspaceError,
     NotFound,
-    public_message,
+    log_internal,
     quoted,
 )
 from jointspace.core.faults import pause_point
@@ -137,8 +136,7 @@ class Operations:
         except JointspaceError as error:
             self._finish(control.name, FAILED, error=error)
         except Exception as error:  # a bug: the operation fails, the server goes on serving
-            logger.exception("operation %s failed", control.name)
-            self._finish(control.name, FAILED, error=InternalError(public_message(error)))
+            self._finish(control.name, FAILED, error=log_internal(logger, f"operation {control.name}", error))
         else:
             self._finish(control.name, SUCCEEDED, generation=generation)
 

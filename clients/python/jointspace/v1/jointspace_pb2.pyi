@@ -1,3 +1,4 @@
+from google.longrunning import operations_pb2 as _operations_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -63,18 +64,26 @@ class EmbedResponse(_message.Message):
     def __init__(self, dim: _Optional[int] = ..., count: _Optional[int] = ..., vectors: _Optional[bytes] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "k", "modalities", "exclude_keys", "filters")
+    __slots__ = ("query", "k", "modalities", "exclude_keys", "filters", "exclude_query_ids", "seen_ids", "lexical_weight", "min_score")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     MODALITIES_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_KEYS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_QUERY_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     query: Query
     k: int
     modalities: _containers.RepeatedScalarFieldContainer[str]
     exclude_keys: _containers.RepeatedScalarFieldContainer[str]
     filters: _containers.RepeatedCompositeFieldContainer[MetadataFilter]
-    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., k: _Optional[int] = ..., modalities: _Optional[_Iterable[str]] = ..., exclude_keys: _Optional[_Iterable[str]] = ..., filters: _Optional[_Iterable[_Union[MetadataFilter, _Mapping]]] = ...) -> None: ...
+    exclude_query_ids: bool
+    seen_ids: _containers.RepeatedScalarFieldContainer[str]
+    lexical_weight: float
+    min_score: float
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., k: _Optional[int] = ..., modalities: _Optional[_Iterable[str]] = ..., exclude_keys: _Optional[_Iterable[str]] = ..., filters: _Optional[_Iterable[_Union[MetadataFilter, _Mapping]]] = ..., exclude_query_ids: _Optional[bool] = ..., seen_ids: _Optional[_Iterable[str]] = ..., lexical_weight: _Optional[float] = ..., min_score: _Optional[float] = ...) -> None: ...
 
 class MetadataFilter(_message.Message):
     __slots__ = ("field", "any_of")
@@ -85,16 +94,18 @@ class MetadataFilter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., any_of: _Optional[_Iterable[_Union[_struct_pb2.Value, _Mapping]]] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("key", "score", "modality", "metadata")
+    __slots__ = ("key", "score", "modality", "metadata", "found_by")
     KEY_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    FOUND_BY_FIELD_NUMBER: _ClassVar[int]
     key: str
     score: float
     modality: str
     metadata: _struct_pb2.Struct
-    def __init__(self, key: _Optional[str] = ..., score: _Optional[float] = ..., modality: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    found_by: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., score: _Optional[float] = ..., modality: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., found_by: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits", "generation")
@@ -119,6 +130,30 @@ class BatchSearchResponse(_message.Message):
 class GetIndexInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetEntriesRequest(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StoredEntry(_message.Message):
+    __slots__ = ("key", "modality", "metadata")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    modality: str
+    metadata: _struct_pb2.Struct
+    def __init__(self, key: _Optional[str] = ..., modality: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class GetEntriesResponse(_message.Message):
+    __slots__ = ("entries", "missing_keys")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_KEYS_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[StoredEntry]
+    missing_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, entries: _Optional[_Iterable[_Union[StoredEntry, _Mapping]]] = ..., missing_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class IndexInfo(_message.Message):
     __slots__ = ("generation", "size", "dim", "index_type", "model_version", "size_by_modality", "query_modalities", "bytes_per_vector", "last_change")
@@ -195,14 +230,6 @@ class OperationProgress(_message.Message):
     total: int
     def __init__(self, phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
-class OperationError(_message.Message):
-    __slots__ = ("code", "message")
-    CODE_FIELD_NUMBER: _ClassVar[int]
-    MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    code: int
-    message: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
-
 class Validation(_message.Message):
     __slots__ = ("k", "recall", "min_recall", "pairs")
     K_FIELD_NUMBER: _ClassVar[int]
@@ -215,57 +242,35 @@ class Validation(_message.Message):
     pairs: int
     def __init__(self, k: _Optional[int] = ..., recall: _Optional[float] = ..., min_recall: _Optional[float] = ..., pairs: _Optional[int] = ...) -> None: ...
 
-class Operation(_message.Message):
-    __slots__ = ("name", "done", "progress", "error", "generation", "state", "validation")
+class RebuildIndexMetadata(_message.Message):
+    __slots__ = ("state", "progress", "validation")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
-        STATE_UNSPECIFIED: _ClassVar[Operation.State]
-        RUNNING: _ClassVar[Operation.State]
-        SUCCEEDED: _ClassVar[Operation.State]
-        FAILED: _ClassVar[Operation.State]
-        CANCELLED: _ClassVar[Operation.State]
-    STATE_UNSPECIFIED: Operation.State
-    RUNNING: Operation.State
-    SUCCEEDED: Operation.State
-    FAILED: Operation.State
-    CANCELLED: Operation.State
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    DONE_FIELD_NUMBER: _ClassVar[int]
-    PROGRESS_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
-    GENERATION_FIELD_NUMBER: _ClassVar[int]
+        STATE_UNSPECIFIED: _ClassVar[RebuildIndexMetadata.State]
+        RUNNING: _ClassVar[RebuildIndexMetadata.State]
+        SUCCEEDED: _ClassVar[RebuildIndexMetadata.State]
+        FAILED: _ClassVar[RebuildIndexMetadata.State]
+        CANCELLED: _ClassVar[RebuildIndexMetadata.State]
+    STATE_UNSPECIFIED: RebuildIndexMetadata.State
+    RUNNING: RebuildIndexMetadata.State
+    SUCCEEDED: RebuildIndexMetadata.State
+    FAILED: RebuildIndexMetadata.State
+    CANCELLED: RebuildIndexMetadata.State
     STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    done: bool
+    state: RebuildIndexMetadata.State
     progress: OperationProgress
-    error: OperationError
-    generation: str
-    state: Operation.State
     validation: Validation
-    def __init__(self, name: _Optional[str] = ..., done: _Optional[bool] = ..., progress: _Optional[_Union[OperationProgress, _Mapping]] = ..., error: _Optional[_Union[OperationError, _Mapping]] = ..., generation: _Optional[str] = ..., state: _Optional[_Union[Operation.State, str]] = ..., validation: _Optional[_Union[Validation, _Mapping]] = ...) -> None: ...
+    def __init__(self, state: _Optional[_Union[RebuildIndexMetadata.State, str]] = ..., progress: _Optional[_Union[OperationProgress, _Mapping]] = ..., validation: _Optional[_Union[Validation, _Mapping]] = ...) -> None: ...
 
-class GetOperationRequest(_message.Message):
-    __slots__ = ("name",)
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
-
-class ListOperationsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
-
-class ListOperationsResponse(_message.Message):
-    __slots__ = ("operations",)
-    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
-    operations: _containers.RepeatedCompositeFieldContainer[Operation]
-    def __init__(self, operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ...) -> None: ...
-
-class CancelOperationRequest(_message.Message):
-    __slots__ = ("name",)
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+class RebuildIndexResponse(_message.Message):
+    __slots__ = ("generation", "validation")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    generation: str
+    validation: Validation
+    def __init__(self, generation: _Optional[str] = ..., validation: _Optional[_Union[Validation, _Mapping]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("entries", "request_id")

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.longrunning import operations_pb2 as google_dot_longrunning_dot_operations__pb2
 from jointspace.v1 import jointspace_pb2 as jointspace_dot_v1_dot_jointspace__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
@@ -54,25 +55,15 @@ class JointSpaceStub:
                 request_serializer=jointspace_dot_v1_dot_jointspace__pb2.GetIndexInfoRequest.SerializeToString,
                 response_deserializer=jointspace_dot_v1_dot_jointspace__pb2.IndexInfo.FromString,
                 _registered_method=True)
+        self.GetEntries = channel.unary_unary(
+                '/jointspace.v1.JointSpace/GetEntries',
+                request_serializer=jointspace_dot_v1_dot_jointspace__pb2.GetEntriesRequest.SerializeToString,
+                response_deserializer=jointspace_dot_v1_dot_jointspace__pb2.GetEntriesResponse.FromString,
+                _registered_method=True)
         self.RebuildIndex = channel.unary_unary(
                 '/jointspace.v1.JointSpace/RebuildIndex',
                 request_serializer=jointspace_dot_v1_dot_jointspace__pb2.RebuildIndexRequest.SerializeToString,
-                response_deserializer=jointspace_dot_v1_dot_jointspace__pb2.Operation.FromString,
-                _registered_method=True)
-        self.GetOperation = channel.unary_unary(
-                '/jointspace.v1.JointSpace/GetOperation',
-                request_serializer=jointspace_dot_v1_dot_jointspace__pb2.GetOperationRequest.SerializeToString,
-                response_deserializer=jointspace_dot_v1_dot_jointspace__pb2.Operation.FromString,
-                _registered_method=True)
-        self.ListOperations = channel.unary_unary(
-                '/jointspace.v1.JointSpace/ListOperations',
-                request_serializer=jointspace_dot_v1_dot_jointspace__pb2.ListOperationsRequest.SerializeToString,
-                response_deserializer=jointspace_dot_v1_dot_jointspace__pb2.ListOperationsResponse.FromString,
-                _registered_method=True)
-        self.CancelOperation = channel.unary_unary(
-                '/jointspace.v1.JointSpace/CancelOperation',
-                request_serializer=jointspace_dot_v1_dot_jointspace__pb2.CancelOperationRequest.SerializeToString,
-                response_deserializer=jointspace_dot_v1_dot_jointspace__pb2.Operation.FromString,
+                response_deserializer=google_dot_longrunning_dot_operations__pb2.Operation.FromString,
                 _registered_method=True)
         self.Upsert = channel.unary_unary(
                 '/jointspace.v1.JointSpace/Upsert',
@@ -117,27 +108,16 @@ class JointSpaceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def RebuildIndex(self, request, context):
-        """Index lifecycle (long-running operations, AIP-151 style).
+    def GetEntries(self, request, context):
+        """Catalog entries by key, as served now (the generation with the online changes over it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetOperation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListOperations(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def CancelOperation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+    def RebuildIndex(self, request, context):
+        """Index lifecycle: a long-running operation, followed with google.longrunning.Operations.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -178,25 +158,15 @@ def add_JointSpaceServicer_to_server(servicer, server):
                     request_deserializer=jointspace_dot_v1_dot_jointspace__pb2.GetIndexInfoRequest.FromString,
                     response_serializer=jointspace_dot_v1_dot_jointspace__pb2.IndexInfo.SerializeToString,
             ),
+            'GetEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEntries,
+                    request_deserializer=jointspace_dot_v1_dot_jointspace__pb2.GetEntriesRequest.FromString,
+                    response_serializer=jointspace_dot_v1_dot_jointspace__pb2.GetEntriesResponse.SerializeToString,
+            ),
             'RebuildIndex': grpc.unary_unary_rpc_method_handler(
                     servicer.RebuildIndex,
                     request_deserializer=jointspace_dot_v1_dot_jointspace__pb2.RebuildIndexRequest.FromString,
-                    response_serializer=jointspace_dot_v1_dot_jointspace__pb2.Operation.SerializeToString,
-            ),
-            'GetOperation': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetOperation,
-                    request_deserializer=jointspace_dot_v1_dot_jointspace__pb2.GetOperationRequest.FromString,
-                    response_serializer=jointspace_dot_v1_dot_jointspace__pb2.Operation.SerializeToString,
-            ),
-            'ListOperations': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListOperations,
-                    request_deserializer=jointspace_dot_v1_dot_jointspace__pb2.ListOperationsRequest.FromString,
-                    response_serializer=jointspace_dot_v1_dot_jointspace__pb2.ListOperationsResponse.SerializeToString,
-            ),
-            'CancelOperation': grpc.unary_unary_rpc_method_handler(
-                    servicer.CancelOperation,
-                    request_deserializer=jointspace_dot_v1_dot_jointspace__pb2.CancelOperationRequest.FromString,
-                    response_serializer=jointspace_dot_v1_dot_jointspace__pb2.Operation.SerializeToString,
+                    response_serializer=google_dot_longrunning_dot_operations__pb2.Operation.SerializeToString,
             ),
             'Upsert': grpc.unary_unary_rpc_method_handler(
                     servicer.Upsert,
@@ -328,6 +298,33 @@ class JointSpace:
             _registered_method=True)
 
     @staticmethod
+    def GetEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jointspace.v1.JointSpace/GetEntries',
+            jointspace_dot_v1_dot_jointspace__pb2.GetEntriesRequest.SerializeToString,
+            jointspace_dot_v1_dot_jointspace__pb2.GetEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RebuildIndex(request,
             target,
             options=(),
@@ -343,88 +340,7 @@ class JointSpace:
             target,
             '/jointspace.v1.JointSpace/RebuildIndex',
             jointspace_dot_v1_dot_jointspace__pb2.RebuildIndexRequest.SerializeToString,
-            jointspace_dot_v1_dot_jointspace__pb2.Operation.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetOperation(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/jointspace.v1.JointSpace/GetOperation',
-            jointspace_dot_v1_dot_jointspace__pb2.GetOperationRequest.SerializeToString,
-            jointspace_dot_v1_dot_jointspace__pb2.Operation.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListOperations(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/jointspace.v1.JointSpace/ListOperations',
-            jointspace_dot_v1_dot_jointspace__pb2.ListOperationsRequest.SerializeToString,
-            jointspace_dot_v1_dot_jointspace__pb2.ListOperationsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def CancelOperation(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/jointspace.v1.JointSpace/CancelOperation',
-            jointspace_dot_v1_dot_jointspace__pb2.CancelOperationRequest.SerializeToString,
-            jointspace_dot_v1_dot_jointspace__pb2.Operation.FromString,
+            google_dot_longrunning_dot_operations__pb2.Operation.FromString,
             options,
             channel_credentials,
             insecure,
