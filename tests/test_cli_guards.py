@@ -168,7 +168,8 @@ def test_a_nan_model_scores_nothing_and_is_refused_by_index_build(tmp_path, caps
     capsys.readouterr()
     assert main(["evaluate", str(model), str(pairs), "--json"]) == 0
     for direction in json.loads(capsys.readouterr().out)["directions"].values():
-        assert direction["model"]["recall@1"] == direction["model"]["mrr"] == 0.0
+        for mode in ("kept", "removed"):
+            assert direction[mode]["model"]["recall@1"] == direction[mode]["model"]["mrr"] == 0.0
     catalog = tmp_path / "catalog.jsonl"
     catalog.write_text("".join(json.dumps({"key": f"m:{i}", "id": f"m:{i}"}) + "\n" for i in range(40)))
     raw = tmp_path / "raw.jsonl"

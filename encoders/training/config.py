@@ -23,6 +23,9 @@ class TrainConfig:
     # pair type's training rows), so popular films stop being pushed away just for appearing
     # in many batches as negatives. Training only; 0 turns it off.
     logq: float = 1.0
+    # Typed variants of the training rows' texts beside them (bare titles, runs of words, a word
+    # dropped: data/text_augment.py), so that a text tower learns what people type.
+    augment_text: bool = False
     # History → id pairs: a history's own ids are masked out of its softmax (trainer.bag_members).
     mask_bag_members: bool = True
     validation_split: float = 0.1

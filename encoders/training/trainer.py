@@ -19,6 +19,7 @@ from jointspace.core.progress import Progress, log
 from jointspace.core.retrieval_metrics import Trials, vector_metrics
 from jointspace.core.sparse import item_matrix
 from jointspace.data.pairs import PairRows, modality_of
+from jointspace.data.text_augment import augment_text
 from jointspace.encoders import registry
 from jointspace.encoders.base import Arrays, Encoder, tf
 from jointspace.encoders.training.config import AUTO_STEPS, TrainConfig
@@ -280,6 +281,18 @@ def _bag_candidates(bags: np.ndarray, candidates: np.ndarray) -> list[list[int]]
     return [[position[t] for t in bag if t in position] for bag in bags.tolist()]
 
 
+def _with_typed_texts(rows: PairRows, train_rows: np.ndarray, seed: int) -> tuple[PairRows, np.ndarray]:
+    """The rows with typed variants of the training rows' texts appended (data/text_augment.py),
+    and the training rows with them: held-out rows are never augmented, so no variant of a
+    validation text is trained on."""
+    training = PairRows({name: [column[i] for i in train_rows.tolist()] for name, column in rows.views.items()},
+                        [rows.weights[i] for i in train_rows.tolist()])
+    added = augment_text(training, seed)
+    out = PairRows({name: column + added.views[name][len(training):] for name, column in rows.views.items()},
+                   rows.weights + added.weights[len(training):])
+    return out, np.concatenate([train_rows, np.arange(len(rows), len(out))])
+
+
 def train(rows: PairRows, config: TrainConfig,
           on_step: Callable[[int, int], None] | None = None) -> TrainedModel:
     """Train and validate. `on_step(steps, examples)`, if given, is called after every step
@@ -288,6 +301,11 @@ def train(rows: PairRows, config: TrainConfig,
     # Python's and NumPy's global generators too, not only TensorFlow's: Keras draws the seeds
     # of unseeded initializers from Python's `random`, so the same seed gave different models.
     tf.keras.utils.set_random_seed(config.seed)
+    order = rng.permutation(len(rows))
+    val_count = int(len(rows) * config.validation_split)
+    val_rows, train_rows = np.sort(order[:val_count]), order[val_count:]
+    if config.augment_text:
+        rows, train_rows = _with_typed_texts(rows, train_rows, config.seed)
     view_pairs = rows.pair_types(config.pairs)
     views = {v for pair in view_pairs for v in pair}
     encoders = _make_encoders(rows, views, config)
@@ -318,9 +336,6 @@ def train(rows: PairRows, config: TrainConfig,
     model = JointModel(towers, config.temperature)
     optimizer = LazyAdam(config.learning_rate)
 
-    order = rng.permutation(len(rows))
-    val_count = int(len(rows) * config.validation_split)
-    val_rows, train_rows = np.sort(order[:val_count]), order[val_count:]
     val_rows = np.sort(rng.permutation(val_rows)[: config.validation_queries])
     weights = np.asarray(rows.weights, np.float32)
     pair_rows = [

@@ -59,7 +59,7 @@ def run(train_file: Path, test_file: Path, epochs: int = 5, seed: int = 0) -> di
         return tf.keras.Sequential([tf.keras.layers.StringLookup(vocabulary=list(vocabulary), mask_token=None),
                                     tf.keras.layers.Embedding(len(vocabulary) + 1, DIM)])
 
-    class Tutorial(tfrs.Model):  # type: ignore[misc]
+    class Tutorial(tfrs.Model):
         def __init__(self) -> None:
             super().__init__()
             self.user, self.film, self.task = tower(users), tower(films), tfrs.tasks.Retrieval()

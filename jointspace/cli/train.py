@@ -73,6 +73,9 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=positive_number, default=defaults.temperature)
     parser.add_argument("--logq", type=non_negative_number, default=defaults.logq,
                         help="strength of the sampling-bias (logQ) correction, 0 = off (default: %(default)s)")
+    parser.add_argument("--augment-text", action="store_true",
+                        help="also train on typed variants of the training texts (bare titles, runs of words, a "
+                             "word dropped), so that text queries as people type them find their items")
     parser.add_argument("--id-norm", choices=NORMS, default=DEFAULT_NORM,
                         help="id vectors' length: at most 1, so popular ids can outscore rare ones "
                              "('clip', the default), or exactly 1, every score a cosine ('unit')")
@@ -101,6 +104,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         dim=getattr(args, "dim", None), epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, temperature=args.temperature, logq=args.logq,
+        augment_text=args.augment_text,
         validation_split=args.validation_split, patience=args.patience or None, seed=args.seed,
         pairs=parse_pair_spec(args.pairs),
         pair_weights=parse_pair_weights(args.pair_weight), logdir=args.logdir,

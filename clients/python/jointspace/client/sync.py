@@ -67,7 +67,7 @@ class Client(ClientBase):
     def search(self, **arguments: Unpack[SearchArguments]) -> list[Hit]:
         """One query, as make_query's keywords (`text="seven"`), with the keywords of
         SearchOptions (wire.py): `k`, `modalities`, `exclude`, `filters`, `min_score`,
-        `lexical_weight`."""
+        `lexical_weight`, `exclude_query_ids`, `seen_ids`."""
         return self._run(Calls.search(arguments))
 
     def batch_search(self, queries: Sequence[pb.Query | Mapping[str, Any]],
