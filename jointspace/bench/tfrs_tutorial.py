@@ -17,7 +17,7 @@ import numpy as np
 
 from jointspace.core.errors import InvalidInput
 from jointspace.core.progress import log
-from jointspace.core.retrieval_metrics import ScoreRows, Trials, score_ranks, summarize
+from jointspace.core.retrieval_metrics import Trials, inner_products, score_ranks, summarize
 from jointspace.core.sparse import pair_matrix
 from jointspace.data.pairs import PairRows, read_pairs
 
@@ -31,11 +31,6 @@ def _pairs(rows: PairRows, users: dict[str, int], films: dict[str, int]) -> np.n
     both = [(u, f) for u, f in zip(rows.views.get(USER_VIEW, ()), rows.views.get(FILM_VIEW, ()))
             if u is not None and f is not None]
     return np.array([(users[u], films[f]) for u, f in both], np.int64).reshape(-1, 2)
-
-
-def _inner_products(queries: np.ndarray, candidates: np.ndarray) -> ScoreRows:
-    candidates_t = np.ascontiguousarray(candidates.T)
-    return lambda rows: queries[rows] @ candidates_t
 
 
 def run(train_file: Path, test_file: Path, epochs: int = 5, seed: int = 0) -> dict[str, Any]:
@@ -78,7 +73,7 @@ def run(train_file: Path, test_file: Path, epochs: int = 5, seed: int = 0) -> di
     results = []
     for epoch in range(1, epochs + 1):
         model.fit(data, epochs=1, verbose=0)
-        ranks = score_ranks(_inner_products(model.user(users[queries].astype(str)).numpy(),
+        ranks = score_ranks(inner_products(model.user(users[queries].astype(str)).numpy(),
                                             model.film(films.astype(str)).numpy()),
                             trials, len(films), {"kept": None, "removed": seen})
         figures = {mode: summarize(r, trials, KS, len(films)) for mode, r in ranks.items()}

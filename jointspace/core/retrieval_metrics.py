@@ -82,20 +82,30 @@ def score_ranks(scores_of: ScoreRows, trials: Trials, num_candidates: int,
     return ranks
 
 
+def inner_products(query_vectors: np.ndarray, candidate_vectors: np.ndarray, query_ok: np.ndarray | None = None,
+                   candidate_ok: np.ndarray | None = None) -> ScoreRows:
+    """A vector model as a scorer: inner products, -inf (never shown) for a query or a candidate
+    that has no vector."""
+    candidates_t = np.ascontiguousarray(candidate_vectors.T, dtype=np.float32)
+
+    def scores_of(rows: np.ndarray) -> np.ndarray:
+        scores = np.asarray(query_vectors[rows], np.float32) @ candidates_t
+        if candidate_ok is not None:
+            scores[:, ~candidate_ok] = -np.inf
+        if query_ok is not None:
+            scores[~query_ok[rows]] = -np.inf
+        return scores
+
+    return scores_of
+
+
 def model_ranks(query_vectors: np.ndarray, candidate_vectors: np.ndarray, trials: Trials,
                 query_ok: np.ndarray | None = None, excluded: sp.csr_matrix | None = None) -> np.ndarray:
     """1-based rank of each trial's target among all candidates by inner product (inf where the
     query or the target has no vector), leaving out each query's `excluded` candidates. Exact,
     in blocks of queries to bound memory."""
-    candidates_t = np.ascontiguousarray(candidate_vectors.T, dtype=np.float32)
-
-    def scores_of(rows: np.ndarray) -> np.ndarray:
-        scores = np.asarray(query_vectors[rows], np.float32) @ candidates_t
-        if query_ok is not None:
-            scores[~query_ok[rows]] = -np.inf
-        return scores
-
-    return score_ranks(scores_of, trials, len(candidate_vectors), {"all": excluded})["all"]
+    return score_ranks(inner_products(query_vectors, candidate_vectors, query_ok), trials, len(candidate_vectors),
+                       {"all": excluded})["all"]
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -41,14 +41,19 @@ class Ease:
         return lambda rows: np.asarray(query_items[rows] @ self.weights, np.float32)
 
 
-def ease_weights(sets: sp.csr_matrix, regularization: float) -> np.ndarray:
-    """B for a 0/1 matrix of item sets (rows) and λ."""
-    gram = (sets.T @ sets).toarray().astype(np.float64)
-    gram[np.diag_indices_from(gram)] += regularization
-    inverse = np.linalg.inv(gram)
+def ease_weights(sets: sp.csr_matrix, regularization: float, gram: np.ndarray | None = None) -> np.ndarray:
+    """B for a 0/1 matrix of item sets (rows) and λ; `gram`, XᵀX of `sets` if already formed."""
+    if gram is None:
+        gram = gram_matrix(sets)
+    inverse = np.linalg.inv(gram + regularization * np.eye(len(gram)))
     weights = -inverse / np.diag(inverse)
     weights[np.diag_indices_from(weights)] = 0.0
     return weights.astype(np.float32)
+
+
+def gram_matrix(sets: sp.csr_matrix) -> np.ndarray:
+    """XᵀX, dense: how many sets hold both items."""
+    return (sets.T @ sets).toarray().astype(np.float64)
 
 
 def _split_sets(sets: sp.csr_matrix, rng: np.random.Generator) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
@@ -76,8 +81,9 @@ def fit_ease(sets: sp.csr_matrix, lambdas: Sequence[float] = LAMBDAS, seed: int 
         fitting, queries, targets = _split_sets(sets, rng)
         rows, columns = targets.nonzero()
         trials = Trials(rows.astype(np.int64), columns.astype(np.int64), queries.shape[0])
+        gram = gram_matrix(fitting)
         for regularization in lambdas:
-            model = Ease(ease_weights(fitting, regularization), regularization, {})
+            model = Ease(ease_weights(fitting, regularization, gram), regularization, {})
             ranks = score_ranks(model.scores(queries), trials, sets.shape[1], {"removed": queries})["removed"]
             figures = summarize(ranks, trials, SELECTION_KS, sets.shape[1])
             validation[regularization] = float(np.mean([figures[f"recall@{k}"] for k in SELECTION_KS]))

@@ -32,7 +32,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from jointspace.core.errors import InvalidInput
-from jointspace.core.retrieval_metrics import ScoreRows, Trials, list_scores, score_ranks, summarize
+from jointspace.core.retrieval_metrics import (
+    ScoreRows,
+    Trials,
+    inner_products,
+    list_scores,
+    score_ranks,
+    summarize,
+)
 from jointspace.core.sparse import item_matrix, pair_matrix
 from jointspace.data.pairs import PairRows, read_pairs
 from jointspace.quality.cooccurrence import cooccurrence_counts, cooccurrence_scores
@@ -162,20 +169,6 @@ def _item_baselines(query: _View, result: _View, partners: sp.csr_matrix | None,
     return scorers, skipped, extra
 
 
-def _model_scores(query: _View, result: _View, query_values: np.ndarray) -> ScoreRows:
-    """Inner products; a candidate or query the model cannot embed scores -inf (never shown)."""
-    candidates_t = np.ascontiguousarray(result.vectors.T, np.float32)
-    vectors, ok = query.vectors[query_values], query.ok[query_values]
-
-    def scores_of(rows: np.ndarray) -> np.ndarray:
-        scores = np.asarray(vectors[rows], np.float32) @ candidates_t
-        scores[:, ~result.ok] = -np.inf
-        scores[~ok[rows]] = -np.inf
-        return scores
-
-    return scores_of
-
-
 def _owners(query: _View, result: _View, views: dict[str, _View]) -> sp.csr_matrix | None:
     """For a history query over ids: which ids each user (another id view paired with the same
     results in the training rows, e.g. `id:user`) owns; None when the rows name no users."""
@@ -198,7 +191,7 @@ def _direction(query: _View, result: _View, ks: Sequence[int], owners: sp.csr_ma
     counts, source = _popularity(query, result)
     popular = list_scores(counts)
     scorers: dict[str, ScoreRows] = {
-        "model": _model_scores(query, result, query_values),
+        "model": inner_products(query.vectors[query_values], result.vectors, query.ok[query_values], result.ok),
         "popularity": lambda rows: np.broadcast_to(popular, (len(rows), candidates)),
     }
     baselines, skipped, extra = _item_baselines(query, result, partners, owners, query_values)
