@@ -137,3 +137,13 @@ class ServingEncoder(ABC):
     def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
         """Request values of one modality to float32 unit vectors [n, dim]. Raises
         `InvalidInput`/`NotFound`/`LimitExceeded` naming what was wrong with which value."""
+
+    def prepare(self, modality: str, values: Sequence[Any]) -> list[Any]:
+        """The per-request work before the model call (decoding audio), so that the server can
+        do it on the request's own thread and run one model call for several requests
+        (`embed_prepared` of their prepared values together). None by default."""
+        return list(values)
+
+    def embed_prepared(self, modality: str, prepared: Sequence[Any]) -> np.ndarray:
+        """`embed` of values that went through `prepare`, one request's or several's."""
+        return self.embed(modality, prepared)

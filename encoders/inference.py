@@ -27,15 +27,17 @@ def normalize_vectors(vectors: np.ndarray, dim: int, field: str = VECTOR) -> np.
     if vectors.ndim != 2 or vectors.shape[1] != dim:
         got = vectors.shape[-1] if vectors.ndim else 0
         raise InvalidInput(f"{field}: expected {dim} values, got {got}")
-    if not np.isfinite(vectors).all():
-        raise InvalidInput(f"{field}: values must be finite (no NaN or Inf)")
-    # Divided by its largest value first: the norm of [2e38, 3e38] overflows float32 to inf (the
-    # query silently became the zero vector) and that of [3e-40, 4e-40] underflows to 0.
-    largest = np.abs(vectors).max(axis=1, keepdims=True)
-    if (largest == 0).any():
+    # In float64: the norm of [2e38, 3e38] overflows float32 to inf (the query silently became
+    # the zero vector) and that of [3e-40, 4e-40] underflows to 0, but no float32's square does
+    # either in float64. One pass then finds every bad row too (a NaN or an inf makes its norm
+    # non-finite, a zero vector makes it 0), which is what a single query's time goes to here.
+    wide = vectors.astype(np.float64)
+    norms = np.sqrt(np.add.reduce(wide * wide, axis=1, keepdims=True))
+    if not ((norms > 0) & (norms < np.inf)).all():  # NaN fails both
+        if not np.isfinite(vectors).all():
+            raise InvalidInput(f"{field}: values must be finite (no NaN or Inf)")
         raise InvalidInput(f"{field}: the zero vector has no direction")
-    vectors = vectors / largest
-    return np.ascontiguousarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    return (wide / norms).astype(np.float32)
 
 
 class EncoderSet:
@@ -55,18 +57,30 @@ class EncoderSet:
         # Worked out once: `embed` checks every query against it.
         self.modalities: list[str] = sorted([*self._by_modality, VECTOR])
 
-    def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
+    def embed(self, modality: str, values: Sequence[Any] | np.ndarray) -> np.ndarray:
         """float32 [len(values), D]: unit rows, or rows of length at most 1 for ids."""
         if modality == VECTOR:
+            if isinstance(values, np.ndarray) and values.ndim == 2:  # a catalog read column-wise
+                return normalize_vectors(values, self.dim)
+            if len(values) == 1:  # one query: a row of its own, no list of rows to stack
+                return normalize_vectors(np.asarray(values[0], dtype=np.float32).reshape(1, -1), self.dim)
             rows = [np.asarray(v, dtype=np.float32).ravel() for v in values]
             wrong = next((r for r in rows if r.size != self.dim), None)
             if wrong is not None:
                 raise InvalidInput(f"vector: expected {self.dim} values, got {wrong.size}")
             return normalize_vectors(np.stack(rows) if rows else np.zeros((0, self.dim)), self.dim)
-        if modality not in self.modalities:
+        encoder = self.encoder(modality)
+        if isinstance(values, np.ndarray):  # encoders take lists of ids, texts, clips
+            values = values.tolist()
+        if not values:
+            return np.zeros((0, self.dim), np.float32)
+        return encoder.embed(modality, values)
+
+    def encoder(self, modality: str) -> ServingEncoder:
+        """The encoder that answers `modality` (not `vector`, which needs none)."""
+        found = self._by_modality.get(modality)
+        if found is None:
             raise InvalidInput(
                 f"the model cannot encode {modality!r} queries; it knows {', '.join(self.modalities)}"
             )
-        if not values:
-            return np.zeros((0, self.dim), np.float32)
-        return self._by_modality[modality].embed(modality, values)
+        return found

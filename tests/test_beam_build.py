@@ -48,21 +48,26 @@ def encoders(built) -> EncoderSet:
     return EncoderSet(built.model)
 
 
+def assert_same_generation(found: Generation, expected: Generation) -> None:
+    """The same files, manifest, keys in the same rows, metadata and vectors, whichever runner
+    built each."""
+    assert set(found.manifest.files) == set(expected.manifest.files)
+    for field in ("dim", "model_version", "index_factory", "counts", "search_params"):
+        assert getattr(found.manifest, field) == getattr(expected.manifest, field), field
+    assert {m: list(k) for m, k in found.keys.items()} == {m: list(k) for m, k in expected.keys.items()}
+    for modality in expected.modalities:
+        rows = list(range(len(expected.keys[modality])))
+        assert found.store.metadata(modality, rows) == expected.store.metadata(modality, rows)
+        got = found.indexes[modality].reconstruct_n(0, len(rows))
+        want = expected.indexes[modality].reconstruct_n(0, len(rows))
+        # Beam batches differently; an embedding must not depend on its batch (test_audio_encoder).
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=modality)
+
+
 def test_beam_build_stores_what_the_local_build_stores(built, beam_index):
     beam, local = _live(beam_index), _live(built.index)
     assert beam.manifest.runner == "beam" and local.manifest.runner == "local"
-    assert set(beam.manifest.files) == set(local.manifest.files)
-    for field in ("dim", "model_version", "index_factory", "counts", "search_params"):
-        assert getattr(beam.manifest, field) == getattr(local.manifest, field), field
-    assert {m: list(k) for m, k in beam.keys.items()} == {m: list(k) for m, k in local.keys.items()}
-    for modality in local.modalities:
-        rows = list(range(len(local.keys[modality])))
-        assert beam.store.metadata(modality, rows) == local.store.metadata(modality, rows)
-        count = local.indexes[modality].ntotal
-        got = beam.indexes[modality].reconstruct_n(0, count)
-        want = local.indexes[modality].reconstruct_n(0, count)
-        # Beam batches differently; an embedding must not depend on its batch (test_audio_encoder).
-        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=modality)
+    assert_same_generation(beam, local)
     for text in ("seven", "the golden voyage", "raw fantasy"):  # the lexical index: every match, alike
         found = []
         for generation in (beam, local):

@@ -114,7 +114,7 @@ def test_the_hidden_row_selector_is_built_once_per_set_of_hidden_rows() -> None:
 
 def test_the_searching_ceiling_runs_the_faiss_search_of_each_query(report: dict, work: Path) -> None:
     """The no-op server with --index does each call's FAISS search (all of a batch's queries in
-    one) on the served index, and still gives its prebuilt answer."""
+    one) on the served index, and answers with what it found, as jointspace would."""
     from jointspace.bench.noop_server import NoopService
 
     class Recording:
@@ -130,6 +130,10 @@ def test_the_searching_ceiling_runs_the_faiss_search_of_each_query(report: dict,
     service.index = recording = Recording(service.index)
     vector = np.ones(report["dim"], "<f4")
     request = pb.SearchRequest(query=pb.Query(vector=pb.Vector(f32=vector.tobytes())), k=3)
-    assert service.Search(request, None) is service.response
-    service.BatchSearch(pb.BatchSearchRequest(requests=[request] * 5), None)
-    assert recording.calls == [((1, report["dim"]), 3), ((5, report["dim"]), 3)]
+    answer = service.Search(request, None)
+    _, rows = recording.index.search(vector[None], 3)
+    assert [hit.key for hit in answer.hits] == [f"v:{row}" for row in rows[0]]
+    assert {hit.modality for hit in answer.hits} == {"vector"} and answer.generation.startswith("gen-")
+    batch = service.BatchSearch(pb.BatchSearchRequest(requests=[request] * 5), None)
+    assert [list(result.hits) for result in batch.results] == [list(answer.hits)] * 5
+    assert recording.calls[:2] == [((1, report["dim"]), 3), ((5, report["dim"]), 3)]

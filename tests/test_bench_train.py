@@ -11,19 +11,24 @@ import numpy as np
 from jointspace.bench import train
 from jointspace.cli import main
 
-STEPS, WARMUP = 40, 2  # about one pass over the tiny data: enough to leave the popular films behind
+WARMUP = 2
 
 
 def test_bench_reports_both_sides_their_ratio_and_recall(tmp_path, capsys):
-    code = main(["bench", "train", "--films", "300", "--users", "200", "--steps", str(STEPS), "--warmup", str(WARMUP),
+    """By default one pass over the rows (enough to leave the popular films behind)."""
+    code = main(["bench", "train", "--films", "300", "--users", "200", "--warmup", str(WARMUP),
                  "--batch-size", "64", "--jointspace-batch-size", "32", "--val-queries", "200",
-                 "--id-norm", "unit", "--temperature", "0.1", "--work", str(tmp_path), "--json"])
+                 "--id-norm", "unit", "--temperature", "0.1", "--learning-rate", "0.05", "--intra-op-threads", "1", "--work", str(tmp_path),
+                 "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
+    steps = result["rows"] // 64 - WARMUP
+    assert result["timed_steps"] == steps and 0.95 < result["passes"] <= 1.0
     sides = result["sides"]
     assert set(sides) == set(train.SIDES)
     for side, values in sides.items():
         assert values["examples_per_second"] > 0 and values["timed_seconds"] > 0
+        assert values["examples_per_cpu_second"] > 0
         assert values["peak_rss_mb"] > 100  # TensorFlow alone takes more: it is the child's figure
         assert 0.0 <= values["recall@10"] <= values["recall@100"] <= 1.0
         # A trainer that does not learn does no better than ranking films by their training watches
@@ -33,18 +38,24 @@ def test_bench_reports_both_sides_their_ratio_and_recall(tmp_path, capsys):
         assert values["recall@100"] >= 0.5, (side, values)
     ratio = sides["jointspace"]["examples_per_second"] / sides["tfrs"]["examples_per_second"]
     assert abs(result["speed_ratio"] - ratio) <= 1e-3 * ratio + 1e-3
-    assert result["examples_seen"] == (WARMUP + STEPS) * 64 and result["val_queries"] == 200
+    cpu_ratio = sides["jointspace"]["examples_per_cpu_second"] / sides["tfrs"]["examples_per_cpu_second"]
+    assert abs(result["cpu_speed_ratio"] - cpu_ratio) <= 1e-3 * cpu_ratio + 1e-3
+    assert result["examples_seen"] == (WARMUP + steps) * 64 and result["val_queries"] == 200
+    assert (result["intra_op_threads"], result["inter_op_threads"]) == (1, train.default_threads())
+    assert all(values["threads"] == [1, train.default_threads()] for values in sides.values())
     # jointspace's batch of 32 takes twice the steps: both sides time as many examples
     timed = {side: json.loads((tmp_path / side / "result.json").read_text())["timed_examples"]
              for side in train.SIDES}
-    assert timed == {"tfrs": STEPS * 64, "jointspace": STEPS * 64}
-    assert (result["jointspace_id_norm"], result["jointspace_temperature"]) == ("unit", 0.1)
+    assert timed == {"tfrs": steps * 64, "jointspace": steps * 64}
+    own = result["jointspace"]
+    assert (own["batch_size"], own["id_norm"], own["temperature"]) == (32, "unit", 0.1)
     at_least = all(sides["jointspace"][f"recall@{k}"] >= sides["tfrs"][f"recall@{k}"] for k in train.KS)
     assert result["recall_at_least_tfrs"] == at_least
     assert 0.0 <= result["popularity"]["recall@10"] <= result["popularity"]["recall@100"] <= 1.0
     assert result["target_met"] == (result["speed_ratio"] >= train.TARGET_RATIO and at_least)
     text = train.table(result)
     assert "speed ratio" in text and "temperature 0.1, id norm unit" in text
+    assert "| tfrs | 64 |" in text and "| jointspace | 32 |" in text and "intra-op 1" in text
 
 
 def test_bench_refuses_a_hold_out_larger_than_the_data(tmp_path, capsys):

@@ -16,7 +16,7 @@ from jointspace.server.index.searching import search
 
 
 @pytest.mark.parametrize("spec, count, factory", [
-    ("auto", 1_000, "Flat"), ("auto", 100_000, "HNSW32,Flat"), ("auto", 10_000_000, "IVF12649,PQ16"),
+    ("auto", 1_000, "Flat"), ("auto", 100_000, "HNSW32,Flat"), ("auto", 10_000_000, "IVF12649,PQ16np"),
     ("flat", 10, "Flat"), ("hnsw", 10, "HNSW32,Flat"), ("IVF16,Flat", 10, "IVF16,Flat"),
 ])
 def test_factory_choice(spec, count, factory):
@@ -145,3 +145,27 @@ def test_a_generation_manifest_reads_back_what_was_written_and_refuses_a_bad_dim
     (tmp_path / "manifest.json").write_text(json.dumps({**written.as_json(), "dim": 0}))
     with pytest.raises(ValueError, match="dim"):
         GenerationManifest.read(tmp_path / "manifest.json")
+
+
+def test_the_common_query_comes_straight_from_faiss_as_the_general_path_would_answer(built):
+    """One result modality, nothing excluded or filtered, no metadata asked for: `find` answers
+    with FAISS's arrays (`Ranked`), hits equal to the general path's (taken here by excluding a
+    key no entry has), rows hidden by a delete left out on both."""
+    from jointspace.server.index.changes import Changes
+    from jointspace.server.index.searching import Ranked, find
+
+    generation = Generation(IndexDirectory(built.index).current_path())
+    modality = max(generation.indexes, key=lambda m: generation.indexes[m].ntotal)
+    queries = np.random.default_rng(0).standard_normal((4, generation.dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    [first] = search(generation, queries[:1], 1, [modality], with_metadata=False)
+    [(_, row)] = generation.store.locate([first[0].key]).values()
+    hidden = Changes(hidden={modality: frozenset({row})})
+    for changes in (Changes(), hidden):
+        direct = find(generation, queries, 5, [modality], changes=changes, with_metadata=False)
+        general = search(generation, queries, 5, [modality], [{"no-such-key"}] * 4, changes=changes,
+                         with_metadata=False)
+        assert isinstance(direct, Ranked) and direct.modality == modality
+        assert direct.keys == [[h.key for h in hits] for hits in general]
+        assert np.allclose(direct.scores, [[h.score for h in hits] for hits in general])
+        assert (first[0].key in direct.keys[0]) is (changes is not hidden)

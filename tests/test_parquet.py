@@ -158,14 +158,15 @@ def test_a_parquet_pair_file_trains_and_a_parquet_catalog_is_indexed(tmp_path):
 @pytest.mark.slow
 def test_beam_reads_parquet_row_groups_in_parallel_and_builds_what_the_local_build_does(built, tmp_path):
     from jointspace.encoders.inference import EncoderSet
-    from jointspace.server.build.beam_builder import _file_parts, build_generation_with_beam
+    from jointspace.server.build.beam_builder import build_generation_with_beam
+    from jointspace.server.build.catalog_files import file_parts
     from jointspace.server.build.local_builder import build_generation
     from jointspace.server.index.generation import Generation
     from jointspace.server.index.index_directory import IndexDirectory
 
     _, catalog = _film_parquet(built.films, tmp_path, row_group_size=25)
     groups = pq.ParquetFile(catalog).metadata.num_row_groups
-    assert groups > 2 and [part[2] for part in _file_parts((0, str(catalog)))] == list(range(groups))
+    assert groups > 2 and [part[2] for part in file_parts([str(catalog)])] == list(range(groups))
     build_generation_with_beam(built.model, [catalog], tmp_path / "beam", shard_rows=40)
     build_generation(EncoderSet(built.model), [tmp_path / "catalog.jsonl"], tmp_path / "local")
     beam, local = (Generation(IndexDirectory(tmp_path / name).current_path()) for name in ("beam", "local"))

@@ -25,6 +25,7 @@ from jointspace.core.deadline import check_deadline
 from jointspace.core.errors import InvalidInput, LimitExceeded
 from jointspace.core.limits import DEFAULT_LIMITS, Limits
 from jointspace.core.progress import log
+from jointspace.core.stages import DECODE, timed
 from jointspace.encoders.base import (
     Arrays,
     Encoder,
@@ -272,16 +273,27 @@ class ServingAudioEncoder(ServingEncoder):
         return decode_audio(content, self.config, pcm_sample_rate=rate, limits=self.limits)
 
     def embed(self, modality: str, values: Sequence[Any]) -> np.ndarray:
+        return self.embed_prepared(modality, self.prepare(modality, values))
+
+    def prepare(self, modality: str, values: Sequence[Any]) -> list[Any]:
+        """The request's clips decoded, within the request's budget of audio seconds."""
         rate = self.config.sample_rate
         budget = self.limits.max_request_audio_seconds * rate
-        clips, total = [], 0
+        clips: list[Any] = []
+        total = 0
         for value in values:
             check_deadline("decoding audio")
-            clips.append(self.decode(value))
+            with timed(DECODE):
+                clips.append(self.decode(value))
             total += len(clips[-1])
             if total > budget:
                 raise LimitExceeded(f"audio: the request's clips last more than max_request_audio_seconds "
                                     f"({self.limits.max_request_audio_seconds:g} s) together")
+        return clips
+
+    def embed_prepared(self, modality: str, clips: Sequence[Any]) -> np.ndarray:
+        """Decoded clips (float32 samples at the model's rate) to vectors, in calls of similar lengths."""
+        rate = self.config.sample_rate
         out: dict[int, np.ndarray] = {}
         for group in padded_groups([len(c) for c in clips], int(PADDED_SECONDS_PER_CALL * rate)):
             check_deadline("running the audio model")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -163,8 +163,19 @@ def auto_epochs(batches_per_epoch: int) -> int:
     return min(max(-(-AUTO_STEPS // max(batches_per_epoch, 1)), MIN_AUTO_EPOCHS), MAX_AUTO_EPOCHS)
 
 
-def _epoch_batches(pair_rows: list[np.ndarray], batch_size: int,
-                   rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+Batches = list[tuple[int, np.ndarray]]  # (pair type, rows) per step
+
+
+class Distribution(Protocol):
+    """What the loop asks of a tf.distribute strategy (training/distributed.py): the rows a
+    process takes of each batch, and the step as it runs there. The caller holds the scope."""
+
+    def shard_batches(self, batches: Batches) -> Batches: ...
+
+    def step(self, update: Callable[[dict], tf.Tensor]) -> Callable[[dict], tf.Tensor]: ...
+
+
+def _epoch_batches(pair_rows: list[np.ndarray], batch_size: int, rng: np.random.Generator) -> Batches:
     """One epoch's (pair type, rows) batches in random order (see `_batch_counts`)."""
     batches = []
     for index, (rows, count) in enumerate(zip(pair_rows, _batch_counts(pair_rows, batch_size))):
@@ -202,17 +213,17 @@ def check_finite_weights(model: JointModel) -> None:
                            "lower --learning-rate or raise --temperature")
 
 
-def _make_step(model: JointModel, pair: PairType, optimizer: Any) -> Callable[[dict], tf.Tensor]:
+def _make_step(model: JointModel, pair: PairType, optimizer: Any,
+               distribution: Distribution | None = None) -> Callable[[dict], tf.Tensor]:
     towers = {pair.encoder_a, pair.encoder_b}
     variables = [v for name in sorted(towers) for v in model.towers[name].trainable_variables]
 
-    @tf.function(reduce_retracing=True)
     def step(batch: dict) -> tf.Tensor:
         loss, gradients = model.pair_gradients(pair, batch, variables)
         optimizer.apply_gradients(zip(gradients, variables))
         return loss
 
-    return step
+    return tf.function(step, reduce_retracing=True) if distribution is None else distribution.step(step)
 
 
 def embed_arrays(tower: tf.keras.layers.Layer, arrays: Arrays, batch_size: int = 1024) -> np.ndarray:
@@ -293,10 +304,12 @@ def _with_typed_texts(rows: PairRows, train_rows: np.ndarray, seed: int) -> tupl
     return out, np.concatenate([train_rows, np.arange(len(rows), len(out))])
 
 
-def train(rows: PairRows, config: TrainConfig,
-          on_step: Callable[[int, int], None] | None = None) -> TrainedModel:
+def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], None] | None = None,
+          distribution: Distribution | None = None) -> TrainedModel:
     """Train and validate. `on_step(steps, examples)`, if given, is called after every step
-    with the totals so far (the training benchmark times steps with it)."""
+    with the totals so far (the training benchmark times steps with it); examples are this
+    process's own. `distribution`: this process's part in a cluster (training/distributed.py),
+    called inside its strategy's scope."""
     rng = np.random.default_rng(config.seed)
     # Python's and NumPy's global generators too, not only TensorFlow's: Keras draws the seeds
     # of unseeded initializers from Python's `random`, so the same seed gave different models.
@@ -349,7 +362,7 @@ def train(rows: PairRows, config: TrainConfig,
     for pair, members in zip(pairs, pair_rows):  # build every tower's variables before tracing
         model.pair_loss(pair, _batch(pair, data, weights, members[:2]), training=False)
     optimizer.build(model.trainable_variables)  # one optimizer, steps update disjoint subsets
-    steps = [_make_step(model, p, optimizer) for p in pairs]
+    steps = [_make_step(model, p, optimizer, distribution) for p in pairs]
     epochs = config.epochs
     if epochs is None:
         epochs = auto_epochs(sum(_batch_counts(pair_rows, config.batch_size)))
@@ -362,6 +375,8 @@ def train(rows: PairRows, config: TrainConfig,
     done_steps = done_examples = 0
     for epoch in range(1, epochs + 1):
         batches = _epoch_batches(pair_rows, config.batch_size, rng)
+        if distribution is not None:
+            batches = distribution.shard_batches(batches)
         if config.max_steps is not None:
             batches = batches[: config.max_steps - done_steps]
         total = 0.0

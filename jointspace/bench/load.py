@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +75,9 @@ def _client(target: Target, k: int, queries: np.ndarray, batch: int, seconds: fl
 
 
 def run_load(target: Target, queries: np.ndarray, k: int, clients: int, seconds: float,
-             batch: int = 1) -> LoadResult:
-    """`clients` processes in closed loops for `seconds`; each call carries `batch` queries."""
+             batch: int = 1, at_start: Callable[[], None] | None = None) -> LoadResult:
+    """`clients` processes in closed loops for `seconds`; each call carries `batch` queries.
+    `at_start` runs as the clients start their measured calls, after their warm-up ones."""
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(clients + 1, timeout=SETUP_TIMEOUT)
     results = context.Queue()
@@ -89,6 +91,9 @@ def run_load(target: Target, queries: np.ndarray, k: int, clients: int, seconds:
         barrier.wait()
     except Exception:
         pass  # a client failed to set up: its message follows on the queue
+    else:
+        if at_start is not None:
+            at_start()
     reports = [results.get(timeout=SETUP_TIMEOUT + seconds) for _ in processes]
     for process in processes:
         process.join(timeout=30)

@@ -4,10 +4,13 @@ BatchSearch with a prebuilt response of k hits shaped like real ones, without em
 searching or converting anything. What jointspace reaches against this is the share of the
 ceiling its own work leaves.
 
-With `--index DIR` it also runs the one FAISS search each query needs (on the served
-generation's index, with its tuned search depth and jointspace's thread policy) before giving
-the same prebuilt answer: the ceiling of any server on this stack that must do that search, which
-splits jointspace's gap to the plain ceiling into FAISS's share and the rest.
+With `--index DIR` it does instead the least work any server must do to answer each query from
+that index: read the query's packed vector, run its FAISS search (on the served generation's
+index, with its tuned search depth and jointspace's thread policy; a batch's queries in one
+call), and answer with the hits found, keys looked up by row, as jointspace's answer has them
+(key, score, modality, the generation's name). That is the ceiling of any server on this stack
+that searches this index, which splits jointspace's gap to the plain ceiling into the search's
+share and jointspace's own.
 
 Run as `python -m jointspace.bench.noop_server --k 10 --port 0`; it logs JSON lines like
 `jointspace serve --log-format json`, the port in the "listening on" record.
@@ -20,15 +23,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from google.protobuf import struct_pb2
 
 from jointspace.core.logs import configure_logging
 from jointspace.server.api.config import ServeConfig, default_workers
 from jointspace.server.index.searching import faiss_threads
 from jointspace.v1 import jointspace_pb2 as pb
+
+if TYPE_CHECKING:
+    from jointspace.server.index.generation import Generation
 
 # Its import name, not __name__: run as `python -m`, this module is "__main__", outside the
 # "jointspace" logger that configure_logging routes (and the benchmark reads its "listening" line).
@@ -36,42 +41,56 @@ logger = logging.getLogger("jointspace.bench.noop_server")
 
 
 class NoopService:
-    """Search and BatchSearch of the JointSpace API, answered from prebuilt messages."""
+    """Search and BatchSearch of the JointSpace API: prebuilt answers, or (with an index) the
+    FAISS search of each query and an answer built from its arrays."""
 
     def __init__(self, k: int, index_dir: Path | None = None) -> None:
         self.k = k
-        self.index = None if index_dir is None else served_vector_index(index_dir)
-        hits = [pb.Hit(key=f"v:{100_000 + i}", score=0.9 - i / 100, modality="vector", metadata=struct_pb2.Struct())
-                for i in range(k)]
+        hits = [pb.Hit(key=f"v:{100_000 + i}", score=0.9 - i / 100, modality="vector") for i in range(k)]
         self.response = pb.SearchResponse(hits=hits, generation="gen-000001")
         self.batches: dict[int, pb.BatchSearchResponse] = {}
+        self.index: Any = None
+        if index_dir is not None:
+            generation = served_generation(index_dir)
+            self.index, self.keys, self.generation = generation.indexes["vector"], generation.keys["vector"], \
+                generation.name
 
     def Search(self, request: pb.SearchRequest, context: Any) -> pb.SearchResponse:
-        self._search([request])
-        return self.response
+        if self.index is None:
+            return self.response
+        response = pb.SearchResponse()
+        self._answer([request], [response])
+        return response
 
     def BatchSearch(self, request: pb.BatchSearchRequest, context: Any) -> pb.BatchSearchResponse:
-        self._search(request.requests)
         size = len(request.requests)
-        if size not in self.batches:  # a benign race: two threads may build the same message
-            self.batches[size] = pb.BatchSearchResponse(results=[self.response] * size)
-        return self.batches[size]
+        if self.index is None:
+            if size not in self.batches:  # a benign race: two threads may build the same message
+                self.batches[size] = pb.BatchSearchResponse(results=[self.response] * size)
+            return self.batches[size]
+        response = pb.BatchSearchResponse()
+        self._answer(request.requests, [response.results.add() for _ in range(size)])
+        return response
 
-    def _search(self, requests: Sequence[pb.SearchRequest]) -> None:
-        """The FAISS work of these queries' vectors, its answer thrown away (with `--index`)."""
-        if self.index is not None:
-            packed = b"".join(r.query.vector.f32 for r in requests)
-            vectors = np.frombuffer(packed, "<f4").reshape(len(requests), -1)
-            with faiss_threads(len(vectors)):
-                self.index.search(vectors, self.k)
+    def _answer(self, requests: Sequence[pb.SearchRequest], responses: Sequence[pb.SearchResponse]) -> None:
+        """These queries' vectors searched in one FAISS call, each answer filled from its arrays."""
+        packed = b"".join(r.query.vector.f32 for r in requests)
+        vectors = np.frombuffer(packed, "<f4").reshape(len(requests), -1)
+        with faiss_threads(len(vectors)):
+            scores, rows = self.index.search(vectors, self.k)
+        for response, keys, values in zip(responses, self.keys[rows].tolist(), scores.tolist()):
+            response.generation = self.generation
+            add = response.hits.add
+            for key, score in zip(keys, values):
+                add(key=key, score=score, modality="vector")
 
 
-def served_vector_index(index_dir: Path) -> Any:
-    """The FAISS index of the vector modality in the generation `index_dir` serves now."""
+def served_generation(index_dir: Path) -> Generation:
+    """The generation `index_dir` serves now."""
     from jointspace.server.index.generation import Generation
     from jointspace.server.index.index_directory import IndexDirectory
 
-    return Generation(IndexDirectory(index_dir).current_path()).indexes["vector"]
+    return Generation(IndexDirectory(index_dir).current_path())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

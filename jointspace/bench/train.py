@@ -14,9 +14,11 @@ same for both: held-out (user, film) rows, each user's vector against every film
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,9 @@ def _run_side(side: str, data: Path, work: Path, settings: dict[str, Any]) -> di
     return {
         "examples_per_second": round(result["examples_per_second"], 1),
         "timed_seconds": round(result["timed_seconds"], 4),
+        "examples_per_cpu_second": round(result["examples_per_cpu_second"], 1),
         "peak_rss_mb": round(result["peak_rss_mb"], 1),
+        "threads": result["threads"],  # intra-op, inter-op, as the side's TensorFlow reports them
         **_recalls(model_ranks(users, films, trials), trials, len(films)),
     }
 
@@ -72,35 +76,56 @@ def _recalls(ranks: np.ndarray, trials: Trials, num_films: int) -> dict[str, flo
     return {f"recall@{k}": round(quality[f"recall@{k}"], 4) for k in KS}
 
 
-def run(films: int, users: int, dim: int, steps: int, batch_size: int, warmup: int, val_queries: int,
-        learning_rate: float, seed: int = 0, work: Path | None = None,
-        jointspace_batch_size: int | None = None, id_norm: str = "clip",
-        temperature: float = 0.2) -> dict[str, Any]:
-    own_batch = jointspace_batch_size or batch_size
+@dataclass(frozen=True)
+class OwnSide:
+    """The jointspace side's settings (the TFRS side's are the tutorial's, fixed; the defaults are
+    the command line's). `batch_size` None trains at the TFRS side's batch; otherwise a divisor
+    of it, with proportionally more steps, so that both sides see the same examples."""
+
+    batch_size: int | None
+    learning_rate: float
+    id_norm: str
+    temperature: float
+
+
+def default_threads() -> int:
+    """The cores this process may run on (both pools of both sides get this many)."""
+    return len(os.sched_getaffinity(0))
+
+
+def run(films: int, users: int, dim: int, steps: int | None, batch_size: int, warmup: int, val_queries: int,
+        own: OwnSide, seed: int = 0, work: Path | None = None,
+        intra_op_threads: int | None = None, inter_op_threads: int | None = None) -> dict[str, Any]:
+    """`steps` None: one pass over the training rows (warm-up steps included)."""
+    own_batch = own.batch_size or batch_size
     if batch_size % own_batch:
         raise InvalidInput(f"--jointspace-batch-size {own_batch} must divide --batch-size {batch_size}")
-    settings = {"dim": dim, "steps": steps, "batch_size": batch_size, "warmup": warmup,
-                "learning_rate": learning_rate, "seed": seed, "jointspace_batch_size": own_batch,
-                "id_norm": id_norm, "temperature": temperature}
+    threads = {"intra_op_threads": intra_op_threads or default_threads(),
+               "inter_op_threads": inter_op_threads or default_threads()}
     with tempfile.TemporaryDirectory(prefix="jointspace-bench-train-") as scratch:
         root = Path(work or scratch)
         root.mkdir(parents=True, exist_ok=True)
         log(f"generating {films} films × {users} users")
         split = _write_split(root / "split.npz", films, users, val_queries, seed)
-        if (warmup + steps) * batch_size > split["rows"]:
-            log(f"note: {warmup + steps} steps of {batch_size} pass over the {split['rows']} rows "
-                "more than once")
+        if steps is None:
+            steps = split["rows"] // batch_size - warmup
+            if steps < 1:
+                raise InvalidInput(f"one pass over {split['rows']} rows is {split['rows'] // batch_size} "
+                                   f"batches of {batch_size}, not more than --warmup {warmup}")
+        settings = {"dim": dim, "steps": steps, "batch_size": batch_size, "warmup": warmup, "seed": seed,
+                    **threads, "jointspace": asdict(replace(own, batch_size=own_batch))}
         sides = {side: _run_side(side, root / "split.npz", root, settings) for side in SIDES}
         popularity = _popularity_recall(root / "split.npz")
     speed_ratio = sides["jointspace"]["examples_per_second"] / sides["tfrs"]["examples_per_second"]
+    cpu_ratio = sides["jointspace"]["examples_per_cpu_second"] / sides["tfrs"]["examples_per_cpu_second"]
     recall_at_least = all(sides["jointspace"][f"recall@{k}"] >= sides["tfrs"][f"recall@{k}"] for k in KS)
+    examples = (warmup + steps) * batch_size
     return {
         "films": films, "users": users, **split, "dim": dim, "batch_size": batch_size,
-        "jointspace_batch_size": own_batch,
-        "warmup_steps": warmup, "timed_steps": steps, "examples_seen": (warmup + steps) * batch_size,
-        "jointspace_learning_rate": learning_rate, "jointspace_id_norm": id_norm,
-        "jointspace_temperature": temperature, "sides": sides, "popularity": popularity,
-        "speed_ratio": round(speed_ratio, 3), "target_ratio": TARGET_RATIO,
+        "warmup_steps": warmup, "timed_steps": steps, "examples_seen": examples,
+        "passes": round(examples / split["rows"], 3), **threads,
+        "jointspace": asdict(replace(own, batch_size=own_batch)), "sides": sides, "popularity": popularity,
+        "speed_ratio": round(speed_ratio, 3), "cpu_speed_ratio": round(cpu_ratio, 3), "target_ratio": TARGET_RATIO,
         "recall_at_least_tfrs": recall_at_least,
         "target_met": speed_ratio >= TARGET_RATIO and recall_at_least,
     }
@@ -118,21 +143,26 @@ def _popularity_recall(data: Path) -> dict[str, float]:
 
 def table(result: dict[str, Any]) -> str:
     """The result as a Markdown table (as pasted into docs/benchmarks.md)."""
-    lines = ["| side | examples/s | timed s | peak RSS MB | " + " | ".join(f"recall@{k}" for k in KS) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(KS)]
+    own = result["jointspace"]
+    batches = {"tfrs": result["batch_size"], "jointspace": own["batch_size"]}
+    lines = ["| side | batch | examples/s | examples/CPU-s | timed s | peak RSS MB | "
+             + " | ".join(f"recall@{k}" for k in KS) + " |", "|---|---:|---:|---:|---:|---:|" + "---:|" * len(KS)]
     for side, values in result["sides"].items():
         recalls = " | ".join(f"{values[f'recall@{k}']:.4f}" for k in KS)
-        lines.append(f"| {side} | {values['examples_per_second']:,.0f} | {values['timed_seconds']} | "
+        lines.append(f"| {side} | {batches[side]:,} | {values['examples_per_second']:,.0f} | "
+                     f"{values['examples_per_cpu_second']:,.0f} | {values['timed_seconds']} | "
                      f"{values['peak_rss_mb']:,.0f} | {recalls} |")
     popular = " | ".join(f"{result['popularity'][f'recall@{k}']:.4f}" for k in KS)
-    lines.append(f"| (most watched films in training) | | | | {popular} |")
-    lines.append(f"\nspeed ratio (jointspace / tfrs): {result['speed_ratio']:.2f} "
+    lines.append(f"| (most watched films in training) | | | | | | {popular} |")
+    lines.append(f"\nspeed ratio (jointspace / tfrs): {result['speed_ratio']:.2f} by the clock, "
+                 f"{result['cpu_speed_ratio']:.2f} by CPU time "
                  f"(target ≥ {TARGET_RATIO:g}); {result['examples_seen']:,} examples seen by each side "
-                 f"(batch: tfrs {result['batch_size']}, jointspace {result['jointspace_batch_size']}), "
-                 f"{result['val_queries']:,} held-out rows\n"
-                 f"jointspace side: learning rate {result['jointspace_learning_rate']:g}, temperature "
-                 f"{result['jointspace_temperature']:g}, id norm {result['jointspace_id_norm']}; recall at "
-                 f"least the TFRS loop's at every k: {'yes' if result['recall_at_least_tfrs'] else 'no'}; "
+                 f"({result['passes']:g} passes over {result['rows']:,} rows), {result['val_queries']:,} "
+                 f"held-out rows; threads on both sides: intra-op {result['intra_op_threads']}, "
+                 f"inter-op {result['inter_op_threads']}\n"
+                 f"jointspace side: learning rate {own['learning_rate']:g}, temperature {own['temperature']:g}, "
+                 f"id norm {own['id_norm']}; recall at least the TFRS "
+                 f"loop's at every k: {'yes' if result['recall_at_least_tfrs'] else 'no'}; "
                  f"target (≥ {TARGET_RATIO:g}× at equal or better recall): "
                  f"{'met' if result['target_met'] else 'not met'}")
     return "\n".join(lines)

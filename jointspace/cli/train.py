@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from jointspace.cli.arguments import (
@@ -20,16 +21,20 @@ from jointspace.cli.arguments import (
     positive_list,
     positive_number,
 )
+from jointspace.core.errors import InvalidInput
 from jointspace.encoders.impl.id_norms import DEFAULT_NORM, NORMS
+from jointspace.encoders.training.cluster import DEFAULT_MIN_SHARD_BYTES, read_cluster
 from jointspace.encoders.training.config import AUTO_STEPS, TrainConfig
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`commands`: the root parser's subparsers."""
     train = commands.add_parser("train", help="train encoders on pair rows and export them")
-    train.add_argument("pairs_files", nargs="+", type=Path, metavar="PAIRS",
-                       help="JSON Lines, CSV or Parquet pair files")
-    train.add_argument("--out", required=True, type=Path, metavar="MODEL")
+    train.add_argument("pairs_files", nargs="*", type=Path, metavar="PAIRS",
+                       help="JSON Lines, CSV or Parquet pair files (every training task of a cluster "
+                            "reads the same ones; a ps task and a parameter-server worker need none)")
+    train.add_argument("--out", type=Path, metavar="MODEL",
+                       help="the model folder (required; in a cluster only the chief writes it)")
     train.add_argument("--dim", type=auto_or_positive, default=TrainConfig().dim,
                        help="'auto' (default: the square root of the distinct values, 8 to 128) or a dimension")
     train.add_argument("--ensemble", type=positive, default=1, metavar="K",
@@ -37,6 +42,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                             "their mean, the space K times as wide, training and queries K times "
                             "the cost (default: %(default)s)")
     _add_training_args(train)
+    _add_cluster_args(train)
     train.set_defaults(func=cmd_train)
 
     dims = commands.add_parser(
@@ -97,6 +103,24 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="write TensorBoard scalars (loss, validation) here")
 
 
+def _add_cluster_args(parser: argparse.ArgumentParser) -> None:
+    """Training on several processes or machines (encoders/training/distributed.py)."""
+    cluster = parser.add_argument_group("cluster", "train with tf.distribute: worker tasks alone train "
+                                        "data-parallel; with ps tasks the id tables are split over them")
+    cluster.add_argument("--cluster", metavar="SPEC",
+                         help="a JSON file (or inline JSON) in TF_CONFIG's form, "
+                              "{\"cluster\": {\"worker\": [\"host:port\", ...], ...}, \"task\": {...}} "
+                              "(default: the TF_CONFIG environment variable, if set)")
+    cluster.add_argument("--role", choices=("chief", "worker", "ps"),
+                         help="this process's role (default: the spec's task)")
+    cluster.add_argument("--task-index", type=non_negative,
+                         help="this process's index in its role (default: the spec's task)")
+    cluster.add_argument("--max-shards", type=positive, metavar="N",
+                         help="parameter servers: shards per large variable (default: one per ps task)")
+    cluster.add_argument("--min-shard-bytes", type=positive, default=DEFAULT_MIN_SHARD_BYTES, metavar="BYTES",
+                         help="parameter servers: variables smaller than this stay whole (default: %(default)s)")
+
+
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of the options `_add_training_args` defines."""
     from jointspace.data.pairs import parse_pair_spec, parse_pair_weights
@@ -114,13 +138,34 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    task = read_cluster(args.cluster, args.role, args.task_index, os.environ)
+    if task is not None and not task.trains:
+        from jointspace.encoders.training.distributed import serve
+
+        serve(task)
+        return 0
+    if not args.pairs_files or (args.out is None and (task is None or task.is_chief)):
+        raise InvalidInput("train needs PAIRS and --out")
+    if task is not None and args.ensemble > 1:
+        raise InvalidInput("--ensemble cannot be combined with --cluster or TF_CONFIG")
+
     from jointspace.data.pairs import read_pairs
     from jointspace.encoders.training.export import check_model_out, export_model
     from jointspace.encoders.training.trainer import train_members
 
-    check_model_out(args.out)
+    if args.out is not None and (task is None or task.is_chief):
+        check_model_out(args.out)
     rows = read_pairs(args.pairs_files)
-    manifest = export_model(train_members(rows, _train_config(args), args.ensemble), args.out)
+    if task is not None:
+        from jointspace.encoders.training.distributed import train_on_cluster
+
+        trained = train_on_cluster(task, rows, _train_config(args), args.max_shards, args.min_shard_bytes)
+        if trained is None:
+            print(f"{task.role} {task.index}: training done; the chief exports the model")
+            return 0
+        manifest = export_model(trained, args.out)
+    else:
+        manifest = export_model(train_members(rows, _train_config(args), args.ensemble), args.out)
     print(f"model {manifest.model_version} (dim {manifest.dim}) written to {args.out}")
     return 0
 

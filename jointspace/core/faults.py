@@ -15,7 +15,9 @@ The production code names its hooks:
 - pause points: a rebuild's phases as operations.py reports them ("embedding" after the first
   batch, "indexing" after the first FAISS file, "placed", "validating", "swapping"), "live"
   (`CURRENT` names the new generation, the server has not swapped to it yet) and "decoding"
-  (an audio clip is about to be sent to a decoder process, encoders/impl/decode_pool.py);
+  (an audio clip is about to be sent to a decoder process, encoders/impl/decode_pool.py) and
+  "encoding" (a model call shared by concurrent requests is about to run,
+  server/serving/encode_batcher.py);
 - decoder markers: content that is exactly one of the DECODE_* byte strings.
 """
 

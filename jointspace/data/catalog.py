@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
 from jointspace.core.errors import InvalidInput, quoted
 from jointspace.core.limits import DEFAULT_LIMITS, Limits
 from jointspace.data.rows import iter_rows, place, resolve_audio
+from jointspace.data.vector_columns import read_vector_columns
 
 CONTENT_FIELDS = ("id", "text", "audio", "vector")
 
@@ -88,12 +89,12 @@ def _vector(value: Any, where: str) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def iter_numbered(path: Path, rules: RowRules = LOCAL,
-                  row_group: int | None = None) -> Iterator[tuple[int, CatalogEntry]]:
+def iter_numbered(path: Path, rules: RowRules = LOCAL, row_group: int | None = None,
+                  source: BinaryIO | None = None) -> Iterator[tuple[int, CatalogEntry]]:
     """(line or row number, entry) of one file, or of one row group of a Parquet file: the
-    number orders entries for sharded builds."""
+    number orders entries for sharded builds. `source`: as for `iter_rows`."""
     path = Path(path)
-    for number, row in iter_rows(path, row_group):
+    for number, row in iter_rows(path, row_group, source):
         yield number, entry_from_row(row, place(path, number), path, rules)
 
 
@@ -115,7 +116,32 @@ def check_not_empty(count: int, paths: Sequence[Path]) -> None:
 
 def read_catalog(paths: Sequence[Path], rules: RowRules = LOCAL) -> list[CatalogEntry]:
     """All entries, refusing duplicate keys and empty catalogs."""
-    numbered = [(place(Path(path), number), entry) for path in paths for number, entry in iter_numbered(path, rules)]
-    check_unique_keys([entry.key for _, entry in numbered], [place for place, _ in numbered])
+    numbered = [(Path(path), number, entry) for path in paths for number, entry in iter_numbered(path, rules)]
+    keys = [entry.key for _, _, entry in numbered]
+    if len(set(keys)) != len(keys):  # where each row was is spelled out only to name a repeat
+        check_unique_keys(keys, [place(path, number) for path, number, _ in numbered])
     check_not_empty(len(numbered), paths)
-    return [entry for _, entry in numbered]
+    return [entry for _, _, entry in numbered]
+
+
+@dataclass(frozen=True)
+class CatalogGroup:
+    """The entries of one modality, column-wise, in catalog order: a catalog of precomputed
+    vectors stays one float32 matrix rather than an object per row."""
+
+    keys: list[str]
+    values: Sequence[Any] | np.ndarray  # a float32 [rows, D] matrix for vectors read column-wise
+    metadata: Sequence[dict[str, Any]]
+
+
+def read_catalog_groups(paths: Sequence[Path], rules: RowRules = LOCAL) -> dict[str, CatalogGroup]:
+    """`read_catalog`'s entries grouped by modality; a plain vector catalog is read column-wise
+    (vector_columns.py), with the same result."""
+    columns = read_vector_columns(paths, rules.limits)
+    if columns is not None:
+        return {"vector": CatalogGroup(columns.keys, columns.vectors, [{}] * len(columns.keys))}
+    entries: dict[str, list[CatalogEntry]] = {}
+    for entry in read_catalog(paths, rules):
+        entries.setdefault(entry.modality, []).append(entry)
+    return {modality: CatalogGroup([e.key for e in group], [e.value for e in group], [e.metadata for e in group])
+            for modality, group in entries.items()}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,10 +26,11 @@ BATCH_ROWS = 1_024
 Convert = Callable[[Any], Any]
 
 
-def open_parquet(path: Path) -> pq.ParquetFile:
-    """The file, its schema checked; InvalidInput naming the file, or the column and its type."""
+def open_parquet(path: Path, source: BinaryIO | None = None) -> pq.ParquetFile:
+    """The file (or `source`, the file already open: `path` then only names it), its schema
+    checked; InvalidInput naming the file, or the column and its type."""
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path if source is None else source)
     except (pa.ArrowException, OSError) as error:
         raise InvalidInput(f"{path}: not a readable Parquet file ({_short(error)})") from None
     for field in parquet.schema_arrow:
@@ -37,16 +38,17 @@ def open_parquet(path: Path) -> pq.ParquetFile:
     return parquet
 
 
-def row_group_sizes(path: Path) -> list[int]:
+def row_group_sizes(path: Path, source: BinaryIO | None = None) -> list[int]:
     """Rows in each row group of the file, in order."""
-    metadata = open_parquet(path).metadata
+    metadata = open_parquet(path, source).metadata
     return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
 
 
-def iter_parquet_rows(path: Path, row_group: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_parquet_rows(path: Path, row_group: int | None = None,
+                      source: BinaryIO | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(row number, row) of the whole file, or of one row group; null values are left out of the
     row, as an empty CSV cell is."""
-    parquet = open_parquet(path)
+    parquet = open_parquet(path, source)
     sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
     groups = range(len(sizes)) if row_group is None else [row_group]
     converters = {field.name: _converter(field.type) for field in parquet.schema_arrow}

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,17 +33,20 @@ def _csv_value(field: str, text: str) -> Any:
     return text
 
 
-def iter_rows(path: Path, row_group: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_rows(path: Path, row_group: int | None = None,
+              source: BinaryIO | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, row) for every row of a .jsonl/.json/.csv file, (row number, row) for a
-    .parquet file (or one of its row groups); empty CSV cells and Parquet nulls are absent."""
-    if not path.is_file():
+    .parquet file (or one of its row groups); empty CSV cells and Parquet nulls are absent.
+    `source`: the file already open (a remote one, through Beam's FileSystems); `path` then
+    only names it, for its format and for messages."""
+    if source is None and not path.is_file():
         raise NotFound(f"{path}: no such file")
     if is_parquet(path):
         from jointspace.data.parquet import iter_parquet_rows  # pyarrow only for Parquet files
 
-        yield from iter_parquet_rows(path, row_group)
+        yield from iter_parquet_rows(path, row_group, source)
         return
-    with path.open("rb") as handle:
+    with nullcontext(source) if source is not None else path.open("rb") as handle:
         lines = _text_lines(path, handle)
         if path.suffix.lower() == ".csv":
             reader = csv.DictReader(lines)

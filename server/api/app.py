@@ -47,7 +47,9 @@ from jointspace.server.api.prometheus import MetricsEndpoint, MetricsInterceptor
 from jointspace.server.api.service import JointSpaceService
 from jointspace.server.api.status_details import Trailers, rich_status, trailers
 from jointspace.server.index.data_dir import DataDir
+from jointspace.server.index.writer_lock import hold_writer_lock
 from jointspace.server.serving.engine import Engine
+from jointspace.server.serving.follower import Follower
 from jointspace.v1 import jointspace_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -339,12 +341,18 @@ def start_server(engine: Engine, host: str = "127.0.0.1", port: int = 50051) -> 
 
 
 def load_engine(config: ServeConfig) -> Engine:
-    """The model and index `config` names, refused if they lie outside its data directory."""
+    """The model and index `config` names, refused if they lie outside its data directory; a
+    writer first locks the index directory against a second writer (writer_lock.py)."""
     if config.model is None or config.index is None:
         config.check()  # refuses the missing one
         raise AssertionError("ServeConfig.check passed without a model and an index")
-    return Engine(config.model, config.index, config.limits, data_dir=DataDir(config.data_dir),
-                  keep_generations=config.keep_generations)
+    data_dir = DataDir(config.data_dir)
+    reader = config.role == "reader"
+    if not reader:
+        hold_writer_lock(data_dir.confine(config.index, "index"))
+    return Engine(config.model, config.index, config.limits, data_dir=data_dir,
+                  keep_generations=config.keep_generations, encode_batching=config.encode_batching == "on",
+                  read_only=reader)
 
 
 class StopSignal:
@@ -389,11 +397,15 @@ def run_server(config: ServeConfig) -> None:
         raise
     if not stop.requested.is_set():  # a signal during loading: straight to the shutdown
         running.attach(engine)
+    follower = Follower(engine, config.follow_interval_seconds).start() if engine.read_only else None
     info = engine.info()
-    logger.info("serving %s (%d entries, dim %d) on %s:%d; Ctrl-C to stop", info["generation"], info["size"],
-                info["dim"], config.host, running.port, extra={"generation": info["generation"]})
+    logger.info("serving %s (%d entries, dim %d) on %s:%d as the %s; Ctrl-C to stop", info["generation"],
+                info["size"], info["dim"], config.host, running.port,
+                "read replica" if follower else "writer", extra={"generation": info["generation"]})
     stop.requested.wait()
     logger.info("stopping: NOT_SERVING, finishing in-flight calls (up to %g s)", config.grace_seconds)
+    if follower is not None:
+        follower.stop()
     running.stop(config.grace_seconds)
     stop_shared_pool()
     logger.info("stopped")

@@ -12,6 +12,7 @@ overrides the one before. What each setting is, and its name in every layer, is 
     request_read_timeout_seconds = 10  # a call whose request has not arrived by then is cancelled
     grace_seconds = 10              # SIGTERM: in-flight calls get this long
     keep_generations = 3            # index generations kept on disk after a rebuild (at least 2)
+    role = "reader"                 # a read replica of the writer's index directory
 
     [limits]                        # any field of jointspace.core.limits.Limits
     max_k = 100
@@ -50,7 +51,7 @@ from typing import Any
 from jointspace.core.errors import InvalidInput, NotFound
 from jointspace.core.limits import DEFAULT_LIMITS, Limits, parse_limit_assignment
 from jointspace.core.logs import FORMATS
-from jointspace.server.api.settings import CONFIG_ENV, SECTIONS, TYPE_NAMES, from_environment
+from jointspace.server.api.settings import CONFIG_ENV, ROLES, SECTIONS, TYPE_NAMES, from_environment
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -86,6 +87,10 @@ class ServeConfig:
     request_read_timeout_seconds: float = 10.0
     grace_seconds: float = 10.0
     keep_generations: int = 3
+    encode_batching: str = "on"  # or "off" (server/serving/encode_batcher.py)
+    # A reader follows the writer's index directory and refuses changes (server/serving/follower.py).
+    role: str = "writer"
+    follow_interval_seconds: float = 0.2
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -106,13 +111,18 @@ class ServeConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 65535:
                 raise InvalidInput(f"--{name.replace('_', '-')}: {value} is not a port number")
-        for name in ("workers", "max_concurrent_rpcs", "max_deadline_seconds", "request_read_timeout_seconds"):
+        for name in ("workers", "max_concurrent_rpcs", "max_deadline_seconds", "request_read_timeout_seconds",
+                     "follow_interval_seconds"):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"--{name.replace('_', '-')}: must be positive")
         if self.grace_seconds < 0:
             raise InvalidInput("--grace-seconds: must not be negative")
         if self.log_format not in FORMATS:
             raise InvalidInput(f"--log-format: {self.log_format!r}; choose {' or '.join(FORMATS)}")
+        if self.encode_batching not in ("on", "off"):
+            raise InvalidInput(f"--encode-batching: {self.encode_batching!r}; choose on or off")
+        if self.role not in ROLES:
+            raise InvalidInput(f"--role: {self.role!r}; choose {' or '.join(ROLES)}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InvalidInput("--tls-cert and --tls-key: give both or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:

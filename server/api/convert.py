@@ -13,6 +13,7 @@ from jointspace.core.errors import InvalidInput
 from jointspace.core.limits import Limits
 from jointspace.data.catalog import CatalogEntry
 from jointspace.server.index.filters import MetadataFilter, make_filter
+from jointspace.server.index.searching import Found, Ranked
 from jointspace.server.serving.engine import Query
 from jointspace.v1 import jointspace_pb2 as pb
 
@@ -76,6 +77,8 @@ def _plain(message: Any, field: str) -> Any:
 
 
 def filters_from_proto(filters: Any, field: str, limits: Limits) -> tuple[MetadataFilter, ...]:
+    if not filters:
+        return ()
     limits.check_count(len(filters), "max_filters", field, "filters")
     return tuple(
         make_filter(item.field, [_plain(v, f"{field}[{i}].any_of[{j}]") for j, v in enumerate(item.any_of)],
@@ -105,6 +108,21 @@ def hits_to_proto(hits: list[Hit], generation: str, response: pb.SearchResponse 
                 found_by=hit.found_by)
         else:
             add(key=hit.key, score=hit.score, modality=hit.modality, found_by=hit.found_by)
+    return response
+
+
+def found_to_proto(found: Found, query: int, min_score: float | None, generation: str,
+                   response: pb.SearchResponse | None = None) -> pb.SearchResponse:
+    """Query `query`'s hits among `found` scoring at least `min_score` (None: all), into
+    `response` (a new one if None), as `hits_to_proto` does."""
+    if not isinstance(found, Ranked):
+        return hits_to_proto(above(found[query], min_score), generation, response)
+    response = pb.SearchResponse() if response is None else response
+    response.generation = generation
+    add, modality = response.hits.add, found.modality
+    for key, score in zip(found.keys[query], found.scores[query]):
+        if min_score is None or score >= min_score:
+            add(key=key, score=score, modality=modality)
     return response
 
 
@@ -140,12 +158,14 @@ def excluded_keys_from_proto(request: pb.SearchRequest, query: Query, limits: Li
     """The keys a search must not return: `exclude_keys`, `seen_ids` and, when
     `exclude_query_ids` says so (unset: for a history), the query's own ids. The keys asked for
     count against max_exclude_keys; a history's own ids are bounded by max_ids instead."""
+    kind, value = query
+    own = request.exclude_query_ids if request.HasField("exclude_query_ids") else kind == "ids"
+    if not (request.exclude_keys or request.seen_ids or own):  # the usual query: nothing to look up
+        return set()
     asked = len(request.exclude_keys) + len(request.seen_ids)
     limits.check_count(asked, "max_exclude_keys", "exclude_keys + seen_ids" if request.seen_ids else "exclude_keys",
                        "keys")
     excluded = set(request.exclude_keys) | set(request.seen_ids)
-    kind, value = query
-    own = request.exclude_query_ids if request.HasField("exclude_query_ids") else kind == "ids"
     if own and kind == "id":
         excluded.add(value)
     elif own and kind == "ids":

@@ -1,4 +1,5 @@
-"""Prometheus metrics: calls by method and status, latency, what is served, rebuild progress.
+"""Prometheus metrics: calls by method and status, latency, query stages, what is served,
+rebuild progress.
 
 Every call is counted twice: under the project's own names (`jointspace_grpc_*`, labels
 service/method/code) and under the names and labels of go-grpc-prometheus, which stock gRPC
@@ -31,6 +32,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from jointspace.core.errors import JointspaceError
+from jointspace.core.stages import observe_stages
 from jointspace.server.api.interceptors import (
     Behavior,
     Continuation,
@@ -70,6 +72,11 @@ RECEIVED = Counter("grpc_server_msg_received_total", "Total number of RPC stream
                    STOCK_LABELS)
 SENT = Counter("grpc_server_msg_sent_total", "Total number of gRPC stream messages sent by the server.",
                STOCK_LABELS)
+
+# Each step of a query inside the server (jointspace.core.stages): what `bench queries` reads to
+# split a call's latency into decoding, encoding, searching and the rest.
+STAGE_SECONDS = Histogram("jointspace_query_stage_seconds", "Time in one step of a query, by stage.", ["stage"],
+                          buckets=LATENCY_BUCKETS)
 
 REBUILD_DONE = Gauge("jointspace_rebuild_items_done", "Catalog entries the running rebuild has embedded.")
 REBUILD_TOTAL = Gauge("jointspace_rebuild_items_total", "Catalog entries the running rebuild will embed (0: unknown).")
@@ -255,4 +262,9 @@ class MetricsEndpoint:
 def serve_metrics(host: str, port: int) -> MetricsEndpoint:
     """`/metrics` over HTTP on `host:port` (port 0 picks a free one), on a daemon thread."""
     http, thread = start_http_server(port, addr=host)
+    observe_stages(_observe_stage)
     return MetricsEndpoint(http, thread)
+
+
+def _observe_stage(stage: str, seconds: float) -> None:
+    STAGE_SECONDS.labels(stage).observe(seconds)

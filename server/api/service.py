@@ -42,12 +42,11 @@ from jointspace.core.errors import (
     quoted,
 )
 from jointspace.server.api.convert import (
-    above,
     catalog_entry_from_proto,
     entries_to_proto,
     excluded_keys_from_proto,
     filters_from_proto,
-    hits_to_proto,
+    found_to_proto,
     lexical_weight_from_proto,
     min_score_from_proto,
     query_from_proto,
@@ -158,9 +157,9 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
         filters = filters_from_proto(request.filters, "filters", self.engine.limits)
         min_score = min_score_from_proto(request, "min_score")
         served = self.engine.served
-        [hits] = self.engine.search([query], request.k, list(request.modalities), [excluded],
-                                    [filters], served=served, lexical_weight=lexical_weight_from_proto(request))
-        return hits_to_proto(above(hits, min_score), served.generation.name)
+        found = self.engine.find([query], request.k, list(request.modalities), [excluded],
+                                 [filters], served=served, lexical_weight=lexical_weight_from_proto(request))
+        return found_to_proto(found, 0, min_score, served.generation.name)
 
     @rpc
     def BatchSearch(self, request: pb.BatchSearchRequest, context: grpc.ServicerContext) -> pb.BatchSearchResponse:
@@ -183,9 +182,9 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
                         for i, query in zip(members, queries)]
             filters = [filters_from_proto(request.requests[i].filters, f"requests[{i}].filters", self.engine.limits)
                        for i in members]
-            found = self.engine.search(queries, k, modalities, excludes, filters, served, lexical_weight)
-            for i, hits in zip(members, found):
-                hits_to_proto(above(hits, min_scores[i]), served.generation.name, slots[i])
+            found = self.engine.find(queries, k, modalities, excludes, filters, served, lexical_weight)
+            for position, i in enumerate(members):
+                found_to_proto(found, position, min_scores[i], served.generation.name, slots[i])
         return response
 
     @rpc

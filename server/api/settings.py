@@ -26,6 +26,7 @@ ENV_PREFIX = "JOINTSPACE_"
 LIMIT_ENV_PREFIX = "JOINTSPACE_LIMIT_"
 CONFIG_ENV = "JOINTSPACE_CONFIG"  # the settings file, when --config is not given
 
+ROLES = ("writer", "reader")  # serve --role
 TYPE_NAMES = {Path: "a path", str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
@@ -65,6 +66,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("grace_seconds", "server", "grace_seconds", float, "on SIGTERM, in-flight calls get this long to finish"),
     Setting("keep_generations", "server", "keep_generations", int,
             "index generations kept on disk after a rebuild, the live one included (at least 2)"),
+    Setting("encode_batching", "server", "encode_batching", str,
+            "share one encoder call among the queries of concurrent requests", ("on", "off")),
+    Setting("role", "server", "role", str,
+            "writer (one per index directory) or reader: a read replica that follows the writer and "
+            "refuses changes", ROLES),
+    Setting("follow_interval_seconds", "server", "follow_interval_seconds", float,
+            "a reader checks the index directory for the writer's generations and changes this often"),
     Setting("tls_cert", "tls", "cert", Path, "serve TLS with this PEM certificate (chain)"),
     Setting("tls_key", "tls", "key", Path, "the certificate's PEM private key"),
     Setting("tls_client_ca", "tls", "client_ca", Path, "mutual TLS: require client certificates signed by this CA"),

@@ -2,7 +2,7 @@
 
 FAISS's recipe for large indexes, as Beam stages:
 
-    catalog files ─ parts ─ read ─ spread ─ RunInference (exported SavedModels) ─ pieces by shard
+    catalog parts ─ spread ─ read chunks ─ spread ─ embed (exported SavedModels) ─ pieces by shard
     pieces ─┬─ count per (modality, shard) ─────────────────────────────────────────┐
             └─ group by shard ─ row ids ─► shards                                     │
     shards ─┬─ hash sample ─ train ─ plan ──────────┐                                 │
@@ -10,15 +10,16 @@ FAISS's recipe for large indexes, as Beam stages:
             ├─ tuning queries ─ exact top-k per shard ─ merged ─┘
             └─ keys + metadata ─ catalog store
 
-A catalog file is read by one worker, a Parquet file by one worker per row group (its parts).
-A shard is a run of `shard_rows` consecutive lines (Parquet: rows) of one catalog file, so FAISS
-row ids follow catalog order exactly as in the local build; training samples and tuning queries are chosen by
-key hash (sampling.py). The local and the Beam build of one catalog therefore store the same rows
-and, for IVF, train the same centroids. IVF indexes are built shard by shard and merged
-(`merge_from`); any other type (Flat, HNSW, PQ) gathers its shards as Flat indexes, merged in
-order, and a non-Flat index is then built from the merged vectors in one place (an HNSW graph
-cannot be merged). After embedding, rows travel in column batches (`Piece`, `Shard`): per-row
-elements would spend most of the build pickling.
+The driver lists the catalog's parts (catalog_files.py): a file, or a Parquet file's row group,
+each read by one worker. A shard is a run of `shard_rows` consecutive lines (Parquet: rows) of
+one catalog file, so FAISS row ids follow catalog order exactly as in the local build; training
+samples and tuning queries are chosen by key hash (sampling.py). The local and the Beam build of
+one catalog therefore store the same rows and, for IVF, train the same centroids. IVF indexes
+are built shard by shard and merged (`merge_from`); any other type (Flat, HNSW, PQ) gathers its
+shards as Flat indexes, merged in order, and a non-Flat index is then built from the merged
+vectors in one place (an HNSW graph cannot be merged), which is why `auto` picks IVF-HNSW here
+where the local build picks HNSW (`sharded_factory`). After embedding, rows travel in column
+batches (`Piece`, `Shard`): per-row elements would spend most of the build pickling.
 
 The pipeline writes the index files and the store into the staging folder of the index directory
 (which workers must reach: a shared file system on a cluster); the driver adds the manifest and
@@ -27,33 +28,31 @@ publishes, through generation_writer.py like the local builder.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import apache_beam as beam
 import faiss
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
-from jointspace.core.errors import InvalidInput, NotFound
+from jointspace.core.errors import InvalidInput
 from jointspace.core.progress import log
-from jointspace.data.catalog import CatalogEntry, check_not_empty, check_unique_keys, iter_numbered
-from jointspace.data.parquet import row_group_sizes
-from jointspace.data.rows import is_parquet
+from jointspace.data.catalog import CatalogEntry, check_not_empty, check_unique_keys
 from jointspace.encoders.inference import EncoderSet
 from jointspace.encoders.manifest import read_manifest
-from jointspace.server.build.catalog_embedding import DEFAULT_BATCH, embedded_batches
+from jointspace.server.build.catalog_embedding import embedded_batches
+from jointspace.server.build.catalog_files import FilePart, catalog_files, file_parts, read_part
+from jointspace.server.build.dask_cluster import DASK_RUNNER
 from jointspace.server.index.generation_writer import (
     IndexSummary,
     StoreRow,
@@ -62,7 +61,13 @@ from jointspace.server.index.generation_writer import (
     write_catalog_store,
     write_tuned_index,
 )
-from jointspace.server.index.index_types import TRAINING_SAMPLE, factory_string, make_index, train_index
+from jointspace.server.index.index_types import (
+    QUANTIZER_LINKS,
+    TRAINING_SAMPLE,
+    factory_string,
+    make_index,
+    train_index,
+)
 from jointspace.server.index.sampling import QUERY_SALT, TRAINING_SALT, candidate_bound, key_hash
 from jointspace.server.index.tuning import (
     DEFAULT_TARGET_RECALL,
@@ -74,26 +79,15 @@ from jointspace.server.index.tuning import (
 )
 
 DEFAULT_SHARD_ROWS = 100_000
-READ_CHUNK = 1_024  # rows per element between reading and embedding
-PIECE_ROWS = 4_096  # rows per element between embedding and grouping by shard
+READ_CHUNK = 4_096  # rows per element between reading and grouping by shard
 # Beam's DirectRunner tries the Prism runner first, which downloads a binary: the in-process
 # FnApiRunner is the default here instead.
 DEFAULT_RUNNER = "FnApiRunner"
 SUMMARY_FILE = "beam-summary.json"
 
 Position = tuple[int, int]  # (catalog file number, line number or Parquet row number)
-FilePart = tuple[int, str, int | None]  # (catalog file number, path, Parquet row group or None: all)
 ShardNumber = tuple[int, int]  # (catalog file number, line number // shard_rows)
 Counts = list[tuple[tuple[str, ShardNumber], int]]  # rows per (modality, shard)
-
-
-class Embedded(NamedTuple):
-    position: Position
-    key: str
-    modality: str
-    metadata: dict[str, Any]
-    vector: np.ndarray
-    text: str | None  # a text entry's text, for the lexical index
 
 
 @dataclass(frozen=True)
@@ -139,49 +133,10 @@ class Plan:
     sample: np.ndarray | None
 
 
-class CatalogEncoderHandler(ModelHandler[tuple[Position, CatalogEntry], Embedded, EncoderSet]):
-    """RunInference with the exported model. `load_model` loads the serving signatures through
-    EncoderSet (Beam's own TensorFlow handler loads with Keras and stacks inputs into one tensor,
-    which these string and waveform signatures do not take); Beam batches the elements and
-    shares the loaded model between the threads of a worker."""
-
-    def __init__(self, model_dir: str) -> None:
-        super().__init__(max_batch_size=DEFAULT_BATCH)
-        self.model_dir = model_dir
-
-    def load_model(self) -> EncoderSet:
-        return EncoderSet(Path(self.model_dir))
-
-    def run_inference(self, batch: Sequence[tuple[Position, CatalogEntry]], model: EncoderSet,
-                      inference_args: dict[str, Any] | None = None) -> Iterator[Embedded]:
-        by_modality: dict[str, list[tuple[Position, CatalogEntry]]] = {}
-        for item in batch:
-            by_modality.setdefault(item[1].modality, []).append(item)
-        for modality, items in by_modality.items():
-            vectors = np.concatenate(list(embedded_batches(model, modality, [e.value for _, e in items])))
-            for (position, entry), vector in zip(items, vectors):
-                yield Embedded(position, entry.key, modality, entry.metadata, vector,
-                               entry.value if modality == "text" else None)
-
-    def get_num_bytes(self, batch: Sequence[tuple[Position, CatalogEntry]]) -> int:
-        """Only feeds a metric; the default pickles the whole batch to measure it."""
-        return len(batch)
-
-
-def _file_parts(item: tuple[int, str]) -> Iterator[FilePart]:
-    """A Parquet file's row groups, to be read by as many workers; a text file is one part."""
-    file_number, path = item
-    if not is_parquet(Path(path)):
-        yield file_number, path, None
-        return
-    for group in range(len(row_group_sizes(Path(path)))):
-        yield file_number, path, group
-
-
 def _read_chunks(part: FilePart) -> Iterator[RowChunk]:
-    file_number, path, row_group = part
+    file_number = part[0]
     chunk: list[tuple[Position, CatalogEntry]] = []
-    for line, entry in iter_numbered(Path(path), row_group=row_group):
+    for line, entry in read_part(part):
         chunk.append(((file_number, line), entry))
         if len(chunk) == READ_CHUNK:
             yield RowChunk(chunk)
@@ -190,32 +145,36 @@ def _read_chunks(part: FilePart) -> Iterator[RowChunk]:
         yield RowChunk(chunk)
 
 
-class _PiecesByShard(beam.DoFn):
-    """Gathers embedded rows into one `Piece` per shard and bundle (at most PIECE_ROWS rows)."""
-
-    def __init__(self, shard_rows: int) -> None:
-        self.shard_rows = shard_rows
-        self.pending: dict[ShardNumber, list[Embedded]] = {}
-
-    def start_bundle(self) -> None:
-        self.pending = {}
-
-    def process(self, row: Embedded) -> Iterator[tuple[ShardNumber, Piece]]:
-        number = (row.position[0], row.position[1] // self.shard_rows)
-        rows = self.pending.setdefault(number, [])
-        rows.append(row)
-        if len(rows) == PIECE_ROWS:
-            yield number, _piece(self.pending.pop(number))
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        for number, rows in self.pending.items():
-            yield WindowedValue((number, _piece(rows)), MIN_TIMESTAMP, (GlobalWindow(),))
-        self.pending = {}
+@lru_cache(maxsize=1)
+def _encoders(model_dir: str) -> EncoderSet:
+    """The exported model, loaded once per worker process: Beam's DaskRunner sets a step up again
+    for every partition. Loaded through EncoderSet: Beam's own TensorFlow model handler loads
+    with Keras and stacks inputs into one tensor, which these string and waveform signatures
+    do not take."""
+    return EncoderSet(Path(model_dir))
 
 
-def _piece(rows: list[Embedded]) -> Piece:
-    return Piece([r.position[1] for r in rows], [r.key for r in rows], [r.modality for r in rows],
-                 [r.metadata for r in rows], np.stack([r.vector for r in rows]), [r.text for r in rows])
+def _embedded_pieces(chunk: RowChunk, model_dir: str, shard_rows: int) -> Iterator[tuple[ShardNumber, Piece]]:
+    """The chunk's rows embedded, as one `Piece` per shard they fall in. No step holds rows back
+    across elements to batch them (as RunInference and any buffering DoFn do): Beam's DaskRunner
+    drops whatever a step emits when its bundle finishes."""
+    encoders = _encoders(model_dir)
+    rows = chunk.rows
+    by_modality: dict[str, list[int]] = {}
+    for i, (_, entry) in enumerate(rows):
+        by_modality.setdefault(entry.modality, []).append(i)
+    vectors = np.empty((len(rows), encoders.dim), dtype=np.float32)
+    for modality, members in by_modality.items():
+        values = [rows[i][1].value for i in members]
+        vectors[members] = np.concatenate(list(embedded_batches(encoders, modality, values)))
+    by_shard: dict[ShardNumber, list[int]] = {}
+    for i, ((file_number, line), _) in enumerate(rows):
+        by_shard.setdefault((file_number, line // shard_rows), []).append(i)
+    for number, members in by_shard.items():
+        entries = [rows[i][1] for i in members]
+        yield number, Piece([rows[i][0][1] for i in members], [e.key for e in entries],
+                            [e.modality for e in entries], [e.metadata for e in entries], vectors[members],
+                            [e.value if e.modality == "text" else None for e in entries])
 
 
 def _piece_counts(item: tuple[ShardNumber, Piece]) -> Iterator[tuple[tuple[str, ShardNumber], int]]:
@@ -302,10 +261,27 @@ def _is_ivf(index: faiss.Index) -> bool:
     return isinstance(faiss.downcast_index(index), faiss.IndexIVF)
 
 
+def sharded_factory(spec: str, count: int, dim: int) -> str:
+    """The factory string of `spec` for `count` vectors. `auto` follows the size of the whole
+    catalog as in the local build, except that no HNSW graph over all vectors is chosen: that
+    graph cannot be merged from shards, so it would be built in one place, from every vector.
+    Where the local build picks HNSW, this picks IVF with an HNSW graph over the centroids as
+    its coarse quantizer (`ivfhnsw`): trained on the hash sample, filled shard by shard on the
+    workers, merged list by list. Beyond, IVF-PQ gets the same quantizer, which assigns a vector
+    to one of tens of thousands of lists without comparing it with every centroid."""
+    if spec.strip().lower() != "auto":
+        return factory_string(spec, count, dim)
+    factory = factory_string(spec, count, dim)
+    if factory.startswith("HNSW"):
+        return factory_string("ivfhnsw", count, dim)
+    if factory.startswith("IVF"):
+        return factory.replace(",", f"_HNSW{QUANTIZER_LINKS},", 1)
+    return factory
+
+
 def _make_plan(item: tuple[str, Sample], spec: str, dim: int, counts: Counts) -> tuple[str, Plan]:
-    """Like the local build, the factory follows the size of the whole catalog."""
     modality, sample = item
-    factory = factory_string(spec, sum(count for _, count in counts), dim)
+    factory = sharded_factory(spec, sum(count for _, count in counts), dim)
     index = make_index(factory, 0, dim)
     if index.is_trained:
         return modality, Plan(factory, None, None)
@@ -391,20 +367,17 @@ def _sample(shards: beam.PCollection, counts: Any, count: int, salt: bytes, labe
     )
 
 
-def expand_build(pipeline: beam.Pipeline, model_dir: Path, catalog_paths: Sequence[Path], staging: Path,
+def expand_build(pipeline: beam.Pipeline, model_dir: Path, parts: Sequence[FilePart], staging: Path,
                  spec: str, dim: int, model_version: str, target_recall: float, shard_rows: int) -> None:
     """Add the build's stages to `pipeline`; running it fills `staging`."""
     where = str(staging)
     pieces = (
         pipeline
-        | "catalog files" >> beam.Create([(i, str(Path(p).resolve())) for i, p in enumerate(catalog_paths)])
-        | "file parts" >> beam.FlatMap(_file_parts)
+        | "catalog parts" >> beam.Create(list(parts))
         | "spread parts" >> beam.Reshuffle()
         | "read rows" >> beam.FlatMap(_read_chunks)
         | "spread rows" >> beam.Reshuffle()
-        | "rows" >> beam.FlatMap(lambda chunk: chunk.rows)
-        | "embed" >> RunInference(CatalogEncoderHandler(str(Path(model_dir).resolve())))
-        | "pieces by shard" >> beam.ParDo(_PiecesByShard(shard_rows))
+        | "embed" >> beam.FlatMap(_embedded_pieces, model_dir=str(Path(model_dir).resolve()), shard_rows=shard_rows)
     )
     counts = beam.pvalue.AsList(
         pieces | "count rows" >> beam.FlatMap(_piece_counts) | "count per shard" >> beam.CombinePerKey(sum)
@@ -461,6 +434,8 @@ def _step_failures_unlogged() -> Iterator[None]:
 def pipeline_options(args: Sequence[str]) -> PipelineOptions:
     """Beam's own options; unknown ones are refused (Beam would drop them with a warning, and a
     misspelt --runner would quietly run the build here instead of on the cluster)."""
+    if importlib.util.find_spec("distributed") is not None:
+        from jointspace.server.build import dask_runner  # noqa: F401  (makes Beam's Dask options known)
     options = PipelineOptions(list(args))
     known = PipelineOptions([]).get_all_options()
     unknown = set(options.get_all_options(retain_unknown_options=True)) - set(known)
@@ -469,31 +444,33 @@ def pipeline_options(args: Sequence[str]) -> PipelineOptions:
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = DEFAULT_RUNNER
+    if standard.runner.endswith("DaskRunner") and standard.runner != DASK_RUNNER:
+        raise InvalidInput(f"beam pipeline options: --runner={standard.runner} loses and repeats elements "
+                           f"(Beam 2.77); use --runner={DASK_RUNNER}")
     return options
 
 
 def build_generation_with_beam(
     model_dir: Path,
-    catalog_paths: Sequence[Path],
+    catalog_paths: Sequence[str | Path],
     index_root: Path,
     index_spec: str = "auto",
     target_recall: float = DEFAULT_TARGET_RECALL,
     pipeline_args: Sequence[str] = (),
     shard_rows: int = DEFAULT_SHARD_ROWS,
 ) -> str:
-    """Build and publish a generation with a Beam pipeline; returns its name."""
+    """Build and publish a generation with a Beam pipeline; returns its name. `catalog_paths`:
+    files, globs or URLs (catalog_files.py)."""
     started = time.monotonic()
     manifest = read_manifest(model_dir)
     dim, model_version = manifest.dim, manifest.model_version
     make_index(factory_string(index_spec, 1, dim), 1, dim)  # a bad factory string fails here, not on a worker
-    for path in catalog_paths:
-        if not Path(path).is_file():
-            raise NotFound(f"{path}: no such file")
     options = pipeline_options(pipeline_args)
+    files = catalog_files(catalog_paths)
+    parts = file_parts(files)
     with staging_area(index_root) as (directory, staging):
         pipeline = beam.Pipeline(options=options)
-        expand_build(pipeline, model_dir, catalog_paths, staging, index_spec, dim, model_version,
-                     target_recall, shard_rows)
+        expand_build(pipeline, model_dir, parts, staging, index_spec, dim, model_version, target_recall, shard_rows)
         log(f"beam: running the build on {options.view_as(StandardOptions).runner}")
         with _step_failures_unlogged():
             state = pipeline.run().wait_until_finish()
@@ -502,10 +479,10 @@ def build_generation_with_beam(
         summary_path = staging / SUMMARY_FILE
         summaries = json.loads(summary_path.read_text())
         summary_path.unlink()
-        check_not_empty(sum(s["count"] for s in summaries), catalog_paths)
+        check_not_empty(sum(s["count"] for s in summaries), [Path(f) for f in files])
         name = publish_generation(
             directory, staging, dim=dim, model_version=model_version, factory=summaries[0]["factory"],
-            summaries=[IndexSummary.from_dict(s) for s in summaries], catalogs=catalog_paths,
+            summaries=[IndexSummary.from_dict(s) for s in summaries], catalogs=[Path(f) for f in files],
             target_recall=target_recall, runner="beam", model_dir=model_dir)
     log(f"published {name} (beam): {sum(s['count'] for s in summaries)} entries in "
         f"{time.monotonic() - started:.1f}s")

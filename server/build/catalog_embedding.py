@@ -15,7 +15,8 @@ BATCH_SIZES = {"audio": 64}
 DEFAULT_BATCH = 512
 
 
-def embedded_batches(encoders: EncoderSet, modality: str, values: Sequence[Any]) -> Iterator[np.ndarray]:
+def embedded_batches(encoders: EncoderSet, modality: str,
+                     values: Sequence[Any] | np.ndarray) -> Iterator[np.ndarray]:
     """float32 [batch, D] vectors of length at most 1, in the order of `values`."""
     size = BATCH_SIZES.get(modality, DEFAULT_BATCH)
     for start in range(0, len(values), size):
@@ -23,7 +24,7 @@ def embedded_batches(encoders: EncoderSet, modality: str, values: Sequence[Any])
         yield finite_vectors(encoders.embed(modality, batch).astype(np.float32), modality, batch)
 
 
-def finite_vectors(vectors: np.ndarray, modality: str, values: Sequence[Any]) -> np.ndarray:
+def finite_vectors(vectors: np.ndarray, modality: str, values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """`vectors`, refused if any is NaN or infinite: a model whose weights went NaN embeds
     everything to NaN, and FAISS would index that without a word."""
     bad = ~np.isfinite(vectors).all(axis=1)

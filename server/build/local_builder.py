@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from jointspace.core.progress import Progress, log
-from jointspace.data.catalog import CatalogEntry, RowRules, read_catalog
+from jointspace.data.catalog import CatalogGroup, RowRules, read_catalog_groups
 from jointspace.encoders.inference import EncoderSet
 from jointspace.server.build.catalog_embedding import embedded_batches
 from jointspace.server.index.data_dir import DataDir
@@ -54,18 +54,16 @@ def build_generation(
     started = time.monotonic()
     check_index_type(index_spec, encoders.dim, "--index")  # before the catalog is read and embedded
     report("reading catalog", 0, 0)
-    entries = read_catalog(catalog_paths, RowRules(encoders.limits, data_dir.confine if data_dir else None))
+    groups = read_catalog_groups(catalog_paths, RowRules(encoders.limits, data_dir.confine if data_dir else None))
+    total = sum(len(group.keys) for group in groups.values())
     with staging_area(index_root) as (directory, staging):
-        groups: dict[str, list[CatalogEntry]] = {}
-        for entry in entries:
-            groups.setdefault(entry.modality, []).append(entry)
-        vectors = _embed(encoders, groups, len(entries), report)
-        factory = factory_string(index_spec, len(entries), encoders.dim)
+        vectors = _embed(encoders, groups, total, report)
+        factory = factory_string(index_spec, total, encoders.dim)
         summaries = []
         report("indexing", 0, len(vectors))
         for done, (modality, matrix) in enumerate(vectors.items(), 1):
             log(f"building {factory} index for {len(matrix)} {modality} vectors")
-            keys = [e.key for e in groups[modality]]
+            keys = groups[modality].keys
             queries = tuning_queries(keys, matrix)
             truth = exact_neighbours(queries, matrix, np.arange(len(matrix)))
             summaries.append(write_tuned_index(staging, modality, build_index(factory, keys, matrix),
@@ -73,25 +71,26 @@ def build_generation(
             report("indexing", done, len(vectors))
         write_catalog_store(
             staging,
-            ((m, row, e.key, e.metadata, e.value if m == "text" else None)
-             for m, group in groups.items() for row, e in enumerate(group)),
+            ((m, row, key, metadata, value if m == "text" else None)
+             for m, group in groups.items()
+             for row, (key, metadata, value) in enumerate(zip(group.keys, group.metadata, group.values))),
             encoders.version,
         )
         name = publish_generation(directory, staging, dim=encoders.dim, model_version=encoders.version,
                                   factory=factory, summaries=summaries, catalogs=catalog_paths,
                                   target_recall=target_recall, runner="local",
                                   model_dir=model_dir, go_live=go_live)
-    log(f"published {name}: {len(entries)} entries in {time.monotonic() - started:.1f}s")
+    log(f"published {name}: {total} entries in {time.monotonic() - started:.1f}s")
     return name
 
 
-def _embed(encoders: EncoderSet, groups: dict[str, list[CatalogEntry]], total: int,
+def _embed(encoders: EncoderSet, groups: dict[str, CatalogGroup], total: int,
            report: ReportProgress) -> dict[str, np.ndarray]:
     vectors = {}
     with Progress(total, "embedding catalog", unit="row") as progress:
         for modality, group in sorted(groups.items()):
             chunks = []
-            for chunk in embedded_batches(encoders, modality, [e.value for e in group]):
+            for chunk in embedded_batches(encoders, modality, group.values):
                 chunks.append(chunk)
                 progress.update(len(chunk))
                 report("embedding", progress.done, total)

@@ -30,10 +30,12 @@ CREATE TABLE info (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 def write_store(path: Path, rows: Iterable[tuple[str, int, str, dict[str, Any]]],
                 info: dict[str, str]) -> None:
-    """Write a new store in one transaction."""
+    """Write a new store in one transaction, without a rollback journal or syncs: the file is
+    new in a staging folder, which a failed build removes and publishing fsyncs before the
+    generation is placed (index_directory.py), so neither would protect anything."""
     connection = sqlite3.connect(path)
     try:
-        connection.executescript(SCHEMA)
+        connection.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + SCHEMA)
         connection.executemany(
             "INSERT INTO entries VALUES (?, ?, ?, ?)",
             # Most catalog rows of a large build carry no metadata: skip the encoder for them.

@@ -100,9 +100,10 @@ def _matrices(entries: Mapping[str, DeltaEntry]) -> dict[str, DeltaMatrix]:
 NO_CHANGES = Changes()
 
 
-def replay(journal: list[Change], located: Mapping[str, Location]) -> Changes:
+def replay(journal: list[Change], located: Mapping[str, Location], over: Changes = NO_CHANGES) -> Changes:
     """The changes a generation serves after the journal's rows for it (in order: the last
-    change of a key wins); `located` holds the generation's rows of the keys involved."""
+    change of a key wins) applied `over` those it served before (a replica's next rows);
+    `located` holds the generation's rows of the keys involved."""
     last: dict[str, Change] = {}
     for change in journal:
         last.pop(change.key, None)  # keep acknowledgement order among the survivors
@@ -111,4 +112,4 @@ def replay(journal: list[Change], located: Mapping[str, Location]) -> Changes:
                           document(c.upserted_modality, c.value, c.metadata or {}))
                for c in last.values() if c.kind == UPSERT]
     deletes = [c.key for c in last.values() if c.kind != UPSERT]
-    return NO_CHANGES.apply(upserts, deletes, located)
+    return over.apply(upserts, deletes, located)

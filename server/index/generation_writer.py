@@ -75,13 +75,21 @@ def write_tuned_index(staging: Path, modality: str, index: faiss.Index, queries:
 
 
 def write_catalog_store(staging: Path, rows: Iterable[StoreRow], model_version: str) -> None:
-    """The catalog store and the lexical index beside it (lexical.py), from the same rows."""
-    rows = list(rows)
+    """The catalog store and the lexical index beside it (lexical.py), from the same rows, read
+    once: a million rows held in a list would survive long enough for Python's cyclic garbage
+    collector to walk them, and the whole process's objects, again and again."""
+    documents: list[tuple[str, int, str]] = []
+
+    def store_rows() -> Iterator[tuple[str, int, str, dict[str, Any]]]:
+        for modality, row, key, metadata, text in rows:
+            if text or metadata:  # only a text entry or metadata has words (a bare vector has none)
+                documents.append((modality, row, document(modality, text, metadata)))
+            yield modality, row, key, metadata
+
     with write_site("store", f"writing the catalog store {STORE_FILE}"):
-        write_store(staging / STORE_FILE, ((m, row, key, meta) for m, row, key, meta, _ in rows),
-                    {"model_version": model_version})
+        write_store(staging / STORE_FILE, store_rows(), {"model_version": model_version})
     with write_site("store", f"writing the lexical index {LEXICAL_FILE}"):
-        write_lexical(staging, ((m, row, document(m, text, meta)) for m, row, _, meta, text in rows))
+        write_lexical(staging, documents)
 
 
 def publish_generation(directory: IndexDirectory, staging: Path, *, dim: int, model_version: str,

@@ -27,6 +27,7 @@ from jointspace.server.index.sampling import TRAINING_SALT, hash_sample
 
 FLAT_UP_TO = 20_000
 HNSW_UP_TO = 5_000_000
+QUANTIZER_LINKS = 32  # M of the HNSW graph over the centroids of `ivfhnsw`
 MAX_LISTS = 65_536  # IVF lists: auto's own most
 
 _N = r"[1-9][0-9]{0,5}"
@@ -35,7 +36,7 @@ _TRANSFORM = rf"(?:PCAR?{_N}|OPQ{_N}(?:_{_N})?|RR{_N}|Pad{_N}|L2norm)"
 _MAIN = (rf"Flat|{_SQ}|HNSW{_N}(?:[_,](?:Flat|{_SQ}|PQ{_N}))?"
          rf"|IVF{_N}(?:_HNSW{_N})?,(?:Flat|{_SQ}|PQ{_N}x4fsr?|PQ{_N}(?:x{_N})?(?:np)?)")
 _FACTORY = re.compile(rf"(?:{_TRANSFORM},)*(?:{_MAIN})")
-USABLE = ("auto, flat, hnsw or ivfpq, or a FAISS factory string of this form: transforms PCA<d>, PCAR<d>, "
+USABLE = ("auto, flat, hnsw, ivfhnsw or ivfpq, or a FAISS factory string of this form: transforms PCA<d>, PCAR<d>, "
           "OPQ<m>[_<d>], RR<d>, Pad<d> or L2norm, each followed by a comma, then Flat, SQ<4|6|8|fp16|bf16|8_direct>, "
           "HNSW<M>[,Flat|,SQ8|,PQ<m>] or IVF<lists>[_HNSW<M>],<Flat|SQ8|PQ<m>[x<bits>][np]|PQ<m>x4fs>")
 
@@ -98,10 +99,14 @@ def factory_string(spec: str, count: int, dim: int) -> str:
         return "Flat"
     if name == "hnsw":
         return "HNSW32,Flat"
+    lists = max(1, min(65536, int(4 * math.sqrt(max(count, 1)))))
+    if name == "ivfhnsw":  # what a sharded (Beam) build picks for `auto` instead of HNSW
+        return f"IVF{lists}_HNSW{QUANTIZER_LINKS},Flat"
     if name == "ivfpq":
-        lists = max(1, min(65536, int(4 * math.sqrt(max(count, 1)))))
         sub = next(m for m in (dim // 2, dim // 4, dim // 8, 1) if m >= 1 and dim % m == 0)
-        return f"IVF{lists},PQ{sub}"
+        # np: no polysemous training, which only a Hamming-distance search uses (not ours) and
+        # which costs a minute or more per build whatever the catalog's size.
+        return f"IVF{lists},PQ{sub}np"
     return spec
 
 

@@ -14,6 +14,16 @@ before `CURRENT` is switched). Which changes a rebuild carries is decided by the
 after the one its catalog is said to include), never by file times or clocks; rows of any
 generation other than the live one are dropped once it is live, and at every start (a
 generation that was placed but never went live may reuse a name).
+
+One writer, many readers: only the writer process (`serve`, writer_lock.py) opens the journal
+to write; read replicas open it read-only (`Journal(root, read_only=True)`: a `mode=ro`
+connection, no table created, no pragma set) and tail it (follower.py). Why a reader misses no
+change and applies none twice: once a generation is live its rows only grow, at the end. Every
+row carried to it was committed, in one transaction, before `CURRENT` named it; later rows are
+appended, and writes are serialised by `BEGIN IMMEDIATE`, so rows commit in `seq` order and a
+new row's number (its own `seq`) is larger than every number before it. A reader that has
+applied a live generation's changes through number N therefore needs exactly those numbered
+after N, and reads a generation's rows in full only when `CURRENT` comes to name it.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import json
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -83,21 +94,29 @@ class Change:
 
 class Journal:
     """Created on the first write, so that serving a directory that never changes writes nothing
-    into it. Writers are serialised by the engine; reads happen at load and rebuild time."""
+    into it. Writers are serialised by the engine; reads happen at load and rebuild time, and
+    on a read replica at every poll. `read_only`: a replica's, which never writes (a write is a
+    bug, refused before SQLite is asked)."""
 
-    def __init__(self, index_root: Path) -> None:
+    def __init__(self, index_root: Path, read_only: bool = False) -> None:
         self.path = Path(index_root) / JOURNAL_FILE
+        self.read_only = read_only
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
     def _open(self, create: bool) -> sqlite3.Connection | None:
+        if create:
+            self._check_writable()
         with self._lock:
             if self._connection is None and (create or self.path.is_file()):
                 existed = self.path.is_file()
                 with self._reading():
-                    connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                    connection = self._connect()
                     if existed:
                         self._check(connection)
+                if self.read_only:  # the writer set WAL mode and created the table
+                    self._connection = connection
+                    return connection
                 with write_site("journal", f"opening the journal {self.path}"):
                     connection.execute("PRAGMA journal_mode=WAL")
                     connection.execute("PRAGMA synchronous=FULL")
@@ -105,6 +124,16 @@ class Journal:
                     _add_origin_column(connection)
                 self._connection = connection
             return self._connection
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            return sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        address = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        return sqlite3.connect(address, uri=True, check_same_thread=False, isolation_level=None)
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise RuntimeError(f"{self.path}: a read replica's journal is never written")
 
     def _check(self, connection: sqlite3.Connection) -> None:
         """SQLite's own page check; a damaged journal must stop the server, not lose changes."""
@@ -137,15 +166,18 @@ class Journal:
             return int(connection.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
 
     def changes(self, generation: str, after: int = 0) -> list[Change]:
-        """Changes made against `generation` (numbered after `after`), in order."""
+        """Changes made against `generation` (numbered after `after`), in order. A number is never
+        larger than its row's `seq` (it is its own seq, or an earlier one it was carried from), so
+        `seq > after` picks the candidates through the (generation, seq) index: a replica that
+        tails the journal reads only the new rows."""
         connection = self._open(create=False)
         if connection is None:
             return []
         with self._lock, self._reading():
             rows = connection.execute(
                 "SELECT kind, key, acknowledged, modality, value, audio, sample_rate, vector, metadata,"
-                " COALESCE(origin, seq) FROM changes WHERE generation = ? AND COALESCE(origin, seq) > ?"
-                " ORDER BY seq", (generation, after)).fetchall()
+                " COALESCE(origin, seq) FROM changes WHERE generation = ? AND seq > ?"
+                " AND COALESCE(origin, seq) > ? ORDER BY seq", (generation, after, after)).fetchall()
         return [_change(row) for row in rows]
 
     def carry_over(self, generation: str, changes: list[Change]) -> None:
@@ -178,6 +210,7 @@ class Journal:
 
     def keep_only(self, generation: str) -> None:
         """Drop the changes of every generation but the live one."""
+        self._check_writable()
         connection = self._open(create=False)
         if connection is not None:
             with self._lock, write_site("journal", f"dropping old rows of the journal {self.path}"):

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,14 +54,52 @@ class Lexical:
     words_only: frozenset[int] = frozenset()  # query rows the text tower could not embed
 
 
+@dataclass(frozen=True)
+class Ranked:
+    """The hits of a batch of queries as one modality's FAISS index ranked them, best first:
+    each array turned into Python lists in one step, without an object per hit (building those
+    cost more than the search itself). `keys[i]` and `scores[i]` belong to query i."""
+
+    modality: str
+    keys: list[list[str]]
+    scores: list[list[float]]
+
+    def hits(self) -> list[list[Hit]]:
+        return [[Hit(key, score, self.modality) for key, score in zip(keys, scores)]
+                for keys, scores in zip(self.keys, self.scores)]
+
+
+Found = Ranked | list[list[Hit]]
+
+
 def search(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequence[str],
            excludes: Sequence[set[str]] | None = None,
            filters: Sequence[Sequence[MetadataFilter]] | None = None,
            changes: Changes = NO_CHANGES, with_metadata: bool = True,
            lexical: Lexical | None = None) -> list[list[Hit]]:
+    """Top-k hits per query row (`find`, as `Hit`s)."""
+    return as_hits(find(generation, vectors, k, modalities, excludes, filters, changes, with_metadata, lexical))
+
+
+def as_hits(found: Found) -> list[list[Hit]]:
+    return found.hits() if isinstance(found, Ranked) else found
+
+
+def find(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequence[str],
+         excludes: Sequence[set[str]] | None = None,
+         filters: Sequence[Sequence[MetadataFilter]] | None = None,
+         changes: Changes = NO_CHANGES, with_metadata: bool = True,
+         lexical: Lexical | None = None) -> Found:
     """Top-k hits per query row; `excludes[i]` and `filters[i]` belong to query i. With
-    `lexical`, the generation must have a lexical index (the engine checks)."""
+    `lexical`, the generation must have a lexical index (the engine checks). The common query
+    comes back `Ranked`, straight from FAISS's arrays (`direct_modality` says when); any other
+    as `Hit`s."""
     chosen = generation.check_modalities(modalities, also_present=changes.matrices)
+    direct = direct_modality(generation, changes, chosen, excludes, filters, with_metadata, lexical)
+    if direct is not None:
+        with faiss_threads(len(vectors)):
+            scores, rows = nearest(generation.indexes[direct], vectors, k, None, changes.hidden_rows(direct))
+        return _ranked(generation.keys[direct], direct, scores, rows)
     count = len(vectors)
     excludes = excludes or [set()] * count
     filters = filters or [()] * count
@@ -90,6 +127,31 @@ def search(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequ
                     generation, changes, lexical.texts[query], k, chosen, excluded, excluded_rows, query_filters)
                 results[query] = _fused_hits(generation, candidates, words, k, lexical, with_metadata)
     return results
+
+
+def direct_modality(generation: Generation, changes: Changes, chosen: list[str],
+                    excludes: Sequence[set[str]] | None, filters: Sequence[Sequence[MetadataFilter]] | None,
+                    with_metadata: bool, lexical: Lexical | None) -> str | None:
+    """The one result modality whose FAISS answer is the whole answer as it comes back, or None
+    (the general path): one modality `chosen`, with an index, no upserted entries to merge, no
+    stored metadata to attach, and queries with no lexical side, nothing excluded and no filter.
+    Rows hidden by deletes need no merge: the search itself leaves them out."""
+    if lexical is not None or len(chosen) != 1 or (excludes and any(excludes)) or (filters and any(filters)):
+        return None
+    [modality] = chosen
+    if (modality not in generation.indexes or modality in changes.matrices
+            or (with_metadata and modality in generation.with_metadata)):
+        return None
+    return modality
+
+
+def _ranked(keys: np.ndarray, modality: str, scores: np.ndarray, rows: np.ndarray) -> Ranked:
+    """`nearest`'s arrays as lists; the rows FAISS padded with -1 (fewer hits than k) left out."""
+    if -1 not in rows:  # the usual answer: k hits for every query
+        return Ranked(modality, keys[rows].tolist(), scores.tolist())
+    found, values, kept = keys[np.maximum(rows, 0)].tolist(), scores.tolist(), (rows >= 0).tolist()
+    return Ranked(modality, [[key for key, keep in zip(row, keeps) if keep] for row, keeps in zip(found, kept)],
+                  [[score for score, keep in zip(row, keeps) if keep] for row, keeps in zip(values, kept)])
 
 
 def _excluded_rows(generation: Generation, excluded: frozenset[str]) -> dict[str, set[int]]:
@@ -220,24 +282,34 @@ class _InFlight:
 
 
 _in_flight = _InFlight()
+# The OpenMP threads faiss_threads last set on each thread: setting them costs a release and
+# retake of the GIL, which a worker thread contends for with the server's event loop.
+_set_here = threading.local()
 
 
-@contextmanager
-def faiss_threads(queries: int) -> Iterator[None]:
+class faiss_threads:
     """Sets the OpenMP threads of the calling thread's FAISS calls for the duration (the setting
     is per thread, so concurrent calls do not race). A few queries run on the caller's thread
     alone: a team of OpenMP threads per gRPC worker, spinning after each tiny search, cost
     concurrent single queries much of their throughput. A batch uses every core only while no
     other search runs: two concurrent batches with a full team each put twice as many threads
     as cores, and each waits at its barriers for threads the other has preempted
-    (docs/benchmarks.md, "Serving speed")."""
-    with _in_flight.lock:
-        _in_flight.count += 1
-        alone = _in_flight.count == 1
-    faiss.omp_set_num_threads(CORES if alone and queries >= PARALLEL_FROM else 1)
-    try:
-        yield
-    finally:
+    (docs/benchmarks.md, "Serving speed"). A class rather than a generator: it wraps every
+    search, and costs less so."""
+
+    def __init__(self, queries: int) -> None:
+        self.queries = queries
+
+    def __enter__(self) -> None:
+        with _in_flight.lock:
+            _in_flight.count += 1
+            alone = _in_flight.count == 1
+        threads = CORES if alone and self.queries >= PARALLEL_FROM else 1
+        if getattr(_set_here, "threads", None) != threads:  # most calls: as this thread's last one
+            faiss.omp_set_num_threads(threads)
+            _set_here.threads = threads
+
+    def __exit__(self, *raised: object) -> None:
         with _in_flight.lock:
             _in_flight.count -= 1
 

@@ -10,6 +10,7 @@ the CLI, the tests and the service share it.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from jointspace.core.faults import pause_point
 from jointspace.core.lexical_weight import check_lexical_weight
 from jointspace.core.limits import DEFAULT_LIMITS, Limits
 from jointspace.core.progress import log
+from jointspace.core.stages import EMBED, SEARCH, timed
 from jointspace.data.catalog import CatalogEntry, check_unique_keys
 from jointspace.encoders.inference import EncoderSet
 from jointspace.server.index.changes import NO_CHANGES, Changes, DeltaEntry, replay
@@ -36,11 +38,14 @@ from jointspace.server.index.generation import Generation
 from jointspace.server.index.index_directory import IndexDirectory
 from jointspace.server.index.journal import DELETE, UPSERT, Change, Journal
 from jointspace.server.index.lexical_terms import document
-from jointspace.server.index.searching import Lexical, search
+from jointspace.server.index.searching import Found, Lexical, as_hits, find
+from jointspace.server.serving.encode_batcher import EncodeBatcher
 from jointspace.server.serving.operations import Operations
 from jointspace.server.serving.request_ids import RecentWrites, fingerprint, metadata_text
 
 Query = tuple[str, Any]  # (modality, value)
+READ_ONLY = ("this server is a read replica (serve --role reader); send Upsert, Delete and RebuildIndex "
+             "to the writer")
 DEFAULT_KEEP_GENERATIONS = 3
 
 
@@ -80,28 +85,30 @@ def check_keep_generations(keep: int) -> int:
 
 class Engine:
     def __init__(self, model_dir: Path, index_dir: Path, limits: Limits = DEFAULT_LIMITS,
-                 data_dir: DataDir | None = None, keep_generations: int = DEFAULT_KEEP_GENERATIONS) -> None:
+                 data_dir: DataDir | None = None, keep_generations: int = DEFAULT_KEEP_GENERATIONS,
+                 encode_batching: bool = True, read_only: bool = False) -> None:
+        """`read_only`: a read replica's engine (follower.py), which writes nothing into the index
+        directory, refuses changes, and serves what the writer publishes."""
         self.limits = limits
+        self.read_only = read_only
+        # Queries' model calls shared among concurrent requests (encode_batcher.py); None: one each.
+        self.batcher = EncodeBatcher(limits.max_batch) if encode_batching else None
         self.keep_generations = check_keep_generations(keep_generations)
         # Every path the server reads (model, index, catalogs of a rebuild) goes through this.
         self.data_dir = data_dir or DataDir()
         self.index_dir = IndexDirectory(self.data_dir.confine(index_dir, "index"))
-        removed = self.index_dir.remove_partials()
+        # A replica leaves leftovers alone: a staging folder may be the writer's rebuild in progress.
+        removed = [] if read_only else self.index_dir.remove_partials()
         if removed:
             log(f"removed leftovers of interrupted builds: {', '.join(removed)}")
         live_name, generation = open_intact_generation(self.index_dir)
         encoders = self._pinned_encoders(self.data_dir.confine(model_dir, "model"), generation)
         check_pair(encoders, generation)
-        self.journal = Journal(self.index_dir.root)
-        self.journal.keep_only(live_name)
-        journalled = self.journal.changes(live_name)
-        if journalled and generation.name != live_name:
-            # Made against the corrupt live generation, perhaps with another model: embed again.
-            journalled = _reembedded(encoders, journalled)
-        changes = replay(journalled, generation.store.locate(sorted({c.key for c in journalled})))
-        if journalled:
-            log(f"replayed {len(journalled)} online changes over {generation.name}")
-        self._served = Served(encoders, generation, changes, live_name)
+        self.journal = Journal(self.index_dir.root, read_only=read_only)
+        if not read_only:
+            self.journal.keep_only(live_name)
+        # The newest journal number served: where a replica's follower goes on tailing.
+        self._served, self.loaded_through = load_changes(self.journal, encoders, generation, live_name)
         self._writer = threading.Lock()
         self.operations = Operations()
         self._recent = RecentWrites()
@@ -139,15 +146,26 @@ class Engine:
             raise LimitExceeded(f"{field}: {count} items, over the limit of {self.limits.max_batch}")
 
     def embed(self, queries: Sequence[Query], served: Served | None = None) -> np.ndarray:
-        """Unit vectors for queries of mixed modalities, one encoder call per modality."""
-        return _embed((served or self._served).encoders, queries)
+        """Unit vectors for queries of mixed modalities, one encoder call per modality (shared
+        with concurrent requests' when batching)."""
+        with timed(EMBED):
+            return _embed((served or self._served).encoders, queries, self.batcher)
 
     def search(self, queries: Sequence[Query], k: int, modalities: Sequence[str] = (),
                excludes: Sequence[set[str]] | None = None,
                filters: Sequence[Sequence[MetadataFilter]] | None = None,
                served: Served | None = None, lexical_weight: float | None = None,
                fusion: str = DEFAULT_FUSION) -> list[list[Hit]]:
-        """`served`: the snapshot to answer from (the caller's, to name its generation); the
+        """`find`, every hit a `Hit`."""
+        return as_hits(self.find(queries, k, modalities, excludes, filters, served, lexical_weight, fusion))
+
+    def find(self, queries: Sequence[Query], k: int, modalities: Sequence[str] = (),
+             excludes: Sequence[set[str]] | None = None,
+             filters: Sequence[Sequence[MetadataFilter]] | None = None,
+             served: Served | None = None, lexical_weight: float | None = None,
+             fusion: str = DEFAULT_FUSION) -> Found:
+        """Hits per query, `Ranked` arrays where searching.find can answer so (the API builds its
+        response from those directly). `served`: the snapshot to answer from (the caller's, to name its generation); the
         current one if not given. `lexical_weight`: a hybrid search of text queries (fusion.py).
         `excludes`: keys never to return per query, bounded by the caller (the API checks them
         against max_exclude_keys, api/convert.py)."""
@@ -157,11 +175,13 @@ class Engine:
         if lexical is None or lexical.weight <= 0:
             vectors = self.embed(queries, served)
         else:
-            vectors, wordless = _embed_texts(served.encoders, queries)
+            with timed(EMBED):
+                vectors, wordless = _embed_texts(served.encoders, queries)
             lexical = replace(lexical, words_only=wordless)
         check_deadline("searching the index")
-        return search(served.generation, vectors, k, modalities, excludes, filters, served.changes,
-                      lexical=lexical)
+        with timed(SEARCH):
+            return find(served.generation, vectors, k, modalities, excludes, filters, served.changes,
+                        lexical=lexical)
 
     def info(self) -> dict[str, Any]:
         served = self._served
@@ -177,6 +197,7 @@ class Engine:
     def upsert(self, entries: Sequence[CatalogEntry], request_id: str = "") -> int:
         """Embed with the served model, journal (durable before returning), then serve. A retry
         with the `request_id` of an acknowledged upsert gets its answer again (request_ids.py)."""
+        self.check_writable()
         self._check_changes([e.key for e in entries], "entries")
         digest = fingerprint(UPSERT, [(e.key, e.modality, e.value, metadata_text(e.metadata)) for e in entries])
         with self._writer:
@@ -199,6 +220,7 @@ class Engine:
     def delete(self, keys: Sequence[str], request_id: str = "") -> int:
         """All or nothing: a key that is not served makes the call NOT_FOUND, deleting none. A
         retry with the `request_id` of an acknowledged delete gets its answer, not NOT_FOUND."""
+        self.check_writable()
         self._check_changes(keys, "keys")
         digest = fingerprint(DELETE, list(keys))
         with self._writer:
@@ -223,6 +245,16 @@ class Engine:
             self.journal.append(served.journal_name, changes)
         except StorageError as error:
             raise StorageError(f"{error}; nothing was applied, retry once the disk is fixed") from error
+
+    def check_writable(self) -> None:
+        """Changes (Upsert, Delete, RebuildIndex) go to the writer; a replica refuses them."""
+        if self.read_only:
+            raise NotReady(READ_ONLY)
+
+    def adopt(self, served: Served) -> None:
+        """A replica's follower serves what the writer published (one reference assignment, like
+        `swap`); a replica has no other writer of `_served`."""
+        self._served = served
 
     def _check_changes(self, keys: Sequence[str], field: str) -> None:
         if not keys:
@@ -256,6 +288,27 @@ class Engine:
         log(f"serving {generation.name} (model {encoders.version}), {len(carried)} online changes carried over")
 
 
+def load_changes(journal: Journal, encoders: EncoderSet, generation: Generation,
+                 live_name: str) -> tuple[Served, int]:
+    """What to serve over a loaded generation: the changes journalled against the live one
+    replayed over it, and the newest number among them (0 for none)."""
+    journalled = journal.changes(live_name)
+    served = with_journalled(Served(encoders, generation, NO_CHANGES, live_name), journalled)
+    if journalled:
+        log(f"replayed {len(journalled)} online changes over {generation.name}")
+    return served, max((c.number for c in journalled), default=0)
+
+
+def with_journalled(served: Served, journalled: list[Change]) -> Served:
+    """`served` with changes read from the journal applied in order (the last change of a key
+    wins); embedded again while an older generation stands in for the live one they were made
+    against (its model may differ)."""
+    if journalled and served.fallback:
+        journalled = _reembedded(served.encoders, journalled)
+    located = served.generation.store.locate(sorted({c.key for c in journalled}))
+    return replace(served, changes=replay(journalled, located, over=served.changes))
+
+
 def _lexical(served: Served, queries: Sequence[Query], weight: float, fusion: str) -> Lexical:
     """The lexical side of a hybrid search, once the request is known to allow one."""
     check_lexical_weight(weight)
@@ -285,18 +338,19 @@ def _embed_texts(encoders: EncoderSet, queries: Sequence[Query]) -> tuple[np.nda
     return vectors, frozenset(wordless)
 
 
-def _embed(encoders: EncoderSet, queries: Sequence[Query]) -> np.ndarray:
+def _embed(encoders: EncoderSet, queries: Sequence[Query], batcher: EncodeBatcher | None = None) -> np.ndarray:
+    embed = encoders.embed if batcher is None else functools.partial(batcher.embed, encoders)
     by_modality: dict[str, list[int]] = {}
     for position, (modality, _) in enumerate(queries):
         by_modality.setdefault(modality, []).append(position)
     if len(by_modality) == 1:  # the usual call: no scatter into a second array
         [modality] = by_modality
         check_deadline(f"embedding {modality} queries")
-        return np.ascontiguousarray(encoders.embed(modality, [value for _, value in queries]), np.float32)
+        return np.ascontiguousarray(embed(modality, [value for _, value in queries]), np.float32)
     out = np.zeros((len(queries), encoders.dim), np.float32)
     for modality, positions in by_modality.items():
         check_deadline(f"embedding {modality} queries")
-        out[positions] = encoders.embed(modality, [queries[p][1] for p in positions])
+        out[positions] = embed(modality, [queries[p][1] for p in positions])
     return out
 
 

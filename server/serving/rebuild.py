@@ -47,6 +47,7 @@ def plan_rebuild(engine: Engine, catalogs: Sequence[str], index_spec: str = "", 
                  includes_changes_through: int = 0) -> RebuildPlan:
     """Check a request before any work starts, so that a typo is an error of the call, not of
     an operation that fails a moment later. Paths go through the data directory."""
+    engine.check_writable()
     if not catalogs:
         raise InvalidInput("catalog_paths: empty; name at least one catalog file on the server")
     paths = [engine.data_dir.existing(c, f"catalog_paths[{i}]") for i, c in enumerate(catalogs)]
