@@ -70,11 +70,10 @@ class EncoderSet:
                 raise InvalidInput(f"vector: expected {self.dim} values, got {wrong.size}")
             return normalize_vectors(np.stack(rows) if rows else np.zeros((0, self.dim)), self.dim)
         encoder = self.encoder(modality)
-        if isinstance(values, np.ndarray):  # encoders take lists of ids, texts, clips
-            values = values.tolist()
-        if not values:
+        items = values.tolist() if isinstance(values, np.ndarray) else values  # encoders take lists
+        if not items:
             return np.zeros((0, self.dim), np.float32)
-        return encoder.embed(modality, values)
+        return encoder.embed(modality, items)
 
     def encoder(self, modality: str) -> ServingEncoder:
         """The encoder that answers `modality` (not `vector`, which needs none)."""

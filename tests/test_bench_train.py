@@ -18,8 +18,8 @@ def test_bench_reports_both_sides_their_ratio_and_recall(tmp_path, capsys):
     """By default one pass over the rows (enough to leave the popular films behind)."""
     code = main(["bench", "train", "--films", "300", "--users", "200", "--warmup", str(WARMUP),
                  "--batch-size", "64", "--jointspace-batch-size", "32", "--val-queries", "200",
-                 "--id-norm", "unit", "--temperature", "0.1", "--learning-rate", "0.05", "--intra-op-threads", "1", "--work", str(tmp_path),
-                 "--json"])
+                 "--id-norm", "unit", "--temperature", "0.1", "--learning-rate", "0.05", "--intra-op-threads", "1",
+                 "--work", str(tmp_path), "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     steps = result["rows"] // 64 - WARMUP

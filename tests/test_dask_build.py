@@ -14,10 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
+from jointspace.core.errors import InvalidInput, NotFound
 from jointspace.data.vectors import as_catalog_holds, clustered_vectors, write_vector_catalog
 from jointspace.encoders.inference import EncoderSet
 from jointspace.server.build import beam_builder
-from jointspace.server.build.beam_builder import build_generation_with_beam, sharded_factory
+from jointspace.server.build.beam_builder import build_generation_with_beam, pipeline_options, sharded_factory
+from jointspace.server.build.catalog_files import catalog_files
 from jointspace.server.build.dask_cluster import DASK_RUNNER, dask_pipeline_args, dask_scheduler
 from jointspace.server.build.local_builder import build_generation
 from jointspace.server.index.generation import Generation
@@ -139,11 +141,15 @@ def test_cli_dask_build_on_a_scheduler_and_its_one_line_errors(built, scheduler,
     on_cluster = ("--runner", "dask", "--dask-scheduler", scheduler)
     assert_one_line_error(jointspace("index", "build", str(shards[0]), str(shards[0]), *common, *on_cluster),
                           "appears more than once")
-    assert_one_line_error(jointspace("index", "build", str(tmp_path / "none-*.jsonl"), *common, *on_cluster),
-                          "matches no file")
     assert_one_line_error(jointspace("index", "build", str(shards[0]), *common, "--workers", "2"),
                           "--workers and --dask-scheduler need --runner dask")
-    beams_own = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
-    assert_one_line_error(jointspace("index", "build", str(shards[0]), *common, "--runner", "beam", "--",
-                                     beams_own, f"--dask_client_address={scheduler}"), DASK_RUNNER)
     assert IndexDirectory(out).current_name() == "gen-000001"
+
+
+def test_catalog_patterns_that_match_nothing_and_beams_own_dask_runner_are_refused(tmp_path):
+    with pytest.raises(NotFound, match="matches no file"):
+        catalog_files([str(tmp_path / "none-*.jsonl")])
+    with pytest.raises(NotFound, match="no such file"):
+        catalog_files([tmp_path / "none.jsonl"])
+    with pytest.raises(InvalidInput, match=DASK_RUNNER):
+        pipeline_options(["--runner=apache_beam.runners.dask.dask_runner.DaskRunner"])

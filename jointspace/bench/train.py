@@ -4,9 +4,12 @@ Issue 4's target: on the synthetic generator at one million films × half a mill
 jointspace's training path runs at least twice as many examples/second as a plain TFRS loop
 (`tfrs.tasks.Retrieval` with metrics off, `model.fit`, batch 4096, Adagrad 0.1 as in the TFRS
 basic-retrieval tutorial), at equal or better validation recall. Both sides train on the same
-(user, film) rows for the same number of steps of the same batch size, one after the other in one
-run, each in its own process (jointspace/bench/train_side.py) so that peak memory is measured per
-side. The first steps (tracing, first touches of the tables) are not timed. Validation is the
+(user, film) rows, by default one pass over them, and see the same examples (jointspace's batch
+may be a divisor of TFRS's, with proportionally more steps), one after the other in one run, each
+in its own process (jointspace/bench/train_side.py) so that peak memory is measured per side,
+with the same TensorFlow thread settings. The first steps (tracing, first touches of the tables)
+are not timed; speed is reported by the clock and by the process's CPU time, since on a shared
+machine the clock also counts other jobs' time. Validation is the
 same for both: held-out (user, film) rows, each user's vector against every film's vector, exact
 (jointspace/core/retrieval_metrics.py), as the TFRS tutorial's top-k accuracy counts it.
 """
@@ -157,7 +160,7 @@ def table(result: dict[str, Any]) -> str:
     lines.append(f"\nspeed ratio (jointspace / tfrs): {result['speed_ratio']:.2f} by the clock, "
                  f"{result['cpu_speed_ratio']:.2f} by CPU time "
                  f"(target ≥ {TARGET_RATIO:g}); {result['examples_seen']:,} examples seen by each side "
-                 f"({result['passes']:g} passes over {result['rows']:,} rows), {result['val_queries']:,} "
+                 f"(passes over the {result['rows']:,} rows: {result['passes']:g}), {result['val_queries']:,} "
                  f"held-out rows; threads on both sides: intra-op {result['intra_op_threads']}, "
                  f"inter-op {result['inter_op_threads']}\n"
                  f"jointspace side: learning rate {own['learning_rate']:g}, temperature {own['temperature']:g}, "

@@ -26,7 +26,7 @@ def dask_scheduler(address: str | None, workers: int) -> Iterator[str]:
 
     # Dask's own logs, here (scheduler, nannies) and in the workers, are not the build's
     # progress; a failed step reaches the caller as its error, reported once.
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL) as cluster:
         yield cluster.scheduler_address
