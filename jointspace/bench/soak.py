@@ -384,7 +384,7 @@ def _latency(values: Sequence[float]) -> dict[str, float]:
     milliseconds = np.asarray(values) * 1000
     return {"p50_ms": round(float(np.percentile(milliseconds, 50)), 2),
             "p99_ms": round(float(np.percentile(milliseconds, 99)), 2),
-            "max_ms": round(float(milliseconds.max()), 1)}
+            "max_ms": round(float(milliseconds.max()), 2)}
 
 
 def _summary(seconds: float, clients: int, rows: int, dim: int, work: Path, reports: Sequence[ClientReport],
