@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 DECODE = "decode"  # audio bytes to samples, in the decode pool's worker processes
 EMBED = "embed"  # a request's values to vectors: decoding, waiting for a batch, the model call
@@ -28,16 +28,27 @@ def observe_stages(observer: Observer) -> None:
         _observers.append(observer)
 
 
-@contextlib.contextmanager
-def timed(stage: str) -> Iterator[None]:
-    """Time the block as `stage` (one of STAGES), also when it raises."""
-    if not _observers:
-        yield
-        return
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds = time.perf_counter() - started
+_UNTIMED = contextlib.nullcontext()
+
+
+class _Timer:
+    """A class, not a generator context manager: it runs on every Search."""
+
+    __slots__ = ("stage", "started")
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        seconds = time.perf_counter() - self.started
         for observer in _observers:
-            observer(stage, seconds)
+            observer(self.stage, seconds)
+
+
+def timed(stage: str) -> contextlib.AbstractContextManager[None]:
+    """Time the block as `stage` (one of STAGES), also when it raises."""
+    return _Timer(stage) if _observers else _UNTIMED
