@@ -68,7 +68,7 @@ from jointspace.server.index.index_types import (
     make_index,
     train_index,
 )
-from jointspace.server.index.sampling import QUERY_SALT, TRAINING_SALT, candidate_bound, key_hash
+from jointspace.server.index.sampling import QUERY_SALT, TRAINING_SALT, candidate_bound, key_hashes
 from jointspace.server.index.tuning import (
     DEFAULT_TARGET_RECALL,
     TUNING_QUERIES,
@@ -236,9 +236,10 @@ class Sample:
 def _shard_sample(shard: Shard, counts: Counts, count: int, salt: bytes) -> tuple[str, Sample]:
     """The shard's rows that can be among the modality's `count` smallest hashes."""
     bound = candidate_bound(_modality_totals(counts)[shard.modality], count)
-    hashes = [key_hash(key, salt) for key in shard.keys]
-    kept = [i for i, hashed in enumerate(hashes) if hashed < bound]
-    candidates = Sample([(hashes[i], shard.keys[i]) for i in kept], shard.rows[kept], shard.vectors[kept])
+    hashes = key_hashes(shard.keys, salt)
+    kept = np.flatnonzero(hashes <= bound - 1)  # bound may be 2**63, one past int64
+    orders = list(zip(hashes[kept].tolist(), (shard.keys[i] for i in kept.tolist())))
+    candidates = Sample(orders, shard.rows[kept], shard.vectors[kept])
     return shard.modality, candidates.smallest(count)
 
 

@@ -11,7 +11,9 @@ answer, as in a "more like this" query, because finding itself says nothing abou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import faiss
@@ -24,6 +26,10 @@ TUNING_K = 10
 TUNING_QUERIES = 1_000
 DEFAULT_TARGET_RECALL = 0.95
 EF_SEARCH_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+# Exact search's score tile, queries x database vectors: 128 MiB of float32 at most.
+EXACT_QUERY_TILE = 1_024
+EXACT_DATABASE_TILE = 32_768
+_BLAS_SETTINGS = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -52,11 +58,34 @@ def exact_neighbours(queries: TuningQueries, vectors: np.ndarray, rows: np.ndarr
     """Exact top-k of the queries among `vectors` (whose row ids are `rows`), each query's own
     row left out. Works on a part of the index as well as the whole: see `merge_neighbours`."""
     depth = min(k + 1, len(vectors))
-    scores, local = faiss.knn(np.ascontiguousarray(queries.vectors, np.float32),
-                              np.ascontiguousarray(vectors, np.float32), depth,
-                              metric=faiss.METRIC_INNER_PRODUCT)
+    with _blas_tiles():
+        scores, local = faiss.knn(np.ascontiguousarray(queries.vectors, np.float32),
+                                  np.ascontiguousarray(vectors, np.float32), depth,
+                                  metric=faiss.METRIC_INNER_PRODUCT)
     ids = np.where(local >= 0, np.asarray(rows, np.int64)[np.maximum(local, 0)], -1)
     return _top_k(scores, ids, queries.rows, k)
+
+
+@contextmanager
+def _blas_tiles() -> Iterator[None]:
+    """FAISS's exhaustive search by matrix products, in large database tiles, restored after.
+    Its default for fewer than distance_compute_blas_threshold queries is a dot product per
+    (query, vector) pair, several times slower for a thousand queries among a million vectors;
+    small database tiles spend most of their time per tile, not per product. Both ways are
+    exhaustive, so the answer is the same exact top-k. The settings are process-wide: the lock
+    keeps two builds from restoring each other's."""
+    settings = faiss.cvar
+    with _BLAS_SETTINGS:
+        saved = (settings.distance_compute_blas_threshold, settings.distance_compute_blas_query_bs,
+                 settings.distance_compute_blas_database_bs)
+        settings.distance_compute_blas_threshold = 0
+        settings.distance_compute_blas_query_bs = EXACT_QUERY_TILE
+        settings.distance_compute_blas_database_bs = EXACT_DATABASE_TILE
+        try:
+            yield
+        finally:
+            (settings.distance_compute_blas_threshold, settings.distance_compute_blas_query_bs,
+             settings.distance_compute_blas_database_bs) = saved
 
 
 def merge_neighbours(parts: Sequence[Neighbours], k: int = TUNING_K) -> Neighbours:
