@@ -56,6 +56,8 @@ def test_parquet_vectors_read_column_wise_match_the_row_reader(tmp_path):
 @pytest.mark.parametrize("lines", [
     ['{"key": "a", "vector": [1, 2]}', '{"key": "b", "vector": [3, 4], "metadata": {"genre": "x"}}'],
     ['{"key": "a", "vector": [1, 2]}', '{"key": "b", "vector": [3]}'],
+    # An integer that float32 rounds one way and its double another (Arrow reads it as a double).
+    ['{"key": "a", "vector": [1, 2]}', f'{{"key": "b", "vector": [{2**54 + 2**30 + 1}, 1]}}'],
 ])
 def test_other_vector_files_go_row_by_row_with_the_same_result(tmp_path, lines):
     path = write_lines(tmp_path / "c.jsonl", lines)
@@ -76,6 +78,7 @@ def test_other_vector_files_go_row_by_row_with_the_same_result(tmp_path, lines):
     (['{"key": "a", "vector": [true, false]}'], InvalidInput, r"c\.jsonl:1: vector must be a list of numbers"),
     (['{"key": "a", "vector": [[1], [2]]}'], InvalidInput, r"c\.jsonl:1: vector must be a list of numbers"),
     (['{"key": 7, "vector": [1, 2]}'], InvalidInput, r"c\.jsonl:1: key must be a non-empty string"),
+    ([f'{{"key": "a", "vector": [{2**70}, 2]}}'], InvalidInput, r"c\.jsonl:1: vector must be a list of numbers"),
     (['{"key": "a", "vector": [1, 2]', '{"key": "b", "vector": [1, 2]}'], InvalidInput, r"c\.jsonl:1: not valid JSON"),
 ])
 def test_rows_the_row_reader_refuses_are_refused_by_line(tmp_path, lines, error, message):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,11 @@ from jointspace.data.rows import is_parquet
 
 COLUMNS = frozenset({"key", "vector"})
 JSON_SUFFIXES = (".jsonl", ".json")
+# Told rather than inferred, which Arrow does faster. Every number is read as a double, so an
+# integer beyond 2**53, which the row reader holds exactly (or refuses beyond 64 bits), is left
+# to the row reader (`_rounded_integers`); a row of another shape fails to parse, as before.
+JSON_OPTIONS = pj.ParseOptions(explicit_schema=pa.schema([("key", pa.string()), ("vector", pa.list_(pa.float64()))]))
+EXACT_INTEGERS = 2.0**53
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ def read_vector_columns(paths: Sequence[Path], limits: Limits) -> VectorColumns 
         if part is None:
             return None
         parts.append(part)
-    keys = [key for part in parts for key in part.keys]
+    keys = list(chain.from_iterable(part.keys for part in parts))
     if not keys or len(set(keys)) != len(keys):
         return None
     return VectorColumns(keys, np.concatenate([part.vectors for part in parts]))
@@ -56,7 +63,7 @@ def _table(path: Path) -> pa.Table | None:
 
         read = pq.read_table
     elif path.suffix.lower() in JSON_SUFFIXES:
-        read = pj.read_json
+        read = partial(pj.read_json, parse_options=JSON_OPTIONS)
     else:
         return None
     try:
@@ -87,4 +94,16 @@ def _checked(table: pa.Table, limits: Limits) -> VectorColumns | None:
     if dim != pc.max(lengths).as_py() or flat.null_count or len(flat) != dim * len(vectors):
         return None
     matrix = flat.to_numpy(zero_copy_only=False).reshape(len(vectors), dim)
-    return VectorColumns(keys.to_pylist(), matrix.astype(np.float32))
+    single = matrix.astype(np.float32)
+    if _rounded_integers(matrix, single):
+        return None
+    return VectorColumns(keys.to_pylist(), single)
+
+
+def _rounded_integers(matrix: np.ndarray, single: np.ndarray) -> bool:
+    """Whether doubles hold finite values from 2**53 up, where a number that was an integer in
+    the file was rounded on the way (JSON_OPTIONS); `single` is `matrix` as float32, for speed."""
+    if matrix.dtype != np.float64:
+        return False
+    large = np.abs(single) >= EXACT_INTEGERS
+    return bool(large.any() and np.isfinite(matrix[large]).any())

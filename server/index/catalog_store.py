@@ -28,19 +28,24 @@ CREATE TABLE info (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-def write_store(path: Path, rows: Iterable[tuple[str, int, str, dict[str, Any]]],
-                info: dict[str, str]) -> None:
-    """Write a new store in one transaction, without a rollback journal or syncs: the file is
-    new in a staging folder, which a failed build removes and publishing fsyncs before the
-    generation is placed (index_directory.py), so neither would protect anything."""
+EMPTY_METADATA = "{}"
+
+
+def metadata_text(metadata: dict[str, Any]) -> str:
+    """Metadata as the store holds it. Callers pass EMPTY_METADATA for an entry without any, as
+    most entries of a large build are, rather than call the encoder."""
+    return json.dumps(metadata, separators=(",", ":"))
+
+
+def write_store(path: Path, rows: Iterable[tuple[str, int, str, str]], info: dict[str, str]) -> None:
+    """Write a new store of (modality, row, key, `metadata_text`) rows in one transaction, without
+    a rollback journal or syncs: the file is new in a staging folder, which a failed build removes
+    and publishing fsyncs before the generation is placed (index_directory.py), so neither would
+    protect anything."""
     connection = sqlite3.connect(path)
     try:
         connection.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + SCHEMA)
-        connection.executemany(
-            "INSERT INTO entries VALUES (?, ?, ?, ?)",
-            # Most catalog rows of a large build carry no metadata: skip the encoder for them.
-            ((m, r, k, json.dumps(meta, separators=(",", ":")) if meta else "{}") for m, r, k, meta in rows),
-        )
+        connection.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
         connection.executemany("INSERT INTO info VALUES (?, ?)", info.items())
         connection.commit()
     finally:

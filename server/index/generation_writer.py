@@ -19,7 +19,7 @@ from typing import Any
 
 import faiss
 
-from jointspace.server.index.catalog_store import STORE_FILE, write_store
+from jointspace.server.index.catalog_store import EMPTY_METADATA, STORE_FILE, metadata_text, write_store
 from jointspace.server.index.generation import index_file
 from jointspace.server.index.generation_manifest import GenerationManifest
 from jointspace.server.index.index_directory import MANIFEST, IndexDirectory, sha256_of
@@ -80,11 +80,13 @@ def write_catalog_store(staging: Path, rows: Iterable[StoreRow], model_version: 
     collector to walk them, and the whole process's objects, again and again."""
     documents: list[tuple[str, int, str]] = []
 
-    def store_rows() -> Iterator[tuple[str, int, str, dict[str, Any]]]:
+    def store_rows() -> Iterator[tuple[str, int, str, str]]:
         for modality, row, key, metadata, text in rows:
             if text or metadata:  # only a text entry or metadata has words (a bare vector has none)
                 documents.append((modality, row, document(modality, text, metadata)))
-            yield modality, row, key, metadata
+                yield modality, row, key, metadata_text(metadata)
+            else:
+                yield modality, row, key, EMPTY_METADATA
 
     with write_site("store", f"writing the catalog store {STORE_FILE}"):
         write_store(staging / STORE_FILE, store_rows(), {"model_version": model_version})
