@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,13 @@ from jointspace.v1 import jointspace_pb2 as pb
 
 
 def vector_from_proto(vector: pb.Vector, field: str) -> np.ndarray:
-    if vector.values and vector.f32:
-        raise InvalidInput(f"{field}: set values or f32, not both")
-    if vector.f32:
-        if len(vector.f32) % 4:
-            raise InvalidInput(f"{field}.f32: {len(vector.f32)} bytes is not a whole number of float32")
-        return np.frombuffer(vector.f32, dtype="<f4")
+    packed = vector.f32  # read once: each read of a bytes field makes a new object
+    if packed:
+        if vector.values:
+            raise InvalidInput(f"{field}: set values or f32, not both")
+        if len(packed) % 4:
+            raise InvalidInput(f"{field}.f32: {len(packed)} bytes is not a whole number of float32")
+        return np.frombuffer(packed, dtype="<f4")
     return np.asarray(vector.values, dtype=np.float32)
 
 
@@ -120,9 +122,11 @@ def found_to_proto(found: Found, query: int, min_score: float | None, generation
     response = pb.SearchResponse() if response is None else response
     response.generation = generation
     add, modality = response.hits.add, found.modality
-    for key, score in zip(found.keys[query], found.scores[query]):
-        if min_score is None or score >= min_score:
-            add(key=key, score=score, modality=modality)
+    hits: Iterable[tuple[str, float]] = zip(found.keys[query], found.scores[query])
+    if min_score is not None:  # tested here, not per hit, when the request sets none
+        hits = ((key, score) for key, score in hits if score >= min_score)
+    for key, score in hits:
+        add(key=key, score=score, modality=modality)
     return response
 
 

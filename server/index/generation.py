@@ -82,6 +82,9 @@ class Generation:
                     f"the FAISS file holds {index.ntotal} of dimension {index.d}, the store {stored} keys")
             apply_search_params(index, self.search_params.get(modality, {}))
             self.indexes[modality] = index
+        # Worked out once: every search checks its result modalities against them.
+        self._known = frozenset({"id", "text", "audio", "vector", *self.indexes})
+        self._sorted = sorted(self.indexes)
 
     def _read_index(self, modality: str) -> faiss.Index:
         path = self.path / index_file(modality)
@@ -123,12 +126,14 @@ class Generation:
         """Requested result modalities (empty: all). A modality absent from this generation is
         not an error (it simply has no hits); a name no encoder knows is. `also_present`: the
         modalities of online changes, which may hold entries where the generation has none."""
-        known = {"id", "text", "audio", "vector"} | set(self.indexes)
+        known = self._known
         for modality in modalities:
             if modality not in known:
                 raise InvalidInput(f"modalities: unknown modality {modality!r}; known: {', '.join(sorted(known))}")
-        present = set(self.indexes) | set(also_present)
-        return [m for m in dict.fromkeys(modalities or sorted(present)) if m in present]  # once each
+        present: Collection[str] = set(self.indexes).union(also_present) if also_present else self.indexes
+        if modalities:
+            return [m for m in dict.fromkeys(modalities) if m in present]  # once each
+        return sorted(present) if also_present else list(self._sorted)
 
     def filter_rows(self, modality: str, filters: Sequence[MetadataFilter]) -> np.ndarray:
         """Sorted rows of `modality` whose metadata passes every filter (at least one filter)."""

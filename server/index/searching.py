@@ -146,12 +146,14 @@ def direct_modality(generation: Generation, changes: Changes, chosen: list[str],
 
 
 def _ranked(keys: np.ndarray, modality: str, scores: np.ndarray, rows: np.ndarray) -> Ranked:
-    """`nearest`'s arrays as lists; the rows FAISS padded with -1 (fewer hits than k) left out."""
-    if -1 not in rows:  # the usual answer: k hits for every query
+    """`nearest`'s arrays as lists; the rows FAISS padded with -1 (fewer hits than k) left out.
+    The padding is looked for in the rows as Python lists: a numpy test of so small an array
+    costs more than the lookup of its keys."""
+    ids = rows.tolist()
+    if not any(-1 in row for row in ids):  # the usual answer: k hits for every query
         return Ranked(modality, keys[rows].tolist(), scores.tolist())
-    found, values, kept = keys[np.maximum(rows, 0)].tolist(), scores.tolist(), (rows >= 0).tolist()
-    return Ranked(modality, [[key for key, keep in zip(row, keeps) if keep] for row, keeps in zip(found, kept)],
-                  [[score for score, keep in zip(row, keeps) if keep] for row, keeps in zip(values, kept)])
+    return Ranked(modality, [[keys[i] for i in row if i >= 0] for row in ids],
+                  [[score for score, i in zip(values, row) if i >= 0] for values, row in zip(scores.tolist(), ids)])
 
 
 def _excluded_rows(generation: Generation, excluded: frozenset[str]) -> dict[str, set[int]]:

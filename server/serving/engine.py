@@ -10,7 +10,6 @@ the CLI, the tests and the service share it.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -339,19 +338,24 @@ def _embed_texts(encoders: EncoderSet, queries: Sequence[Query]) -> tuple[np.nda
 
 
 def _embed(encoders: EncoderSet, queries: Sequence[Query], batcher: EncodeBatcher | None = None) -> np.ndarray:
-    embed = encoders.embed if batcher is None else functools.partial(batcher.embed, encoders)
+    modalities = {modality for modality, _ in queries}
+    if len(modalities) == 1:  # the usual call: no grouping, no scatter into a second array
+        [modality] = modalities
+        check_deadline(f"embedding {modality} queries")
+        return np.ascontiguousarray(_encode(encoders, batcher, modality, [value for _, value in queries]), np.float32)
     by_modality: dict[str, list[int]] = {}
     for position, (modality, _) in enumerate(queries):
         by_modality.setdefault(modality, []).append(position)
-    if len(by_modality) == 1:  # the usual call: no scatter into a second array
-        [modality] = by_modality
-        check_deadline(f"embedding {modality} queries")
-        return np.ascontiguousarray(embed(modality, [value for _, value in queries]), np.float32)
     out = np.zeros((len(queries), encoders.dim), np.float32)
     for modality, positions in by_modality.items():
         check_deadline(f"embedding {modality} queries")
-        out[positions] = embed(modality, [queries[p][1] for p in positions])
+        out[positions] = _encode(encoders, batcher, modality, [queries[p][1] for p in positions])
     return out
+
+
+def _encode(encoders: EncoderSet, batcher: EncodeBatcher | None, modality: str, values: list[Any]) -> np.ndarray:
+    """One modality's values: through the batcher, shared with concurrent requests, if there is one."""
+    return encoders.embed(modality, values) if batcher is None else batcher.embed(encoders, modality, values)
 
 
 def _reembedded(encoders: EncoderSet, changes: list[Change]) -> list[Change]:
