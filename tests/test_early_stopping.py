@@ -16,12 +16,15 @@ from jointspace.encoders.training.trainer import train
 
 
 def _metrics(recall_at_10: float) -> dict[str, dict[str, float]]:
-    return {"ids->id": {"recall@10": recall_at_10, "recall@1": 0.1, "mrr": 0.5},
-            "id->ids": {"recall@10": recall_at_10 / 2, "recall@1": 0.0, "mrr": 0.5}}
+    return {"ids->id": {"recall@10": recall_at_10, "recall@1": 0.1, "recall@100": 0.8, "mrr": 0.5, "pairs": 30},
+            "id->ids": {"recall@10": recall_at_10 / 2, "recall@1": 0.0, "recall@100": 0.5, "mrr": 0.5,
+                        "pairs": 10}}
 
 
-def test_score_is_the_mean_of_recall_at_1_and_at_10_over_directions():
-    assert validation_score(_metrics(0.6)) == pytest.approx((0.6 + 0.1 + 0.3 + 0.0) / 4)
+def test_score_is_the_mean_recall_at_1_10_and_100_per_validated_pair():
+    """A direction of few pairs weighs little: its recall moves in large steps."""
+    assert validation_score(_metrics(0.6)) == pytest.approx(
+        (30 * (0.1 + 0.6 + 0.8) / 3 + 10 * (0.0 + 0.3 + 0.5) / 3) / 40)
     assert validation_score({}) == 0.0
 
 
@@ -75,3 +78,12 @@ def test_lazy_adam_matches_adam_on_touched_rows_and_leaves_the_others_alone():
     assert np.array_equal(lazy_var.numpy()[1:], after_first[1:])  # untouched rows stay put
     assert not np.allclose(dense_var.numpy()[1], after_first[1])  # Keras Adam keeps moving them
     assert not np.allclose(lazy_var.numpy()[0], table[0])
+
+
+def test_auto_epochs_leave_the_end_to_early_stopping_when_it_is_on():
+    """The step rule alone gives a large catalog few passes; with early stopping the run may go
+    on while validation improves."""
+    assert training.auto_epochs(1_000) == training.MIN_AUTO_EPOCHS
+    assert training.auto_epochs(1_000, early_stopping=True) == training.STOPPED_AUTO_EPOCHS
+    assert training.auto_epochs(5, early_stopping=True) == training.AUTO_STEPS // 5  # the step rule wins
+    assert training.auto_epochs(1, early_stopping=True) == training.MAX_AUTO_EPOCHS

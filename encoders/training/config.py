@@ -28,11 +28,14 @@ class TrainConfig:
     augment_text: bool = False
     # History → id pairs: a history's own ids are masked out of its softmax (trainer.bag_members).
     mask_bag_members: bool = True
+    # Queries for the plain `id` view are ranked against all its values when it has at most this
+    # many (trainer.catalog_side); 0: in-batch candidates only.
+    catalog_softmax_max: int = 20_000
     validation_split: float = 0.1
     # Early stopping: validations in a row without a better recall@1/@10 that end training (the
     # best weights are kept); None validates only at the end. See encoders/training/early_stopping.py.
     patience: int | None = 3
-    validation_queries: int = 2000  # held-out queries per direction (a sample, to bound cost)
+    validation_queries: int = 2000  # at most this many rows are held out (the validation's cost)
     max_steps: int | None = None  # stop after this many steps, whatever the epochs (benchmarks)
     seed: int = 0
     pairs: list[tuple[str, str]] | None = None

@@ -41,6 +41,9 @@ class PairType:
     # "a" or "b": that side is a bag of the ids that the other side is one of (its members are
     # masked out of its softmax); None for other pairs.
     bags: str | None = None
+    # "a" or "b": that side's every training value is a candidate of the other side's queries
+    # (the catalog softmax, trainer.catalog_side); None: in-batch candidates both ways.
+    catalog: str | None = None
 
     @property
     def name(self) -> str:
@@ -66,28 +69,34 @@ class JointModel(tf.keras.Model):
         self.towers = towers
         self.temperature = temperature
 
-    def embed_pair(self, pair: PairType, batch: dict[str, Any], training: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        """Both sides of a batch through their towers."""
-        return (self.towers[pair.encoder_a](batch["a"], training=training),
-                self.towers[pair.encoder_b](batch["b"], training=training))
+    def embed_pair(self, pair: PairType, batch: dict[str, Any], training: bool) -> list[tf.Tensor]:
+        """Both sides of a batch through their towers, then the catalog's values if the pair
+        has a catalog side."""
+        sides = [self.towers[pair.encoder_a](batch["a"], training=training),
+                 self.towers[pair.encoder_b](batch["b"], training=training)]
+        if pair.catalog is not None:
+            encoder = pair.encoder_a if pair.catalog == "a" else pair.encoder_b
+            sides.append(self.towers[encoder](batch["catalog"], training=training))
+        return sides
 
     def pair_loss(self, pair: PairType, batch: dict[str, Any], training: bool = True) -> tf.Tensor:
-        left, right = self.embed_pair(pair, batch, training)
-        return in_batch_loss(left, right, _terms(batch), self.temperature) * _scale(pair, left)
+        left, right, *catalog = self.embed_pair(pair, batch, training)
+        return (in_batch_loss(left, right, _terms(batch), self.temperature, catalog[0] if catalog else None,
+                              pair.catalog) * _scale(pair, left))
 
     def pair_gradients(self, pair: PairType, batch: dict[str, Any],
                        variables: list[tf.Variable]) -> tuple[tf.Tensor, list[Any]]:
         """The training loss of one batch and its gradients for `variables` (see the module
         docstring for why the loss's own gradient is taken inside XLA)."""
         with tf.GradientTape() as tape:
-            left, right = self.embed_pair(pair, batch, training=True)
-        loss, d_left, d_right = loss_and_embedding_gradients(
-            left, right, _terms(batch), self.temperature, _scale(pair, left))
-        return loss, tape.gradient([left, right], variables, output_gradients=[d_left, d_right])
+            embedded = self.embed_pair(pair, batch, training=True)
+        loss, *gradients = loss_and_embedding_gradients(
+            embedded, _terms(batch), self.temperature, _scale(pair, embedded[0]), pair.catalog)
+        return loss, tape.gradient(embedded, variables, output_gradients=gradients)
 
 
 def _terms(batch: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in batch.items() if k not in ("a", "b")}
+    return {k: v for k, v in batch.items() if k not in ("a", "b", "catalog")}
 
 
 def _scale(pair: PairType, left: tf.Tensor) -> tf.Tensor:
@@ -96,19 +105,32 @@ def _scale(pair: PairType, left: tf.Tensor) -> tf.Tensor:
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
-def loss_and_embedding_gradients(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any],
-                                 temperature: float, scale: tf.Tensor) -> tuple[tf.Tensor, ...]:
-    """`scale` × the in-batch loss, and its gradients with respect to `left` and `right`, as one
-    XLA program: it fuses the [batch, batch] mask, softmaxes and their gradients into a few
-    passes over the score matrix."""
+def loss_and_embedding_gradients(embedded: list[tf.Tensor], batch: dict[str, Any], temperature: float,
+                                 scale: tf.Tensor, catalog_side: str | None) -> tuple[tf.Tensor, ...]:
+    """`scale` × the loss, and its gradients with respect to the embeddings (`left`, `right`
+    and the catalog's, if any), as one XLA program: it fuses the score matrices' masks,
+    softmaxes and their gradients into a few passes over them."""
     with tf.GradientTape() as tape:
-        tape.watch([left, right])
-        loss = scale * in_batch_loss(left, right, batch, temperature)
-    return (loss, *tape.gradient(loss, [left, right]))
+        tape.watch(embedded)
+        catalog = embedded[2] if len(embedded) > 2 else None
+        loss = scale * in_batch_loss(embedded[0], embedded[1], batch, temperature, catalog, catalog_side)
+    return (loss, *tape.gradient(loss, embedded))
 
 
-def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temperature: float) -> tf.Tensor:
-    """The symmetric loss from the two sides' embeddings, summed over the batch."""
+def catalog_loss(queries: tf.Tensor, catalog: tf.Tensor, target: tf.Tensor, mask: tf.Tensor,
+                 temperature: float) -> tf.Tensor:
+    """Per query, the softmax loss of its target among every catalog value, except those `mask`
+    leaves out (the query's other training partners: a user's other films are not negatives)."""
+    scores = tf.matmul(queries, catalog, transpose_b=True) / temperature
+    positive = tf.gather(scores, target, axis=1, batch_dims=1)
+    return tf.reduce_logsumexp(tf.where(mask, MIN_FLOAT, scores), axis=1) - positive
+
+
+def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temperature: float,
+                  catalog: tf.Tensor | None = None, catalog_side: str | None = None) -> tf.Tensor:
+    """The symmetric loss from the two sides' embeddings, summed over the batch. With a catalog
+    side, the direction towards it ranks each query's target among the whole catalog
+    (`catalog_loss`) instead of among the batch's rows."""
     scores = tf.matmul(left, right, transpose_b=True) / temperature
     mask = score_mask(batch["codes_a"], batch["codes_b"])  # symmetric: serves both directions
     if "members" in batch:  # a history's own ids are neither its negatives nor its candidates
@@ -121,4 +143,8 @@ def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temp
     # rows: queries a, candidates b; columns: queries b, candidates a
     a_to_b = tf.reduce_logsumexp(a_scores, axis=1) - tf.linalg.diag_part(a_scores)
     b_to_a = tf.reduce_logsumexp(b_scores, axis=0) - tf.linalg.diag_part(b_scores)
+    if catalog is not None:
+        queries = left if catalog_side == "b" else right
+        towards = catalog_loss(queries, catalog, batch["catalog_target"], batch["catalog_mask"], temperature)
+        a_to_b, b_to_a = (towards, b_to_a) if catalog_side == "b" else (a_to_b, towards)
     return tf.reduce_sum(batch["weight"] * (a_to_b + b_to_a))

@@ -79,6 +79,10 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=positive_number, default=defaults.temperature)
     parser.add_argument("--logq", type=non_negative_number, default=defaults.logq,
                         help="strength of the sampling-bias (logQ) correction, 0 = off (default: %(default)s)")
+    parser.add_argument("--catalog-softmax-max", type=non_negative, default=defaults.catalog_softmax_max,
+                        metavar="N",
+                        help="rank user and history queries against every film (the plain 'id' view) "
+                             "when there are at most N; 0 = against the batch only (default: %(default)s)")
     parser.add_argument("--augment-text", action="store_true",
                         help="also train on typed variants of the training texts (bare titles, runs of words, a "
                              "word dropped), so that text queries as people type them find their items")
@@ -89,7 +93,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="top of the audio mel bands (default: half the lowest sample rate the "
                              "training files were recorded at, at most half the model's rate)")
     parser.add_argument("--validation-split", type=held_out_share, default=defaults.validation_split,
-                        help="share of the rows held out for validation, in [0, 1) (default: %(default)s)")
+                        help="share of the rows held out for validation, in [0, 1), at most "
+                             f"{defaults.validation_queries:,} rows (default: %(default)s)")
     parser.add_argument("--patience", type=non_negative, default=defaults.patience,
                         help="stop after this many validations without a better recall@1+@10 and keep the "
                              "best weights; 0 = train all epochs (default: %(default)s)")
@@ -128,7 +133,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         dim=getattr(args, "dim", None), epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, temperature=args.temperature, logq=args.logq,
-        augment_text=args.augment_text,
+        catalog_softmax_max=args.catalog_softmax_max, augment_text=args.augment_text,
         validation_split=args.validation_split, patience=args.patience or None, seed=args.seed,
         pairs=parse_pair_spec(args.pairs),
         pair_weights=parse_pair_weights(args.pair_weight), logdir=args.logdir,

@@ -1,0 +1,119 @@
+"""The catalog softmax: user and history queries ranked against every film in training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jointspace.data.pairs import PairRows
+from jointspace.encoders.training.trainer import Catalog, ViewData, catalog_side
+
+
+@pytest.mark.parametrize(("a", "b", "values", "expected"), [
+    ("id:user", "id", 100, "b"),  # a user asks for films
+    ("id", "ids", 100, "a"),  # a history asks for films
+    ("id", "id:user", 100, "a"),
+    ("id", "text", 100, None),  # titles keep in-batch candidates
+    ("id:user", "id:item", 100, None),  # no plain `id` view: nothing says which side is the catalog
+    ("id:user", "id", 30_000, None),  # over the limit
+    ("id:user", "id", 0, None),
+])
+def test_the_catalog_is_the_plain_id_view_asked_for_by_ids(a, b, values, expected):
+    assert catalog_side(a, b, values, limit=20_000) == expected
+
+
+def _view(codes: list[int], index: list[list[int]]) -> ViewData:
+    codes_array = np.array(codes)
+    return ViewData({"index": np.array(index, np.int32)}, np.arange(len(codes)), codes_array)
+
+
+def test_a_rows_mask_holds_its_querys_other_partners_and_its_bags_members_never_its_target():
+    from jointspace.encoders.training.model import PairType
+
+    # rows: (user 0, film t5), (user 0, film t6), (user 1, film t5), (user 1, film t7); a film's
+    # table index is its `index`, its code numbers distinct films.
+    films = _view([0, 1, 0, 2], [[5], [6], [5], [7]])
+    users = _view([0, 0, 1, 1], [[1], [1], [2], [2]])
+    pair = PairType("id:user", "id", "id", "id", catalog="b")
+    catalog = Catalog.of(pair, {"id:user": users, "id": films}, np.arange(4))
+    assert catalog.arrays["index"][:, 0].tolist() == [5, 6, 7]  # one candidate per distinct film
+    terms = catalog.terms(users.codes, np.arange(4), bags=None)
+    assert terms["catalog_target"].tolist() == [0, 1, 0, 2]
+    assert terms["catalog_mask"].tolist() == [[False, True, False],  # user 0's other film is no negative
+                                              [True, False, False],
+                                              [False, False, True],
+                                              [True, False, False]]
+    history = np.array([[6, 7, 0], [0, 0, 0], [9, 5, 0], [5, 0, 0]])  # 0 pads, 9 is no film
+    with_bags = catalog.terms(users.codes, np.arange(4), bags=history)["catalog_mask"]
+    assert with_bags[0].tolist() == [False, True, True]
+    assert with_bags[2].tolist() == [False, False, True]  # its own target stays its positive
+    assert with_bags[3].tolist() == [True, False, False]
+
+
+def test_the_catalog_loss_is_the_full_softmax_over_the_unmasked_candidates():
+    import tensorflow as tf
+
+    from jointspace.encoders.training.model import catalog_loss
+
+    rng = np.random.default_rng(0)
+    queries, catalog = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
+    target = np.array([0, 5, 2, 2], np.int32)
+    mask = rng.random((4, 6)) < 0.4
+    mask[np.arange(4), target] = False
+    ours = catalog_loss(tf.constant(queries), tf.constant(catalog), tf.constant(target), tf.constant(mask), 0.2)
+    scores = queries.astype(np.float64) @ catalog.T / 0.2
+    expected = [np.log(np.exp(row[~m]).sum()) - row[t] for row, m, t in zip(scores, mask, target)]
+    assert np.allclose(ours.numpy(), expected, rtol=1e-4)
+
+
+def test_catalog_gradients_of_a_step_equal_the_tape_gradients_of_the_loss():
+    """The catalog's embeddings join the XLA-differentiated embeddings; the variables' gradients
+    must still be those of one tape over the whole loss."""
+    import tensorflow as tf
+
+    from jointspace.encoders.impl.ids import IdEncoder
+    from jointspace.encoders.training.model import JointModel, PairType
+
+    encoder = IdEncoder()
+    encoder.adapt([f"u{i}" for i in range(20)] + [f"m{i}" for i in range(30)])
+    encoder.dim = 8
+    model = JointModel({"id": encoder.build_tower()}, temperature=0.2)
+    rng = np.random.default_rng(2)
+    users, films = rng.integers(0, 20, 16), rng.integers(0, 30, 16)
+    data = {"id:user": ViewData(encoder.prepare("id", [f"u{i}" for i in users]), np.arange(16), users),
+            "id": ViewData(encoder.prepare("id", [f"m{i}" for i in films]), np.arange(16), films)}
+    pair = PairType("id:user", "id", "id", "id", weight=0.7, catalog="b")
+    catalog = Catalog.of(pair, data, np.arange(16))
+    batch = {"a": data["id:user"].arrays, "b": data["id"].arrays, "codes_a": users, "codes_b": films,
+             "weight": rng.uniform(0.5, 2, 16).astype(np.float32),
+             **catalog.terms(users, np.arange(16), bags=None)}
+    model.pair_loss(pair, batch)
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        expected_loss = model.pair_loss(pair, batch)
+    expected = tape.gradient(expected_loss, variables)
+    loss, gradients = model.pair_gradients(pair, batch, variables)
+    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5)
+    for ours, theirs in zip(gradients, expected):
+        assert np.allclose(tf.convert_to_tensor(ours), tf.convert_to_tensor(theirs), rtol=1e-4, atol=1e-5)
+
+
+def test_training_ranks_users_against_every_film_and_still_validates():
+    """A real run on rows with users and histories: the catalog pairs train and validate."""
+    from jointspace.encoders.training.config import TrainConfig
+    from jointspace.encoders.training.trainer import train
+
+    rng = np.random.default_rng(3)
+    views: dict[str, list] = {"id:user": [], "id": [], "ids": []}
+    for user in range(40):
+        films = [f"m{f}" for f in rng.choice(60, 8, replace=False)]
+        for i, film in enumerate(films):
+            for query, value in [("id:user", f"u{user}")] + ([("ids", films[:i])] if i else []):
+                for view in views:
+                    views[view].append(value if view == query else film if view == "id" else None)
+    rows = PairRows(views, [1.0] * len(views["id"]))
+    trained = train(rows, TrainConfig(dim=8, epochs=2, batch_size=32, patience=None))
+    assert {p.name: p.catalog for p in trained.pair_types} == {"id=id:user": "a", "id=ids": "a"}
+    assert set(trained.metrics) == {"id->id:user", "id:user->id", "id->ids", "ids->id"}
+    off = train(rows, TrainConfig(dim=8, epochs=1, batch_size=32, patience=None, catalog_softmax_max=0))
+    assert all(p.catalog is None for p in off.pair_types)
