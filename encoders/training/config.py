@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 AUTO_STEPS = 600  # optimizer steps that `epochs=None` trains for (trainer.auto_epochs)
+STOPPED_AUTO_EPOCHS = 12  # the fewest `epochs=None` allows when early stopping decides the end
 
 
 @dataclass

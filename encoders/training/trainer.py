@@ -23,14 +23,13 @@ from jointspace.data.pairs import PairRows, modality_of
 from jointspace.data.text_augment import augment_text
 from jointspace.encoders import registry
 from jointspace.encoders.base import Arrays, Encoder, tf
-from jointspace.encoders.training.config import AUTO_STEPS, TrainConfig
+from jointspace.encoders.training.config import AUTO_STEPS, STOPPED_AUTO_EPOCHS, TrainConfig
 from jointspace.encoders.training.early_stopping import EarlyStopping
 from jointspace.encoders.training.model import JointModel, PairType
 from jointspace.encoders.training.optimizers import LazyAdam
 from jointspace.encoders.training.tensorboard import ScalarLog
 
 MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 300
-STOPPED_AUTO_EPOCHS = 12  # the fewest `auto` allows when early stopping decides the end
 VALIDATION_STEPS = 100  # at least this many steps between two validations for early stopping
 VALIDATION_KS = (1, 10, 100)
 

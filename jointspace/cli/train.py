@@ -24,7 +24,7 @@ from jointspace.cli.arguments import (
 from jointspace.core.errors import InvalidInput
 from jointspace.encoders.impl.id_norms import DEFAULT_NORM, NORMS
 from jointspace.encoders.training.cluster import DEFAULT_MIN_SHARD_BYTES, read_cluster
-from jointspace.encoders.training.config import AUTO_STEPS, TrainConfig
+from jointspace.encoders.training.config import AUTO_STEPS, STOPPED_AUTO_EPOCHS, TrainConfig
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,7 +73,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     """Training options shared by `train` and `tune-dim`; `_train_config` reads them back."""
     defaults = TrainConfig()
     parser.add_argument("--epochs", type=auto_or_positive, default=defaults.epochs,
-                        help=f"'auto' (default: enough for {AUTO_STEPS} steps) or a number")
+                        help=f"'auto' (default: enough for {AUTO_STEPS} steps, at least "
+                             f"{STOPPED_AUTO_EPOCHS} with early stopping, which then ends the run) or a number")
     parser.add_argument("--batch-size", type=batch_size, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=positive_number, default=defaults.learning_rate)
     parser.add_argument("--temperature", type=positive_number, default=defaults.temperature)
@@ -96,7 +97,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="share of the rows held out for validation, in [0, 1), at most "
                              f"{defaults.validation_queries:,} rows (default: %(default)s)")
     parser.add_argument("--patience", type=non_negative, default=defaults.patience,
-                        help="stop after this many validations without a better recall@1+@10 and keep the "
+                        help="stop after this many validations without a better recall@1/@10/@100 and keep the "
                              "best weights; 0 = train all epochs (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="fixes the validation split, batches, augmentations and initial weights: "
