@@ -99,7 +99,8 @@ def test_sigkill_during_a_rebuild_never_loses_the_index_or_an_acknowledged_upser
     _check(server, index, original, upserted)
     upsert(server, "kill:during-indexing")
     server.rebuild_until_paused(catalog)
-    assert [f.name for f in index.glob(".staging-*/*")] == ["index-vector.faiss"]
+    # The store is written beside the index (local_builder.py), so it may be there too, whole or not.
+    assert "index-vector.faiss" in [f.name for f in index.glob(".staging-*/*")]
     server.kill()
 
     # Killed right after CURRENT names the new generation, before the process swapped to it.
