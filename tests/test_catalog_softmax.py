@@ -66,38 +66,6 @@ def test_the_catalog_loss_is_the_full_softmax_over_the_unmasked_candidates():
     assert np.allclose(ours.numpy(), expected, rtol=1e-4)
 
 
-def test_catalog_gradients_of_a_step_equal_the_tape_gradients_of_the_loss():
-    """The catalog's embeddings join the XLA-differentiated embeddings; the variables' gradients
-    must still be those of one tape over the whole loss."""
-    import tensorflow as tf
-
-    from jointspace.encoders.impl.ids import IdEncoder
-    from jointspace.encoders.training.model import JointModel, PairType
-
-    encoder = IdEncoder()
-    encoder.adapt([f"u{i}" for i in range(20)] + [f"m{i}" for i in range(30)])
-    encoder.dim = 8
-    model = JointModel({"id": encoder.build_tower()}, temperature=0.2)
-    rng = np.random.default_rng(2)
-    users, films = rng.integers(0, 20, 16), rng.integers(0, 30, 16)
-    data = {"id:user": ViewData(encoder.prepare("id", [f"u{i}" for i in users]), np.arange(16), users),
-            "id": ViewData(encoder.prepare("id", [f"m{i}" for i in films]), np.arange(16), films)}
-    pair = PairType("id:user", "id", "id", "id", weight=0.7, catalog="b")
-    catalog = Catalog.of(pair, data, np.arange(16))
-    batch = {"a": data["id:user"].arrays, "b": data["id"].arrays, "codes_a": users, "codes_b": films,
-             "weight": rng.uniform(0.5, 2, 16).astype(np.float32),
-             **catalog.terms(users, np.arange(16), bags=None)}
-    model.pair_loss(pair, batch)
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
-        expected_loss = model.pair_loss(pair, batch)
-    expected = tape.gradient(expected_loss, variables)
-    loss, gradients = model.pair_gradients(pair, batch, variables)
-    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5)
-    for ours, theirs in zip(gradients, expected):
-        assert np.allclose(tf.convert_to_tensor(ours), tf.convert_to_tensor(theirs), rtol=1e-4, atol=1e-5)
-
-
 def test_training_ranks_users_against_every_film_and_still_validates():
     """A real run on rows with users and histories: the catalog pairs train and validate."""
     from jointspace.encoders.training.config import TrainConfig

@@ -127,6 +127,23 @@ def test_loss_from_one_score_matrix_equals_two_tfrs_retrieval_calls():
     assert np.isclose(float(ours), 1.5 * float(two_calls) / 6, rtol=1e-5)
 
 
+def _assert_step_matches_one_tape(model, pair, batch) -> list:
+    """A step's loss and variable gradients equal one tape's over the whole loss; the step's
+    gradients are returned."""
+    import tensorflow as tf
+
+    model.pair_loss(pair, batch)
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        expected_loss = model.pair_loss(pair, batch)
+    expected = tape.gradient(expected_loss, variables)
+    loss, gradients = model.pair_gradients(pair, batch, variables)
+    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5)
+    for ours, theirs in zip(gradients, expected):
+        assert np.allclose(tf.convert_to_tensor(ours), tf.convert_to_tensor(theirs), rtol=1e-4, atol=1e-5)
+    return gradients
+
+
 def test_step_gradients_equal_the_tape_gradients_of_the_loss():
     """A step takes the loss's gradient inside XLA and hands it to the towers' tape; the
     variables' gradients must be those of differentiating the whole loss with one tape,
@@ -148,16 +165,31 @@ def test_step_gradients_equal_the_tape_gradients_of_the_loss():
              "log_q_a": rng.uniform(-4, -1, 16).astype(np.float32),
              "log_q_b": rng.uniform(-4, -1, 16).astype(np.float32)}
     pair = PairType("id:user", "id:item", "id", "id", weight=0.7)
-    model.pair_loss(pair, batch)
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
-        expected_loss = model.pair_loss(pair, batch)
-    expected = tape.gradient(expected_loss, variables)
-    loss, gradients = model.pair_gradients(pair, batch, variables)
-    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5)
-    for ours, theirs in zip(gradients, expected):
-        assert np.allclose(tf.convert_to_tensor(ours), tf.convert_to_tensor(theirs), rtol=1e-4, atol=1e-5)
+    gradients = _assert_step_matches_one_tape(model, pair, batch)
     assert isinstance(gradients[0], tf.IndexedSlices)  # the table's gradient stays sparse rows
+
+
+def test_catalog_gradients_of_a_step_equal_the_tape_gradients_of_the_loss():
+    """The catalog's embeddings join the XLA-differentiated embeddings; the variables' gradients
+    must still be those of one tape over the whole loss."""
+    from jointspace.encoders.impl.ids import IdEncoder
+    from jointspace.encoders.training.model import JointModel, PairType
+    from jointspace.encoders.training.trainer import Catalog, ViewData
+
+    encoder = IdEncoder()
+    encoder.adapt([f"u{i}" for i in range(20)] + [f"m{i}" for i in range(30)])
+    encoder.dim = 8
+    model = JointModel({"id": encoder.build_tower()}, temperature=0.2)
+    rng = np.random.default_rng(2)
+    users, films = rng.integers(0, 20, 16), rng.integers(0, 30, 16)
+    data = {"id:user": ViewData(encoder.prepare("id", [f"u{i}" for i in users]), np.arange(16), users),
+            "id": ViewData(encoder.prepare("id", [f"m{i}" for i in films]), np.arange(16), films)}
+    pair = PairType("id:user", "id", "id", "id", weight=0.7, catalog="b")
+    catalog = Catalog.of(pair, data, np.arange(16))
+    batch = {"a": data["id:user"].arrays, "b": data["id"].arrays, "codes_a": users, "codes_b": films,
+             "weight": rng.uniform(0.5, 2, 16).astype(np.float32),
+             **catalog.terms(users, np.arange(16), bags=None)}
+    _assert_step_matches_one_tape(model, pair, batch)
 
 
 def test_prepared_id_indices_equal_the_towers_own_lookup():
