@@ -16,9 +16,10 @@ from jointspace.encoders.training.trainer import train
 
 
 def _metrics(recall_at_10: float) -> dict[str, dict[str, float]]:
-    return {"ids->id": {"recall@10": recall_at_10, "recall@1": 0.1, "recall@100": 0.8, "mrr": 0.5, "pairs": 30},
+    return {"ids->id": {"recall@10": recall_at_10, "recall@1": 0.1, "recall@100": 0.8, "mrr": 0.5, "pairs": 30,
+                        "candidates": 1000},
             "id->ids": {"recall@10": recall_at_10 / 2, "recall@1": 0.0, "recall@100": 0.5, "mrr": 0.5,
-                        "pairs": 10}}
+                        "pairs": 10, "candidates": 1000}}
 
 
 def test_score_is_the_mean_recall_at_1_10_and_100_per_validated_pair():
@@ -26,6 +27,16 @@ def test_score_is_the_mean_recall_at_1_10_and_100_per_validated_pair():
     assert validation_score(_metrics(0.6)) == pytest.approx(
         (30 * (0.1 + 0.6 + 0.8) / 3 + 10 * (0.0 + 0.3 + 0.5) / 3) / 40)
     assert validation_score({}) == 0.0
+
+
+def test_a_list_over_a_tenth_of_the_candidates_does_not_count():
+    """Ten digit words: recall@10 is 1 whatever the model, so only recall@1 may move the score;
+    600 clips: recall@100 creeps, recall@1 and @10 count."""
+    words = {"recall@1": 0.4, "recall@10": 1.0, "recall@100": 1.0, "pairs": 5, "candidates": 10}
+    clips = {"recall@1": 0.2, "recall@10": 0.5, "recall@100": 0.9, "pairs": 5, "candidates": 600}
+    assert validation_score({"audio->text": words}) == pytest.approx(0.4)
+    assert validation_score({"text->audio": clips}) == pytest.approx(0.35)
+    assert validation_score({"audio->text": words, "text->audio": clips}) == pytest.approx(0.375)
 
 
 def test_stops_after_patience_validations_without_a_better_score_and_restores_the_best():

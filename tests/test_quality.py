@@ -13,12 +13,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from jointspace.bench import speakers
 from jointspace.data import fsdd
 
 HELD_OUT = "theo"  # the demo holds out the same speaker
 MIN_RECALL_AT_1 = 0.8
 MIN_PRECISION_AT_10 = 0.8
+
+pytestmark = pytest.mark.longest
 
 
 def test_held_out_speaker_is_matched_to_digit_words(clips: list[fsdd.Clip], tmp_path: Path) -> None:

@@ -3,11 +3,13 @@
 The loss can keep falling after held-out recall has stopped improving (the towers memorise the
 training pairs), so it is no guide to when to stop; recall on held-out rows is what a user gets.
 The score is the mean of recall@1, @10 and @100 over every validated pair, whatever its direction
-(a model that serves text → audio and audio → text must be good at both). recall@10 alone
-saturates on small candidate sets: with ten digit words, audio → text recall@10 was 1.0 by the
-second validation (epoch 50 of 150), so patience ended training at epoch 125 and kept epoch 50's
-weights, blind to what recall@1 did meanwhile. recall@100 is what a recommender's longer lists
-show. Each direction weighs by its validated pairs: a mean over directions let a direction of
+(a model that serves text → audio and audio → text must be good at both). recall@100 is what a
+recommender's longer lists show. A list that covers more than a tenth of a direction's candidates
+says little, so recall@k counts only where there are at least 10·k candidates: with ten digit
+words, audio → text recall@10 was 1.0 by the second validation (epoch 50 of 150), so patience ended
+training at epoch 125 and kept epoch 50's weights, blind to what recall@1 did meanwhile; and
+text → audio recall@100 over ~600 clips crept up by a hair per validation for a hundred epochs,
+so patience never ran out. Each direction weighs by its validated pairs: a mean over directions let a direction of
 twenty titles, whose recall moves in steps of 0.05, outvote a thousand users' and stop a run
 at its first epoch. Weights are copied to host memory at each new best and put back
 at the end, so a run that stops late, or runs out its epochs after a peak, still returns the
@@ -20,16 +22,22 @@ from typing import Any
 
 import numpy as np
 
-SCORE_METRICS = ("recall@1", "recall@10", "recall@100")
+SCORE_KS = (1, 10, 100)
+LIST_SHARE = 10  # recall@k counts where there are at least LIST_SHARE·k candidates (k = 1 always)
+
+
+def direction_score(metrics: dict[str, float]) -> float:
+    """Mean recall@k of one direction over the SCORE_KS its candidate count makes informative."""
+    ks = [k for k in SCORE_KS if k == 1 or metrics["candidates"] >= LIST_SHARE * k]
+    return float(np.mean([metrics[f"recall@{k}"] for k in ks]))
 
 
 def validation_score(metrics: dict[str, dict[str, float]]) -> float:
-    """Mean of SCORE_METRICS per validated pair over every direction (0 when none was validated)."""
-    scored = [m for m in metrics.values() if all(name in m for name in SCORE_METRICS)]
-    weights = [m.get("pairs", 1.0) for m in scored]
-    if not scored or not sum(weights):
+    """direction_score per validated pair over every direction (0 when none was validated)."""
+    scored = [m for m in metrics.values() if m.get("pairs")]
+    if not scored:
         return 0.0
-    return float(np.average([np.mean([m[name] for name in SCORE_METRICS]) for m in scored], weights=weights))
+    return float(np.average([direction_score(m) for m in scored], weights=[m["pairs"] for m in scored]))
 
 
 class EarlyStopping:

@@ -24,14 +24,13 @@ from jointspace.data.text_augment import augment_text
 from jointspace.encoders import registry
 from jointspace.encoders.base import Arrays, Encoder, tf
 from jointspace.encoders.training.config import AUTO_STEPS, STOPPED_AUTO_EPOCHS, TrainConfig
-from jointspace.encoders.training.early_stopping import EarlyStopping
+from jointspace.encoders.training.early_stopping import SCORE_KS, EarlyStopping
 from jointspace.encoders.training.model import JointModel, PairType
 from jointspace.encoders.training.optimizers import LazyAdam
 from jointspace.encoders.training.tensorboard import ScalarLog
 
 MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 300
 VALIDATION_STEPS = 100  # at least this many steps between two validations for early stopping
-VALIDATION_KS = (1, 10, 100)
 
 
 MAX_AUTO_DIM = 128
@@ -335,8 +334,9 @@ def validation_metrics(
                 seen = item_matrix([np.array(r, np.int64) for r in seen_rows], len(c_codes))
             q_vectors = embed_arrays(model.towers[q_enc], data[q_view].take(queries))
             c_vectors = embed_arrays(model.towers[c_enc], data[c_view].take(rows[first]))
-            results[f"{q_view}->{c_view}"] = {**vector_metrics(q_vectors, c_vectors, trials, seen, VALIDATION_KS),
-                                               "pairs": float(len(trials.query))}
+            results[f"{q_view}->{c_view}"] = {**vector_metrics(q_vectors, c_vectors, trials, seen, SCORE_KS),
+                                               "pairs": float(len(trials.query)),
+                                               "candidates": float(len(c_codes))}
     return results
 
 
