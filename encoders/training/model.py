@@ -41,8 +41,9 @@ class PairType:
     # "a" or "b": that side is a bag of the ids that the other side is one of (its members are
     # masked out of its softmax); None for other pairs.
     bags: str | None = None
-    # "a" or "b": that side's every training value is a candidate of the other side's queries
-    # (the catalog softmax, trainer.catalog_side); None: in-batch candidates both ways.
+    # "a" or "b": that side's every training value is a candidate of the other side's queries,
+    # trained in that direction only (the catalog softmax, trainer.catalog_side); None: in-batch
+    # candidates both ways.
     catalog: str | None = None
 
     @property
@@ -129,8 +130,14 @@ def catalog_loss(queries: tf.Tensor, catalog: tf.Tensor, target: tf.Tensor, mask
 def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temperature: float,
                   catalog: tf.Tensor | None = None, catalog_side: str | None = None) -> tf.Tensor:
     """The symmetric loss from the two sides' embeddings, summed over the batch. With a catalog
-    side, the direction towards it ranks each query's target among the whole catalog
-    (`catalog_loss`) instead of among the batch's rows."""
+    side, only the direction towards it: each query's target ranked among the whole catalog
+    (`catalog_loss`). The way back (a film ranking the batch's users) is left out: on
+    MovieLens-like ratings it cost users' unseen films at top 10 (docs/benchmarks.md), and the
+    catalog's vectors still sit near their own users, so film → user search keeps working."""
+    if catalog is not None:
+        queries = left if catalog_side == "b" else right
+        towards = catalog_loss(queries, catalog, batch["catalog_target"], batch["catalog_mask"], temperature)
+        return tf.reduce_sum(batch["weight"] * towards)
     scores = tf.matmul(left, right, transpose_b=True) / temperature
     mask = score_mask(batch["codes_a"], batch["codes_b"])  # symmetric: serves both directions
     if "members" in batch:  # a history's own ids are neither its negatives nor its candidates
@@ -143,8 +150,4 @@ def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temp
     # rows: queries a, candidates b; columns: queries b, candidates a
     a_to_b = tf.reduce_logsumexp(a_scores, axis=1) - tf.linalg.diag_part(a_scores)
     b_to_a = tf.reduce_logsumexp(b_scores, axis=0) - tf.linalg.diag_part(b_scores)
-    if catalog is not None:
-        queries = left if catalog_side == "b" else right
-        towards = catalog_loss(queries, catalog, batch["catalog_target"], batch["catalog_mask"], temperature)
-        a_to_b, b_to_a = (towards, b_to_a) if catalog_side == "b" else (a_to_b, towards)
     return tf.reduce_sum(batch["weight"] * (a_to_b + b_to_a))
