@@ -171,15 +171,15 @@ def test_step_gradients_equal_the_tape_gradients_of_the_loss():
 
 def test_catalog_gradients_of_a_step_equal_the_tape_gradients_of_the_loss():
     """The catalog's embeddings join the XLA-differentiated embeddings; the variables' gradients
-    must still be those of one tape over the whole loss."""
+    must still be those of one tape over the whole loss, at the catalog's own temperature."""
     from jointspace.encoders.impl.ids import IdEncoder
-    from jointspace.encoders.training.model import JointModel, PairType
+    from jointspace.encoders.training.model import JointModel, PairType, catalog_loss
     from jointspace.encoders.training.trainer import Catalog, ViewData
 
     encoder = IdEncoder()
     encoder.adapt([f"u{i}" for i in range(20)] + [f"m{i}" for i in range(30)])
     encoder.dim = 8
-    model = JointModel({"id": encoder.build_tower()}, temperature=0.2)
+    model = JointModel({"id": encoder.build_tower()}, temperature=0.2, catalog_temperature=0.5)
     rng = np.random.default_rng(2)
     users, films = rng.integers(0, 20, 16), rng.integers(0, 30, 16)
     data = {"id:user": ViewData(encoder.prepare("id", [f"u{i}" for i in users]), np.arange(16), users),
@@ -190,6 +190,10 @@ def test_catalog_gradients_of_a_step_equal_the_tape_gradients_of_the_loss():
              "weight": rng.uniform(0.5, 2, 16).astype(np.float32),
              **catalog.terms(users, np.arange(16), bags=None)}
     _assert_step_matches_one_tape(model, pair, batch)
+    queries, _, films_embedded = model.embed_pair(pair, batch, training=True)
+    at_half = catalog_loss(queries, films_embedded, batch["catalog_target"], batch["catalog_mask"], 0.5)
+    assert float(model.pair_loss(pair, batch)) == pytest.approx(0.7 / 16 * float(np.sum(batch["weight"] * at_half)),
+                                                               rel=1e-5)
 
 
 def test_prepared_id_indices_equal_the_towers_own_lookup():

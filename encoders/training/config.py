@@ -32,8 +32,12 @@ class TrainConfig:
     # Queries for the plain `id` view are ranked against all its values when it has at most this
     # many (trainer.catalog_side); 0: in-batch candidates only.
     catalog_softmax_max: int = 20_000
+    # The catalog softmax's temperature: its queries face every film, not a batch's worth, and a
+    # softer softmax there kept users' unseen films as high and pushed their seen ones less far
+    # up (docs/benchmarks.md, "Recommendation quality").
+    catalog_temperature: float = 0.3
     validation_split: float = 0.1
-    # Early stopping: validations in a row without a better recall@1/@10 that end training (the
+    # Early stopping: validations in a row without a better recall@1/@10/@100 that end training (the
     # best weights are kept); None validates only at the end. See encoders/training/early_stopping.py.
     patience: int | None = 3
     validation_queries: int = 2000  # at most this many rows are held out (the validation's cost)

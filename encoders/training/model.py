@@ -65,10 +65,15 @@ def score_mask(codes_a: tf.Tensor, codes_b: tf.Tensor) -> tf.Tensor:
 
 
 class JointModel(tf.keras.Model):
-    def __init__(self, towers: dict[str, tf.keras.layers.Layer], temperature: float) -> None:
+    def __init__(self, towers: dict[str, tf.keras.layers.Layer], temperature: float,
+                 catalog_temperature: float | None = None) -> None:
         super().__init__()
         self.towers = towers
         self.temperature = temperature
+        self.catalog_temperature = temperature if catalog_temperature is None else catalog_temperature
+
+    def pair_temperature(self, pair: PairType) -> float:
+        return self.temperature if pair.catalog is None else self.catalog_temperature
 
     def embed_pair(self, pair: PairType, batch: dict[str, Any], training: bool) -> list[tf.Tensor]:
         """Both sides of a batch through their towers, then the catalog's values if the pair
@@ -82,7 +87,7 @@ class JointModel(tf.keras.Model):
 
     def pair_loss(self, pair: PairType, batch: dict[str, Any], training: bool = True) -> tf.Tensor:
         left, right, *catalog = self.embed_pair(pair, batch, training)
-        return (in_batch_loss(left, right, _terms(batch), self.temperature, catalog[0] if catalog else None,
+        return (in_batch_loss(left, right, _terms(batch), self.pair_temperature(pair), catalog[0] if catalog else None,
                               pair.catalog) * _scale(pair, left))
 
     def pair_gradients(self, pair: PairType, batch: dict[str, Any],
@@ -92,7 +97,7 @@ class JointModel(tf.keras.Model):
         with tf.GradientTape() as tape:
             embedded = self.embed_pair(pair, batch, training=True)
         loss, *gradients = loss_and_embedding_gradients(
-            embedded, _terms(batch), self.temperature, _scale(pair, embedded[0]), pair.catalog)
+            embedded, _terms(batch), self.pair_temperature(pair), _scale(pair, embedded[0]), pair.catalog)
         return loss, tape.gradient(embedded, variables, output_gradients=gradients)
 
 

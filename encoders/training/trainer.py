@@ -422,7 +422,7 @@ def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], Non
     for encoder in encoders.values():
         encoder.dim = dim
     towers = {name: encoder.build_tower() for name, encoder in encoders.items()}
-    model = JointModel(towers, config.temperature)
+    model = JointModel(towers, config.temperature, config.catalog_temperature)
     optimizer = LazyAdam(config.learning_rate)
 
     weights = np.asarray(rows.weights, np.float32)

@@ -78,6 +78,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=batch_size, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=positive_number, default=defaults.learning_rate)
     parser.add_argument("--temperature", type=positive_number, default=defaults.temperature)
+    parser.add_argument("--catalog-temperature", type=positive_number, default=defaults.catalog_temperature,
+                        help="temperature of the catalog softmax (--catalog-softmax-max) (default: %(default)s)")
     parser.add_argument("--logq", type=non_negative_number, default=defaults.logq,
                         help="strength of the sampling-bias (logQ) correction, 0 = off (default: %(default)s)")
     parser.add_argument("--catalog-softmax-max", type=non_negative, default=defaults.catalog_softmax_max,
@@ -134,7 +136,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         dim=getattr(args, "dim", None), epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, temperature=args.temperature, logq=args.logq,
-        catalog_softmax_max=args.catalog_softmax_max, augment_text=args.augment_text,
+        catalog_softmax_max=args.catalog_softmax_max, catalog_temperature=args.catalog_temperature,
+        augment_text=args.augment_text,
         validation_split=args.validation_split, patience=args.patience or None, seed=args.seed,
         pairs=parse_pair_spec(args.pairs),
         pair_weights=parse_pair_weights(args.pair_weight), logdir=args.logdir,
