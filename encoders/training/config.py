@@ -32,10 +32,10 @@ class TrainConfig:
     # Queries for the plain `id` view are ranked against all its values when it has at most this
     # many (trainer.catalog_side); 0: in-batch candidates only.
     catalog_softmax_max: int = 20_000
-    # The catalog softmax's temperature: its queries face every film, not a batch's worth, and a
-    # softer softmax there kept users' unseen films as high and pushed their seen ones less far
-    # up (docs/benchmarks.md, "Recommendation quality").
-    catalog_temperature: float = 0.3
+    # The catalog softmax's temperature. Softer (0.3) ranks a user's seen films lower and their
+    # unseen ones a little lower too: for a service that shows seen items again (re-listening),
+    # not for one that removes them (docs/benchmarks.md, "Recommendation quality").
+    catalog_temperature: float = 0.2
     validation_split: float = 0.1
     # Early stopping: validations in a row without a better recall@1/@10/@100 that end training (the
     # best weights are kept); None validates only at the end. See encoders/training/early_stopping.py.
