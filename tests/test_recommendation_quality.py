@@ -147,7 +147,7 @@ def test_tune_dim_reports_recall_per_dimension_and_recommends_one(tmp_path: Path
     report = json.loads(capsys.readouterr().out)
     assert [r["dim"] for r in report["dims"]] == [8, 16]
     for result in report["dims"]:
-        assert set(result["validation"]) == {"ids->id", "id->ids"}
+        assert set(result["validation"]) == {"ids->id"}
         assert result["score"] == pytest.approx(np.mean([m["recall@10"] for m in result["validation"].values()]))
     best = max(r["score"] for r in report["dims"])
     chosen = next(r for r in report["dims"] if r["dim"] == report["recommended"])

@@ -15,6 +15,12 @@ def test_auto_dim_is_the_square_root_rounded_to_eight_and_capped(values, dim):
     assert auto_dim(values) == dim
 
 
+@pytest.mark.parametrize("values, dim", [(10, 8), (610, 8), (2510, 8), (100_000, 16), (10**8, 96)])
+def test_without_an_id_table_auto_dim_is_the_fourth_root(values, dim):
+    """Audio and text towers share their weights across values: no row per value to size."""
+    assert auto_dim(values, id_table=False) == dim
+
+
 def test_score_mask_hides_repeats_on_either_side_but_keeps_the_positive():
     from jointspace.encoders.training.model import score_mask
 

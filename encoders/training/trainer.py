@@ -36,14 +36,24 @@ VALIDATION_STEPS = 100  # at least this many steps between two validations for e
 MAX_AUTO_DIM = 128
 
 
-def auto_dim(num_values: int) -> int:
-    """D ≈ √(distinct values), as a multiple of 8, from 8 to MAX_AUTO_DIM.
+def auto_dim(num_values: int, id_table: bool = True) -> int:
+    """D ≈ √(distinct values) when the model has an id table, the fourth root when every tower
+    reads content (audio, text); a multiple of 8, from 8 to MAX_AUTO_DIM.
 
-    The common rule of thumb, the fourth root, picked 8 for MovieLens-100K's 4,300 users, films
-    and titles, where 64 served users' unseen films far better, on the real ratings and on the
-    generated ones (docs/benchmarks.md, "Dimension"), and 128 no better than 64. The cap bounds
-    the tables and the index of a large catalog: `tune-dim` measures past it."""
-    return min(MAX_AUTO_DIM, max(8, 8 * round(num_values**0.5 / 8)))
+    An id table learns one row per value, and the fourth root, the common rule of thumb, picked 8
+    for MovieLens-100K's 4,300 users, films and titles, where 64 served users' unseen films far
+    better, on the real ratings and on the generated ones (docs/benchmarks.md, "Dimension"), and
+    128 no better than 64. Content towers share their weights across values: on FSDD's 2,510
+    clips and digit words the square root's 48 held a new voice's recall@1 well below the fourth
+    root's 8 (docs/benchmarks.md, "Held-out-speaker quality"). The cap bounds the tables and the
+    index of a large catalog: `tune-dim` measures past it."""
+    root = num_values ** (0.5 if id_table else 0.25)
+    return min(MAX_AUTO_DIM, max(8, 8 * round(root / 8)))
+
+
+def encoders_dim(encoders: dict[str, Encoder]) -> int:
+    """`auto_dim` of these encoders' distinct values."""
+    return auto_dim(sum(e.num_values() for e in encoders.values()), "id" in encoders)
 
 
 @dataclass
@@ -397,7 +407,7 @@ def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], Non
     views = {v for pair in view_pairs for v in pair}
     encoders = _make_encoders(rows, views, config)
     num_values = sum(e.num_values() for e in encoders.values())
-    dim = config.dim or auto_dim(num_values)
+    dim = config.dim or encoders_dim(encoders)
     log(f"training: {len(rows)} rows, pair types {', '.join(f'{a}={b}' for a, b in view_pairs)}, "
         f"{num_values} distinct values, dim {dim}{'' if config.dim else ' (auto)'}")
     catalog_values = len({v for v in rows.views["id"] if v is not None}) if "id" in views else 0

@@ -19,7 +19,7 @@ from jointspace.core.errors import InvalidInput
 from jointspace.core.progress import log
 from jointspace.data.pairs import PairRows
 from jointspace.encoders.training.config import TrainConfig
-from jointspace.encoders.training.trainer import auto_dim, train
+from jointspace.encoders.training.trainer import encoders_dim, train
 
 DEFAULT_DIMS = (8, 16, 32, 64)
 METRIC = "recall@10"
@@ -51,7 +51,7 @@ def tune_dim(rows: PairRows, config: TrainConfig, dims: Sequence[int] = DEFAULT_
     best = max(r["score"] for r in results)
     recommended = next(r["dim"] for r in results if r["score"] >= best * (1.0 - tolerance))
     return {"metric": METRIC, "tolerance": tolerance, "dims": results, "recommended": recommended,
-            "auto_dim": auto_dim(num_values), "num_values": num_values}
+            "auto_dim": encoders_dim(trained.encoders), "num_values": num_values}
 
 
 def format_table(report: dict[str, Any]) -> str:
