@@ -22,10 +22,12 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects nothing: that is a failure here, said in plain words.
 # Two workers, a test file each at a time (its module fixtures built once): most tests wait on a
-# server or a child process, so two cores run two files at once. TEST_WORKERS=0 runs in one process.
+# server or a child process, so two cores run two files at once. Files go out in collection order
+# (the longest test first: tests/conftest.py), not xdist's largest-file-first. TEST_WORKERS=0 runs
+# in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
 
 # The lint and type gate (pyproject.toml [tool.ruff], [tool.mypy]): no formatter runs here.
 lint: $(STAMP)

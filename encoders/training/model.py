@@ -120,7 +120,8 @@ def loss_and_embedding_gradients(embedded: list[tf.Tensor], batch: dict[str, Any
         tape.watch(embedded)
         catalog = embedded[2] if len(embedded) > 2 else None
         loss = scale * in_batch_loss(embedded[0], embedded[1], batch, temperature, catalog, catalog_side)
-    return (loss, *tape.gradient(loss, embedded))
+    # A catalog pair's loss leaves the batch's own catalog side unread (catalog_loss): zeros, not None.
+    return (loss, *tape.gradient(loss, embedded, unconnected_gradients=tf.UnconnectedGradients.ZERO))
 
 
 def catalog_loss(queries: tf.Tensor, catalog: tf.Tensor, target: tf.Tensor, mask: tf.Tensor,
