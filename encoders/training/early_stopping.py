@@ -9,9 +9,9 @@ says little, so recall@k counts only where there are at least 10·k candidates: 
 words, audio → text recall@10 was 1.0 by the second validation (epoch 50 of 150), so patience ended
 training at epoch 125 and kept epoch 50's weights, blind to what recall@1 did meanwhile; and
 text → audio recall@100 over ~600 clips crept up by a hair per validation for a hundred epochs,
-so patience never ran out. Each direction weighs by its validated pairs: a mean over directions let a direction of
-twenty titles, whose recall moves in steps of 0.05, outvote a thousand users' and stop a run
-at its first epoch. Weights are copied to host memory at each new best and put back
+so patience never ran out. Each direction weighs by its validated pairs: a mean over directions
+let a direction of twenty titles, whose recall moves in steps of 0.05, outvote a thousand users'
+and stop a run at its first epoch. Weights are copied to host memory at each new best and put back
 at the end, so a run that stops late, or runs out its epochs after a peak, still returns the
 peak.
 """
