@@ -137,3 +137,34 @@ def test_the_searching_ceiling_runs_the_faiss_search_of_each_query(report: dict,
     batch = service.BatchSearch(pb.BatchSearchRequest(requests=[request] * 5), None)
     assert [list(result.hits) for result in batch.results] == [list(answer.hits)] * 5
     assert recording.calls[:2] == [((1, report["dim"]), 3), ((5, report["dim"]), 3)]
+
+
+@pytest.mark.parametrize("k", [5, 100])
+def test_batches_over_an_index_without_metadata_are_answered_as_each_query_alone(report: dict, built,
+                                                                                 work: Path, k: int) -> None:
+    """The served benchmark index has one modality and no metadata: its answers come straight
+    from FAISS's arrays, for a large batch written without a message per hit (wire.py); a plain
+    batch of vectors is searched as one matrix. Whatever the path, a query's answer in a batch is
+    its answer alone, thresholds included."""
+    import grpc
+
+    from jointspace.server.api.convert import WIRE_FROM_HITS
+    from jointspace.server.serving.engine import Engine
+    from jointspace.v1 import jointspace_pb2_grpc as pb_grpc
+    from serving import own_server
+
+    vectors = np.random.default_rng(8).normal(size=(9, report["dim"])).astype("<f4")
+    plain = [pb.SearchRequest(query=pb.Query(vector=pb.Vector(f32=v.tobytes())), k=k) for v in vectors]
+    thresholds = [pb.SearchRequest(query=r.query, k=k, modalities=["vector"], min_score=0.1 * (i % 3))
+                  for i, r in enumerate(plain)]
+    assert (len(plain) * k >= WIRE_FROM_HITS) is (k == 100)
+    with own_server(Engine(built.model, work / "index")) as running, \
+            grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        stub = pb_grpc.JointSpaceStub(channel)
+        for requests in (plain, thresholds):
+            batch = stub.BatchSearch(pb.BatchSearchRequest(requests=requests), timeout=30)
+            assert list(batch.results) == [stub.Search(request, timeout=30) for request in requests]
+        assert all(len(result.hits) == k for result in stub.BatchSearch(
+            pb.BatchSearchRequest(requests=plain), timeout=30).results)
+        assert {hit.modality for hit in batch.results[0].hits} == {"vector"}
+        assert all(hit.score >= 0.2 for hit in batch.results[2].hits)

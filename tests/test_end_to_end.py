@@ -134,6 +134,42 @@ def test_batch_search_equals_single_searches(client):
     assert [[h.key for h in r] for r in batched] == [[h.key for h in r] for r in single]
 
 
+@pytest.mark.parametrize("k, modalities", [(6, []), (6, ["id"]), (100, ["id"])])
+def test_a_batch_of_plain_vectors_is_answered_as_each_query_alone(client, k, modalities):
+    """Packed vectors with only k (and modalities) set take one matrix search
+    (`plain_vector_batch`); one modality's answers come from FAISS's arrays, written without a
+    message per hit when they are many (wire.py). A threshold that changes nothing sends the same
+    queries through the general path."""
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(8, DIM)).astype("<f4")
+
+    def requests(**extra):
+        return [pb.SearchRequest(query=pb.Query(vector=pb.Vector(f32=v.tobytes())), k=k, modalities=modalities,
+                                 **extra) for v in vectors]
+
+    fast = client.stub.BatchSearch(pb.BatchSearchRequest(requests=requests()), timeout=10)
+    parsed = client.stub.BatchSearch(pb.BatchSearchRequest(requests=requests(min_score=-2.0)), timeout=10)
+    alone = [client.stub.Search(request, timeout=10) for request in requests()]
+    assert list(fast.results) == list(parsed.results) == alone
+    assert all(len(result.hits) == min(k, client.info().size_by_modality.get("id", 0) if modalities else k)
+               for result in fast.results)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (np.ones(DIM + 1, "<f4").tobytes(), f"expected {DIM} values, got {DIM + 1}"),
+    (np.full(DIM, np.nan, "<f4").tobytes(), "finite"),
+    (np.zeros(DIM, "<f4").tobytes(), "zero vector"),
+], ids=["long", "nan", "zero"])
+def test_a_bad_vector_in_a_plain_batch_is_refused_saying_why(client, bad, words):
+    good = np.ones(DIM, "<f4").tobytes()
+    request = pb.BatchSearchRequest(requests=[
+        pb.SearchRequest(query=pb.Query(vector=pb.Vector(f32=vector)), k=3) for vector in (good, good, bad, good)])
+    with pytest.raises(grpc.RpcError) as raised:
+        client.stub.BatchSearch(request, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert words in raised.value.details()
+
+
 def test_modality_filter_spans_several_indexes(client):
     hits = client.search(text="three", k=20, modalities=["audio", "text"])
     assert {h.modality for h in hits} == {"audio", "text"}

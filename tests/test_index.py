@@ -166,6 +166,5 @@ def test_the_common_query_comes_straight_from_faiss_as_the_general_path_would_an
         general = search(generation, queries, 5, [modality], [{"no-such-key"}] * 4, changes=changes,
                          with_metadata=False)
         assert isinstance(direct, Ranked) and direct.modality == modality
-        assert direct.keys == [[h.key for h in hits] for hits in general]
-        assert np.allclose(direct.scores, [[h.score for h in hits] for hits in general])
-        assert (first[0].key in direct.keys[0]) is (changes is not hidden)
+        assert direct.hits() == general
+        assert (first[0].key in [hit.key for hit in direct.hits()[0]]) is (changes is not hidden)

@@ -196,7 +196,7 @@ def test_catalog_gradients_of_a_step_equal_the_tape_gradients_of_the_loss():
              "weight": rng.uniform(0.5, 2, 16).astype(np.float32),
              **catalog.terms(users, np.arange(16), bags=None)}
     _assert_step_matches_one_tape(model, pair, batch)
-    queries, _, films_embedded = model.embed_pair(pair, batch, training=True)
+    queries, films_embedded = model.embed_pair(pair, batch, training=True)
     at_half = catalog_loss(queries, films_embedded, batch["catalog_target"], batch["catalog_mask"], 0.5)
     assert float(model.pair_loss(pair, batch)) == pytest.approx(0.7 / 16 * float(np.sum(batch["weight"] * at_half)),
                                                                rel=1e-5)

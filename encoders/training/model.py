@@ -76,19 +76,21 @@ class JointModel(tf.keras.Model):
         return self.temperature if pair.catalog is None else self.catalog_temperature
 
     def embed_pair(self, pair: PairType, batch: dict[str, Any], training: bool) -> list[tf.Tensor]:
-        """Both sides of a batch through their towers, then the catalog's values if the pair
-        has a catalog side."""
-        sides = [self.towers[pair.encoder_a](batch["a"], training=training),
-                 self.towers[pair.encoder_b](batch["b"], training=training)]
-        if pair.catalog is not None:
-            encoder = pair.encoder_a if pair.catalog == "a" else pair.encoder_b
-            sides.append(self.towers[encoder](batch["catalog"], training=training))
-        return sides
+        """The two embeddings a pair's loss reads: both sides of the batch or, for a pair with a
+        catalog side, the queries and the whole catalog (the batch's own targets are rows of the
+        catalog, so that side is not embedded again)."""
+        if pair.catalog is None:
+            return [self.towers[pair.encoder_a](batch["a"], training=training),
+                    self.towers[pair.encoder_b](batch["b"], training=training)]
+        query, query_encoder, catalog_encoder = (("a", pair.encoder_a, pair.encoder_b) if pair.catalog == "b"
+                                                 else ("b", pair.encoder_b, pair.encoder_a))
+        return [self.towers[query_encoder](batch[query], training=training),
+                self.towers[catalog_encoder](batch["catalog"], training=training)]
 
     def pair_loss(self, pair: PairType, batch: dict[str, Any], training: bool = True) -> tf.Tensor:
-        left, right, *catalog = self.embed_pair(pair, batch, training)
-        return (in_batch_loss(left, right, _terms(batch), self.pair_temperature(pair), catalog[0] if catalog else None,
-                              pair.catalog) * _scale(pair, left))
+        embedded = self.embed_pair(pair, batch, training)
+        return (embedded_loss(embedded, _terms(batch), self.pair_temperature(pair), pair.catalog is not None)
+                * _scale(pair, embedded[0]))
 
     def pair_gradients(self, pair: PairType, batch: dict[str, Any],
                        variables: list[tf.Variable]) -> tuple[tf.Tensor, list[Any]]:
@@ -97,7 +99,7 @@ class JointModel(tf.keras.Model):
         with tf.GradientTape() as tape:
             embedded = self.embed_pair(pair, batch, training=True)
         loss, *gradients = loss_and_embedding_gradients(
-            embedded, _terms(batch), self.pair_temperature(pair), _scale(pair, embedded[0]), pair.catalog)
+            embedded, _terms(batch), self.pair_temperature(pair), _scale(pair, embedded[0]), pair.catalog is not None)
         return loss, tape.gradient(embedded, variables, output_gradients=gradients)
 
 
@@ -112,16 +114,26 @@ def _scale(pair: PairType, left: tf.Tensor) -> tf.Tensor:
 
 @tf.function(jit_compile=True, reduce_retracing=True)
 def loss_and_embedding_gradients(embedded: list[tf.Tensor], batch: dict[str, Any], temperature: float,
-                                 scale: tf.Tensor, catalog_side: str | None) -> tuple[tf.Tensor, ...]:
-    """`scale` × the loss, and its gradients with respect to the embeddings (`left`, `right`
-    and the catalog's, if any), as one XLA program: it fuses the score matrices' masks,
-    softmaxes and their gradients into a few passes over them."""
+                                 scale: tf.Tensor, catalog: bool) -> tuple[tf.Tensor, ...]:
+    """`scale` × the loss, and its gradients with respect to the two embeddings (`embed_pair`),
+    as one XLA program: it fuses the score matrices' masks, softmaxes and their gradients into a
+    few passes over them."""
     with tf.GradientTape() as tape:
         tape.watch(embedded)
-        catalog = embedded[2] if len(embedded) > 2 else None
-        loss = scale * in_batch_loss(embedded[0], embedded[1], batch, temperature, catalog, catalog_side)
-    # A catalog pair's loss leaves the batch's own catalog side unread (catalog_loss): zeros, not None.
-    return (loss, *tape.gradient(loss, embedded, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+        loss = scale * embedded_loss(embedded, batch, temperature, catalog)
+    return (loss, *tape.gradient(loss, embedded))
+
+
+def embedded_loss(embedded: list[tf.Tensor], batch: dict[str, Any], temperature: float, catalog: bool) -> tf.Tensor:
+    """The loss of a pair's two embeddings (`JointModel.embed_pair`), summed over the batch: for a
+    catalog pair, each query's target ranked among the whole catalog, in that direction only.
+    The way back (a film ranking the batch's users) is left out: on MovieLens-like ratings it cost
+    users' unseen films at top 10 (docs/benchmarks.md), and the catalog's vectors still sit near
+    their own users, so film → user search keeps working."""
+    if catalog:
+        towards = catalog_loss(embedded[0], embedded[1], batch["catalog_target"], batch["catalog_mask"], temperature)
+        return tf.reduce_sum(batch["weight"] * towards)
+    return in_batch_loss(embedded[0], embedded[1], batch, temperature)
 
 
 def catalog_loss(queries: tf.Tensor, catalog: tf.Tensor, target: tf.Tensor, mask: tf.Tensor,
@@ -133,17 +145,8 @@ def catalog_loss(queries: tf.Tensor, catalog: tf.Tensor, target: tf.Tensor, mask
     return tf.reduce_logsumexp(tf.where(mask, MIN_FLOAT, scores), axis=1) - positive
 
 
-def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temperature: float,
-                  catalog: tf.Tensor | None = None, catalog_side: str | None = None) -> tf.Tensor:
-    """The symmetric loss from the two sides' embeddings, summed over the batch. With a catalog
-    side, only the direction towards it: each query's target ranked among the whole catalog
-    (`catalog_loss`). The way back (a film ranking the batch's users) is left out: on
-    MovieLens-like ratings it cost users' unseen films at top 10 (docs/benchmarks.md), and the
-    catalog's vectors still sit near their own users, so film → user search keeps working."""
-    if catalog is not None:
-        queries = left if catalog_side == "b" else right
-        towards = catalog_loss(queries, catalog, batch["catalog_target"], batch["catalog_mask"], temperature)
-        return tf.reduce_sum(batch["weight"] * towards)
+def in_batch_loss(left: tf.Tensor, right: tf.Tensor, batch: dict[str, Any], temperature: float) -> tf.Tensor:
+    """The symmetric loss from the two sides' embeddings, summed over the batch."""
     scores = tf.matmul(left, right, transpose_b=True) / temperature
     mask = score_mask(batch["codes_a"], batch["codes_b"])  # symmetric: serves both directions
     if "members" in batch:  # a history's own ids are neither its negatives nor its candidates

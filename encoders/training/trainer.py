@@ -192,14 +192,14 @@ def _batch(pair: PairType, data: dict[str, ViewData], weights: np.ndarray, rows:
     }
     if log_q is not None:
         batch["log_q_a"], batch["log_q_b"] = log_q[0][rows], log_q[1][rows]
-    if pair.bags == "a":
-        batch["members"] = bag_members(batch["a"]["index"], batch["b"]["index"])
-    elif pair.bags == "b":
-        batch["members"] = bag_members(batch["b"]["index"], batch["a"]["index"]).T
-    if catalog is not None:
+    if catalog is not None:  # the catalog's mask also leaves out a bag's members
         query = "a" if pair.catalog == "b" else "b"
         batch.update(catalog.terms(batch[f"codes_{query}"], rows,
                                    batch[query]["index"] if pair.bags == query else None))
+    elif pair.bags == "a":
+        batch["members"] = bag_members(batch["a"]["index"], batch["b"]["index"])
+    elif pair.bags == "b":
+        batch["members"] = bag_members(batch["b"]["index"], batch["a"]["index"]).T
     return batch
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,10 +13,13 @@ from jointspace.client.types import Hit
 from jointspace.core.errors import InvalidInput
 from jointspace.core.limits import Limits
 from jointspace.data.catalog import CatalogEntry
+from jointspace.server.api.wire import RESULT, length_delimited, ranked_results
 from jointspace.server.index.filters import MetadataFilter, make_filter
 from jointspace.server.index.searching import Found, Ranked
 from jointspace.server.serving.engine import Query
 from jointspace.v1 import jointspace_pb2 as pb
+
+WIRE_FROM_HITS = 640  # the measured break-even (docs/benchmarks.md, "Serving")
 
 
 def vector_from_proto(vector: pb.Vector, field: str) -> np.ndarray:
@@ -53,6 +56,26 @@ def query_from_proto(query: pb.Query, field: str = "query") -> Query:
             raise InvalidInput(f"{field}.audio.sample_rate: must be positive")
         return "audio", (query.audio.content, query.audio.sample_rate or None)
     return "vector", vector_from_proto(query.vector, f"{field}.vector")
+
+
+def plain_vector_batch(requests: Sequence[pb.SearchRequest], dim: int) -> tuple[int, list[str], np.ndarray] | None:
+    """The common batch as its k, result modalities and one matrix of its queries: every request
+    a packed vector of `dim` floats with the same k and modalities, and no other field set. None
+    for any other batch, which is parsed request by request (and refused there if something is
+    wrong): that costs several times the FAISS-free rest of a plain batch."""
+    first = requests[0]
+    k, modalities, row_bytes, packed = first.k, list(first.modalities), 4 * dim, []
+    fields = 3 if modalities else 2  # query, k (and modalities)
+    for request in requests:
+        vector = request.query.vector  # an empty Vector when the query is of another kind
+        if (len(request.ListFields()) != fields or request.k != k or len(vector.ListFields()) != 1
+                or (modalities and request.modalities != modalities)):
+            return None
+        values = vector.f32
+        if len(values) != row_bytes:
+            return None
+        packed.append(values)
+    return k, modalities, np.frombuffer(b"".join(packed), "<f4").reshape(len(requests), dim)
 
 
 def catalog_entry_from_proto(entry: pb.CatalogEntry, field: str, limits: Limits) -> CatalogEntry:
@@ -96,13 +119,10 @@ def struct_from_dict(values: dict[str, Any]) -> struct_pb2.Struct:
     return message
 
 
-def hits_to_proto(hits: list[Hit], generation: str, response: pb.SearchResponse | None = None) -> pb.SearchResponse:
-    """Fills `response` (a new one if None: BatchSearch passes the slots of its own answer, so
-    that no message is built twice). Hits are added in place rather than built and copied in,
-    and hits without metadata leave the field unset (a client reads it as an empty Struct all
-    the same): building messages was a large share of a vector query's time."""
-    response = pb.SearchResponse() if response is None else response
-    response.generation = generation
+def hits_to_proto(hits: list[Hit], generation: str) -> pb.SearchResponse:
+    """Hits are added in place rather than built and copied in, and hits without metadata leave
+    the field unset (a client reads it as an empty Struct all the same)."""
+    response = pb.SearchResponse(generation=generation)
     add = response.hits.add
     for hit in hits:
         if hit.metadata:
@@ -113,21 +133,29 @@ def hits_to_proto(hits: list[Hit], generation: str, response: pb.SearchResponse 
     return response
 
 
-def found_to_proto(found: Found, query: int, min_score: float | None, generation: str,
-                   response: pb.SearchResponse | None = None) -> pb.SearchResponse:
-    """Query `query`'s hits among `found` scoring at least `min_score` (None: all), into
-    `response` (a new one if None), as `hits_to_proto` does."""
+def found_to_proto(found: Found, query: int, min_score: float | None, generation: str) -> pb.SearchResponse:
+    """The answer to query `query` of `found`, its hits scoring at least `min_score` (None: all).
+    `Ranked` arrays are added without a `Hit` per hit."""
     if not isinstance(found, Ranked):
-        return hits_to_proto(above(found[query], min_score), generation, response)
-    response = pb.SearchResponse() if response is None else response
-    response.generation = generation
-    add, modality = response.hits.add, found.modality
-    hits: Iterable[tuple[str, float]] = zip(found.keys[query], found.scores[query])
-    if min_score is not None:  # tested here, not per hit, when the request sets none
-        hits = ((key, score) for key, score in hits if score >= min_score)
-    for key, score in hits:
-        add(key=key, score=score, modality=modality)
+        return hits_to_proto(above(found[query], min_score), generation)
+    response = pb.SearchResponse(generation=generation)
+    add, keys, modality = response.hits.add, found.keys, found.modality
+    for row, score in zip(found.rows[query].tolist(), found.scores[query].tolist()):
+        if row >= 0 and (min_score is None or score >= min_score):
+            add(key=keys[row], score=score, modality=modality)
     return response
+
+
+def found_to_results(found: Found, min_scores: Sequence[float | None], generation: str) -> bytes:
+    """A serialized BatchSearchResponse with the answer to each query of `found`, as
+    `found_to_proto` gives it. Large `Ranked` answers are written from their arrays (wire.py):
+    under WIRE_FROM_HITS hits, the arrays' fixed cost is more than messages cost."""
+    if isinstance(found, Ranked) and found.rows.size >= WIRE_FROM_HITS:
+        thresholds = (None if all(m is None for m in min_scores)
+                      else np.array([-np.inf if m is None else m for m in min_scores], np.float32))
+        return ranked_results(found.rows, found.scores, found.packed_keys, found.modality, generation, thresholds)
+    return b"".join(length_delimited(RESULT, found_to_proto(found, query, min_score, generation).SerializeToString())
+                    for query, min_score in enumerate(min_scores))
 
 
 def lexical_weight_from_proto(request: pb.SearchRequest) -> float | None:

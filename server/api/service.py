@@ -47,14 +47,16 @@ from jointspace.server.api.convert import (
     excluded_keys_from_proto,
     filters_from_proto,
     found_to_proto,
+    found_to_results,
     lexical_weight_from_proto,
     min_score_from_proto,
+    plain_vector_batch,
     query_from_proto,
 )
 from jointspace.server.api.paging import page
 from jointspace.server.api.status_details import reason_of, rich_status, trailers
 from jointspace.server.index.entries import lookup
-from jointspace.server.serving.engine import Engine
+from jointspace.server.serving.engine import Engine, Served
 from jointspace.server.serving.operations import OperationStatus
 from jointspace.server.serving.rebuild import plan_rebuild, run_rebuild
 from jointspace.v1 import jointspace_pb2 as pb
@@ -163,28 +165,42 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
 
     @rpc
     def BatchSearch(self, request: pb.BatchSearchRequest, context: grpc.ServicerContext) -> pb.BatchSearchResponse:
-        """Queries that share k, result modalities and lexical weight are embedded and searched together."""
         if not request.requests:
             raise InvalidInput("requests: empty")
         self.engine.check_batch(len(request.requests), "requests")
-        self.engine.limits.check_search_work(((r.k, len(r.exclude_keys) + len(r.seen_ids)) for r in request.requests),
+        served = self.engine.served
+        plain = plain_vector_batch(request.requests, served.encoders.dim)
+        if plain is None:
+            return self._answers(request.requests, served)
+        k, modalities, vectors = plain
+        self.engine.limits.check_search_work([(k, 0)] * len(vectors), "requests[].k")
+        found = self.engine.find_vectors(vectors, k, modalities, served)
+        return pb.BatchSearchResponse.FromString(found_to_results(found, [None] * len(vectors), served.generation.name))
+
+    def _answers(self, requests: Sequence[pb.SearchRequest], served: Served) -> pb.BatchSearchResponse:
+        """Any batch's answers, in request order: queries that share k, result modalities and
+        lexical weight are embedded and searched together."""
+        self.engine.limits.check_search_work(((r.k, len(r.exclude_keys) + len(r.seen_ids)) for r in requests),
                                              "requests[].k, requests[].exclude_keys, requests[].seen_ids")
         groups: dict[tuple[int, tuple[str, ...], float | None], list[int]] = {}
-        for i, item in enumerate(request.requests):
+        for i, item in enumerate(requests):
             groups.setdefault((item.k, tuple(item.modalities), lexical_weight_from_proto(item)), []).append(i)
-        min_scores = [min_score_from_proto(r, f"requests[{i}].min_score") for i, r in enumerate(request.requests)]
-        served = self.engine.served
+        min_scores = [min_score_from_proto(r, f"requests[{i}].min_score") for i, r in enumerate(requests)]
         response = pb.BatchSearchResponse()
-        slots = [response.results.add() for _ in request.requests]  # answers in request order
+        slots = [response.results.add() for _ in requests] if len(groups) > 1 else []
         for (k, modalities, lexical_weight), members in groups.items():
-            queries = [query_from_proto(request.requests[i].query, f"requests[{i}].query") for i in members]
-            excludes = [excluded_keys_from_proto(request.requests[i], query, self.engine.limits)
+            queries = [query_from_proto(requests[i].query, f"requests[{i}].query") for i in members]
+            excludes = [excluded_keys_from_proto(requests[i], query, self.engine.limits)
                         for i, query in zip(members, queries)]
-            filters = [filters_from_proto(request.requests[i].filters, f"requests[{i}].filters", self.engine.limits)
+            filters = [filters_from_proto(requests[i].filters, f"requests[{i}].filters", self.engine.limits)
                        for i in members]
             found = self.engine.find(queries, k, modalities, excludes, filters, served, lexical_weight)
-            for position, i in enumerate(members):
-                found_to_proto(found, position, min_scores[i], served.generation.name, slots[i])
+            results = pb.BatchSearchResponse.FromString(
+                found_to_results(found, [min_scores[i] for i in members], served.generation.name))
+            if not slots:  # one group: its answers are the whole batch's, in order
+                return results
+            for i, result in zip(members, results.results):
+                slots[i].CopyFrom(result)
         return response
 
     @rpc

@@ -24,6 +24,7 @@ from jointspace.server.index.generation_manifest import GenerationManifest
 from jointspace.server.index.index_directory import MANIFEST, sha256_of
 from jointspace.server.index.index_types import describe
 from jointspace.server.index.lexical import LEXICAL_FILE, POSTINGS_FILE, LexicalIndex
+from jointspace.server.index.packed_keys import PackedKeys
 from jointspace.server.index.tuning import apply_search_params
 
 
@@ -63,6 +64,7 @@ class Generation:
             self.store = StoreReader(self.path / STORE_FILE)
             self.fields = FieldIndex(self.store.field_values)
             self.keys = {m: np.asarray(k, dtype=object) for m, k in self.store.keys_by_modality().items()}
+            self.packed_keys = {m: PackedKeys.of(k) for m, k in self.keys.items()}
             # Most large catalogs carry no metadata: their hits then skip the store (searching.py).
             self.with_metadata = self.store.modalities_with_metadata()
         except sqlite3.Error as error:

@@ -31,6 +31,7 @@ from jointspace.server.index.filters import MetadataFilter, matches
 from jointspace.server.index.fusion import DEFAULT_FUSION, fuse
 from jointspace.server.index.lexical import score_delta
 from jointspace.server.index.lexical_terms import phrase, query_terms
+from jointspace.server.index.packed_keys import PackedKeys
 
 if TYPE_CHECKING:
     from jointspace.server.index.generation import Generation
@@ -56,17 +57,20 @@ class Lexical:
 
 @dataclass(frozen=True)
 class Ranked:
-    """The hits of a batch of queries as one modality's FAISS index ranked them, best first:
-    each array turned into Python lists in one step, without an object per hit (building those
-    cost more than the search itself). `keys[i]` and `scores[i]` belong to query i."""
+    """The hits of a batch of queries as one modality's FAISS index ranked them, best first, as
+    FAISS's arrays: an answer can be built from them without an object per hit (api/wire.py),
+    which cost more than the search itself. Row i of `rows` and `scores` belongs to query i;
+    a row number -1 marks no hit (FAISS found fewer than k)."""
 
     modality: str
-    keys: list[list[str]]
-    scores: list[list[float]]
+    keys: np.ndarray  # the generation's keys of this modality, by row
+    packed_keys: PackedKeys  # the same keys as UTF-8 bytes
+    rows: np.ndarray
+    scores: np.ndarray
 
     def hits(self) -> list[list[Hit]]:
-        return [[Hit(key, score, self.modality) for key, score in zip(keys, scores)]
-                for keys, scores in zip(self.keys, self.scores)]
+        return [[Hit(self.keys[row], score, self.modality) for row, score in zip(rows, scores) if row >= 0]
+                for rows, scores in zip(self.rows.tolist(), self.scores.tolist())]
 
 
 Found = Ranked | list[list[Hit]]
@@ -99,7 +103,7 @@ def find(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequen
     if direct is not None:
         with faiss_threads(len(vectors)):
             scores, rows = nearest(generation.indexes[direct], vectors, k, None, changes.hidden_rows(direct))
-        return _ranked(generation.keys[direct], direct, scores, rows)
+        return Ranked(direct, generation.keys[direct], generation.packed_keys[direct], rows, scores)
     count = len(vectors)
     excludes = excludes or [set()] * count
     filters = filters or [()] * count
@@ -143,17 +147,6 @@ def direct_modality(generation: Generation, changes: Changes, chosen: list[str],
             or (with_metadata and modality in generation.with_metadata)):
         return None
     return modality
-
-
-def _ranked(keys: np.ndarray, modality: str, scores: np.ndarray, rows: np.ndarray) -> Ranked:
-    """`nearest`'s arrays as lists; the rows FAISS padded with -1 (fewer hits than k) left out.
-    The padding is looked for in the rows as Python lists: a numpy test of so small an array
-    costs more than the lookup of its keys."""
-    ids = rows.tolist()
-    if not any(-1 in row for row in ids):  # the usual answer: k hits for every query
-        return Ranked(modality, keys[rows].tolist(), scores.tolist())
-    return Ranked(modality, [[keys[i] for i in row if i >= 0] for row in ids],
-                  [[score for score, i in zip(values, row) if i >= 0] for values, row in zip(scores.tolist(), ids)])
 
 
 def _excluded_rows(generation: Generation, excluded: frozenset[str]) -> dict[str, set[int]]:

@@ -27,7 +27,7 @@ from jointspace.core.limits import DEFAULT_LIMITS, Limits
 from jointspace.core.progress import log
 from jointspace.core.stages import EMBED, SEARCH, timed
 from jointspace.data.catalog import CatalogEntry, check_unique_keys
-from jointspace.encoders.inference import EncoderSet
+from jointspace.encoders.inference import VECTOR, EncoderSet
 from jointspace.server.index.changes import NO_CHANGES, Changes, DeltaEntry, replay
 from jointspace.server.index.data_dir import DataDir
 from jointspace.server.index.fallback import open_intact_generation
@@ -177,10 +177,17 @@ class Engine:
             with timed(EMBED):
                 vectors, wordless = _embed_texts(served.encoders, queries)
             lexical = replace(lexical, words_only=wordless)
-        check_deadline("searching the index")
-        with timed(SEARCH):
-            return find(served.generation, vectors, k, modalities, excludes, filters, served.changes,
-                        lexical=lexical)
+        return _find(served, vectors, k, modalities, excludes, filters, lexical)
+
+    def find_vectors(self, vectors: np.ndarray, k: int, modalities: Sequence[str] = (),
+                     served: Served | None = None) -> Found:
+        """`find` for raw vector queries given as one matrix (a row of D floats each), with
+        nothing excluded or filtered: the common batch, without a value per query to gather."""
+        self.check_k(k)
+        served = served or self._served
+        with timed(EMBED):
+            unit = served.encoders.embed(VECTOR, vectors)
+        return _find(served, unit, k, modalities)
 
     def info(self) -> dict[str, Any]:
         served = self._served
@@ -318,6 +325,14 @@ def _lexical(served: Served, queries: Sequence[Query], weight: float, fusion: st
         raise NotReady(f"index {served.generation.name} has no lexical index (built before hybrid search); "
                        f"rebuild it to search text queries by their words")
     return Lexical([value for _, value in queries], weight, fusion)
+
+
+def _find(served: Served, vectors: np.ndarray, k: int, modalities: Sequence[str],
+          excludes: Sequence[set[str]] | None = None, filters: Sequence[Sequence[MetadataFilter]] | None = None,
+          lexical: Lexical | None = None) -> Found:
+    check_deadline("searching the index")
+    with timed(SEARCH):
+        return find(served.generation, vectors, k, modalities, excludes, filters, served.changes, lexical=lexical)
 
 
 def _embed_texts(encoders: EncoderSet, queries: Sequence[Query]) -> tuple[np.ndarray, frozenset[int]]:
