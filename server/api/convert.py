@@ -58,11 +58,11 @@ def query_from_proto(query: pb.Query, field: str = "query") -> Query:
     return "vector", vector_from_proto(query.vector, f"{field}.vector")
 
 
-def plain_vector_batch(requests: Sequence[pb.SearchRequest], dim: int) -> tuple[int, list[str], np.ndarray] | None:
-    """The common batch as its k, result modalities and one matrix of its queries: every request
-    a packed vector of `dim` floats with the same k and modalities, and no other field set. None
-    for any other batch, which is parsed request by request (and refused there if something is
-    wrong): that costs several times the FAISS-free rest of a plain batch."""
+def plain_vector_queries(requests: Sequence[pb.SearchRequest], dim: int) -> tuple[int, list[str], np.ndarray] | None:
+    """The common search, or batch of them, as its k, result modalities and one matrix of its
+    queries: every request a packed vector of `dim` floats with the same k and modalities, and
+    no other field set. None for any other, which is parsed request by request (and refused
+    there if something is wrong): that costs several times the FAISS-free rest of a plain batch."""
     first = requests[0]
     k, modalities, row_bytes, packed = first.k, list(first.modalities), 4 * dim, []
     fields = 3 if modalities else 2  # query, k (and modalities)
@@ -139,10 +139,10 @@ def found_to_proto(found: Found, query: int, min_score: float | None, generation
     if not isinstance(found, Ranked):
         return hits_to_proto(above(found[query], min_score), generation)
     response = pb.SearchResponse(generation=generation)
-    add, keys, modality = response.hits.add, found.keys, found.modality
-    for row, score in zip(found.rows[query].tolist(), found.scores[query].tolist()):
-        if row >= 0 and (min_score is None or score >= min_score):
-            add(key=keys[row], score=score, modality=modality)
+    add, modality, rows = response.hits.add, found.modality, found.rows[query]
+    for key, score, row in zip(found.keys[rows].tolist(), found.scores[query].tolist(), rows.tolist()):
+        if row >= 0 and (min_score is None or score >= min_score):  # -1: no hit (its key is the last row's)
+            add(key=key, score=score, modality=modality)
     return response
 
 

@@ -50,7 +50,7 @@ from jointspace.server.api.convert import (
     found_to_results,
     lexical_weight_from_proto,
     min_score_from_proto,
-    plain_vector_batch,
+    plain_vector_queries,
     query_from_proto,
 )
 from jointspace.server.api.paging import page
@@ -153,12 +153,17 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
 
     @rpc
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
+        served = self.engine.served
+        plain = plain_vector_queries([request], served.encoders.dim)
+        if plain is not None:
+            k, modalities, vector = plain
+            return found_to_proto(self.engine.find_vectors(vector, k, modalities, served), 0, None,
+                                  served.generation.name)
         query = query_from_proto(request.query)
         excluded = excluded_keys_from_proto(request, query, self.engine.limits)
         self.engine.limits.check_search_work([(request.k, len(excluded))], "k, exclude_keys, seen_ids")
         filters = filters_from_proto(request.filters, "filters", self.engine.limits)
         min_score = min_score_from_proto(request, "min_score")
-        served = self.engine.served
         found = self.engine.find([query], request.k, list(request.modalities), [excluded],
                                  [filters], served=served, lexical_weight=lexical_weight_from_proto(request))
         return found_to_proto(found, 0, min_score, served.generation.name)
@@ -169,7 +174,7 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
             raise InvalidInput("requests: empty")
         self.engine.check_batch(len(request.requests), "requests")
         served = self.engine.served
-        plain = plain_vector_batch(request.requests, served.encoders.dim)
+        plain = plain_vector_queries(request.requests, served.encoders.dim)
         if plain is None:
             return self._answers(request.requests, served)
         k, modalities, vectors = plain
