@@ -9,9 +9,9 @@ import pytest
 from jointspace.encoders.training.trainer import _epoch_batches, auto_dim
 
 
-@pytest.mark.parametrize("values, dim", [(1, 8), (10, 8), (576, 24), (4306, 64), (10_000, 96), (16_384, 128),
+@pytest.mark.parametrize("values, dim", [(1, 8), (10, 8), (144, 24), (1_024, 64), (4306, 128), (4_096, 128),
                                          (100_000_000, 128)])
-def test_auto_dim_is_the_square_root_rounded_to_eight_and_capped(values, dim):
+def test_auto_dim_is_twice_the_square_root_rounded_to_eight_and_capped(values, dim):
     assert auto_dim(values) == dim
 
 

@@ -37,17 +37,18 @@ MAX_AUTO_DIM = 128
 
 
 def auto_dim(num_values: int, id_table: bool = True) -> int:
-    """D ≈ √(distinct values) when the model has an id table, the fourth root when every tower
+    """D ≈ 2√(distinct values) when the model has an id table, the fourth root when every tower
     reads content (audio, text); a multiple of 8, from 8 to MAX_AUTO_DIM.
 
     An id table learns one row per value, and the fourth root, the common rule of thumb, picked 8
     for MovieLens-100K's 4,300 users, films and titles, where 64 served users' unseen films far
-    better, on the real ratings and on the generated ones (docs/benchmarks.md, "Dimension"), and
-    128 no better than 64. Content towers share their weights across values: on FSDD's 2,510
-    clips and digit words the square root's 48 held a new voice's recall@1 well below the fourth
-    root's 8 (docs/benchmarks.md, "Held-out-speaker quality"). The cap bounds the tables and the
-    index of a large catalog: `tune-dim` measures past it."""
-    root = num_values ** (0.5 if id_table else 0.25)
+    better, on the real ratings and on the generated ones, and since the catalog softmax 96 and
+    128 better again at top 100 than 64 (docs/benchmarks.md, "Dimension"). Content towers share
+    their weights across values: on FSDD's 2,510 clips and digit words the square root's 48 held
+    a new voice's recall@1 well below the fourth root's 8 (docs/benchmarks.md, "Held-out-speaker
+    quality"). The cap bounds the tables and the index of a large catalog: `tune-dim` measures
+    past it."""
+    root = 2 * num_values**0.5 if id_table else num_values**0.25
     return min(MAX_AUTO_DIM, max(8, 8 * round(root / 8)))
 
 

@@ -36,7 +36,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     train.add_argument("--out", type=Path, metavar="MODEL",
                        help="the model folder (required; in a cluster only the chief writes it)")
     train.add_argument("--dim", type=auto_or_positive, default=TrainConfig().dim,
-                       help="'auto' (default: the square root of the distinct values with an id table, "
+                       help="'auto' (default: twice the square root of the distinct values with an id table, "
                             "else the fourth root; 8 to 128) or a dimension")
     train.add_argument("--ensemble", type=positive, default=1, metavar="K",
                        help="train K models (seeds SEED to SEED+K-1) and serve them as one: a score is "
