@@ -143,7 +143,7 @@ def test_the_searching_ceiling_runs_the_faiss_search_of_each_query(report: dict,
 def test_batches_over_an_index_without_metadata_are_answered_as_each_query_alone(report: dict, built,
                                                                                  work: Path, k: int) -> None:
     """The served benchmark index has one modality and no metadata: its answers come straight
-    from FAISS's arrays, for a large batch written without a message per hit (wire.py); a plain
+    from FAISS's arrays, for a large batch written without a message per hit (answer_bytes.py); a plain
     batch of vectors is searched as one matrix. Whatever the path, a query's answer in a batch is
     its answer alone, thresholds included."""
     import grpc

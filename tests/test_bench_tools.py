@@ -1,4 +1,4 @@
-"""`jointspace bench frontend` and `bench rebuild` at tiny sizes, through the CLI: the reports are
+"""`jointspace bench frontend`, `bench answers` and `bench rebuild` at tiny sizes, through the CLI: the reports are
 complete and their figures sane (positive rates, a ratio that is the ratio of the rates, parity,
 no failed query). How fast anything is belongs to the full-size commands, not to a test."""
 
@@ -34,6 +34,18 @@ def _assert_window(window: dict) -> None:
 
 
 @pytest.mark.slow
+def test_bench_answers_times_both_ways_of_building_the_same_answers(capsys):
+    """The command refuses to time two ways that answer differently (it compares the messages
+    they parse into), so a report is also a check of the array path at these sizes."""
+    report = _report(capsys, "answers", "--batches", "3,70", "--k", "12", "--passes", "1", "--json")
+    assert [(row["batch"], row["hits"]) for row in report["rows"]] == [(3, 36), (70, 840)]
+    for row in report["rows"]:
+        assert row["messages_us"] > 0 and row["arrays_us"] > 0
+        assert row["arrays_vs_messages"] == pytest.approx(row["arrays_us"] / row["messages_us"], rel=0.01)
+    cheaper = [row["hits"] for row in report["rows"] if row["arrays_vs_messages"] < 1]
+    assert report["arrays_cheaper_from_hits"] == (min(cheaper) if cheaper else None)
+
+
 def test_bench_rebuild_swaps_under_load_without_a_failed_query(built, tmp_path, capsys):
     report = _report(capsys, "rebuild", "--model", str(built.model), "--rows", "2000", "--seconds", "1",
                      "--work", str(tmp_path))

@@ -138,7 +138,7 @@ def test_batch_search_equals_single_searches(client):
 def test_a_batch_of_plain_vectors_is_answered_as_each_query_alone(client, k, modalities):
     """Packed vectors with only k (and modalities) set take one matrix search
     (`plain_vector_queries`); one modality's answers come from FAISS's arrays, written without a
-    message per hit when they are many (wire.py). A threshold that changes nothing sends the same
+    message per hit when they are many (answer_bytes.py). A threshold that changes nothing sends the same
     queries through the general path."""
     rng = np.random.default_rng(4)
     vectors = rng.normal(size=(8, DIM)).astype("<f4")

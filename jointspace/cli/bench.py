@@ -227,6 +227,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     typed.add_argument("--seed", type=int, default=0, help="picks the dropped words and typos")
     typed.add_argument("--json", action="store_true", help="print the whole report as JSON")
     typed.set_defaults(func=cmd_bench_typed_search)
+    answers = bench_commands.add_parser(
+        "answers", help="a BatchSearch answer built message by message against written from FAISS's arrays")
+    answers.add_argument("--batches", default="4,16,32,64,128,256",
+                         help="comma-separated batch sizes (default: %(default)s)")
+    answers.add_argument("--k", type=positive, default=10, help="hits per query (default: %(default)s)")
+    answers.add_argument("--passes", type=positive, default=5, help="(default: %(default)s)")
+    answers.add_argument("--json", action="store_true", help="print one JSON object")
+    answers.set_defaults(func=cmd_bench_answers)
 
 
 def cmd_bench_speakers(args: argparse.Namespace) -> int:
@@ -373,4 +381,12 @@ def cmd_bench_tfrs_tutorial(args: argparse.Namespace) -> int:
 
     result = tfrs_tutorial.run(args.train_file, args.test_file, args.epochs, args.seed)
     print(json.dumps(result, indent=2) if args.json else tfrs_tutorial.table(result))
+    return 0
+
+
+def cmd_bench_answers(args: argparse.Namespace) -> int:
+    from jointspace.bench import answers
+
+    report = answers.run(positive_list(args.batches, "--batches"), args.k, passes=args.passes)
+    print(json.dumps(report, indent=2) if args.json else answers.table(report))
     return 0

@@ -13,13 +13,13 @@ from jointspace.client.types import Hit
 from jointspace.core.errors import InvalidInput
 from jointspace.core.limits import Limits
 from jointspace.data.catalog import CatalogEntry
-from jointspace.server.api.wire import RESULT, length_delimited, ranked_results
+from jointspace.server.api.answer_bytes import RESULT, length_delimited, ranked_results
 from jointspace.server.index.filters import MetadataFilter, make_filter
 from jointspace.server.index.searching import Found, Ranked
 from jointspace.server.serving.engine import Query
 from jointspace.v1 import jointspace_pb2 as pb
 
-WIRE_FROM_HITS = 640  # the measured break-even (docs/benchmarks.md, "Serving")
+WIRE_FROM_HITS = 400  # about the measured break-even (`jointspace bench answers`, docs/benchmarks.md)
 
 
 def vector_from_proto(vector: pb.Vector, field: str) -> np.ndarray:
@@ -148,12 +148,21 @@ def found_to_proto(found: Found, query: int, min_score: float | None, generation
 
 def found_to_results(found: Found, min_scores: Sequence[float | None], generation: str) -> bytes:
     """A serialized BatchSearchResponse with the answer to each query of `found`, as
-    `found_to_proto` gives it. Large `Ranked` answers are written from their arrays (wire.py):
-    under WIRE_FROM_HITS hits, the arrays' fixed cost is more than messages cost."""
+    `found_to_proto` gives it. Large `Ranked` answers are written from their arrays
+    (`ranked_to_results`); under WIRE_FROM_HITS hits, the arrays' fixed cost is more than
+    messages cost (`messages_to_results`)."""
     if isinstance(found, Ranked) and found.rows.size >= WIRE_FROM_HITS:
-        thresholds = (None if all(m is None for m in min_scores)
-                      else np.array([-np.inf if m is None else m for m in min_scores], np.float32))
-        return ranked_results(found.rows, found.scores, found.packed_keys, found.modality, generation, thresholds)
+        return ranked_to_results(found, min_scores, generation)
+    return messages_to_results(found, min_scores, generation)
+
+
+def ranked_to_results(found: Ranked, min_scores: Sequence[float | None], generation: str) -> bytes:
+    thresholds = (None if all(m is None for m in min_scores)
+                  else np.array([-np.inf if m is None else m for m in min_scores], np.float32))
+    return ranked_results(found.rows, found.scores, found.packed_keys, found.modality, generation, thresholds)
+
+
+def messages_to_results(found: Found, min_scores: Sequence[float | None], generation: str) -> bytes:
     return b"".join(length_delimited(RESULT, found_to_proto(found, query, min_score, generation).SerializeToString())
                     for query, min_score in enumerate(min_scores))
 

@@ -1,5 +1,5 @@
 """A modality's keys as one UTF-8 buffer with offsets, so that an answer can copy the keys of
-the rows FAISS found with array operations instead of a Python string per hit (api/wire.py)."""
+the rows FAISS found with array operations instead of a Python string per hit (api/answer_bytes.py)."""
 
 from __future__ import annotations
 

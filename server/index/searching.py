@@ -58,7 +58,7 @@ class Lexical:
 @dataclass(frozen=True)
 class Ranked:
     """The hits of a batch of queries as one modality's FAISS index ranked them, best first, as
-    FAISS's arrays: an answer can be built from them without an object per hit (api/wire.py),
+    FAISS's arrays: an answer can be built from them without an object per hit (api/answer_bytes.py),
     which cost more than the search itself. Row i of `rows` and `scores` belongs to query i;
     a row number -1 marks no hit (FAISS found fewer than k)."""
 

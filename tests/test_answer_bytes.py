@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jointspace.server.api import wire
+from jointspace.server.api import answer_bytes
 from jointspace.server.index.packed_keys import PackedKeys
 from jointspace.v1 import jointspace_pb2 as pb
 
@@ -37,7 +37,7 @@ def test_answers_parse_into_the_messages_built_hit_by_hit(seed):
     scores[0, 3] = 0.0
     min_scores = np.array([-np.inf, 0.0, -np.inf, 0.5, -np.inf, -np.inf], np.float32)
     modality = "vector" if seed % 2 else "ïd" * 70  # a modality name over 127 bytes
-    answer = wire.ranked_results(rows, scores, PackedKeys.of(keys), modality, "gen-000042", min_scores)
+    answer = answer_bytes.ranked_results(rows, scores, PackedKeys.of(keys), modality, "gen-000042", min_scores)
     expected = _expected(keys, rows, scores, min_scores, modality, "gen-000042")
     assert list(pb.BatchSearchResponse.FromString(answer).results) == expected
 
@@ -45,7 +45,7 @@ def test_answers_parse_into_the_messages_built_hit_by_hit(seed):
 def test_without_thresholds_every_found_row_is_a_hit():
     keys = np.asarray(["a", "b", "c"], dtype=object)
     rows, scores = np.array([[2, 0, -1]]), np.array([[0.9, 0.5, -3.4e38]], np.float32)
-    answer = wire.ranked_results(rows, scores, PackedKeys.of(keys), "text", "g")
+    answer = answer_bytes.ranked_results(rows, scores, PackedKeys.of(keys), "text", "g")
     assert list(pb.BatchSearchResponse.FromString(answer).results) == _expected(keys, rows, scores, [-np.inf],
                                                                                  "text", "g")
 
@@ -55,7 +55,7 @@ def test_varints_match_protobufs_own():
         message = pb.EmbedResponse(vectors=b"")
         message.count = value
         field = pb.EmbedResponse.DESCRIPTOR.fields_by_name["count"].number << 3
-        assert message.SerializeToString() == bytes([field]) + wire.varint(value)
+        assert message.SerializeToString() == bytes([field]) + answer_bytes.varint(value)
 
 
 def test_long_keys_are_written_a_slice_of_queries_at_a_time(monkeypatch):
@@ -68,6 +68,6 @@ def test_long_keys_are_written_a_slice_of_queries_at_a_time(monkeypatch):
     scores = -np.sort(-rng.random(rows.shape).astype(np.float32), axis=1)
     min_scores = rng.random(40).astype(np.float32) / 2
     expected = _expected(keys, rows, scores, min_scores, "text", "g")
-    monkeypatch.setattr(wire, "MAX_CELLS", 3 * 8 * (1_000 + wire.HIT_OVERHEAD))  # three queries a slice
-    answer = wire.ranked_results(rows, scores, PackedKeys.of(keys), "text", "g", min_scores)
+    monkeypatch.setattr(answer_bytes, "MAX_CELLS", 3 * 8 * (1_000 + answer_bytes.HIT_OVERHEAD))  # three queries a slice
+    answer = answer_bytes.ranked_results(rows, scores, PackedKeys.of(keys), "text", "g", min_scores)
     assert list(pb.BatchSearchResponse.FromString(answer).results) == expected
