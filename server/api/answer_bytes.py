@@ -110,14 +110,10 @@ def _headed_varints(tag: int, values: np.ndarray) -> Part:
     """Per value, `tag` then the value as a varint, as the rows of a matrix, and each row's
     length in bytes (the rest of a row is padding)."""
     widths = np.ones(len(values), np.int64)
-    for shift in range(7, 63, 7):
-        longer = values >= 1 << shift
-        if not longer.any():
-            break
-        widths += longer
+    for shift in range(7, int(values.max(initial=0)).bit_length(), 7):
+        widths += values >= 1 << shift
     out = np.zeros((len(values), 1 + int(widths.max(initial=1))), np.uint8)
     out[:, 0] = tag
     for place in range(out.shape[1] - 1):
-        more = place < widths - 1
-        out[:, 1 + place] = (values >> 7 * place) & 0x7F | np.where(more, 0x80, 0)
+        out[:, 1 + place] = (values >> 7 * place) & 0x7F | np.where(place < widths - 1, 0x80, 0)
     return out, widths + 1

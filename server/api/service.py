@@ -178,7 +178,7 @@ class JointSpaceService(pb_grpc.JointSpaceServicer):
         if plain is None:
             return self._answers(request.requests, served)
         k, modalities, vectors = plain
-        self.engine.limits.check_search_work([(k, 0)] * len(vectors), "requests[].k")
+        self.engine.limits.check_search_work([(k * len(vectors), 0)], "requests[].k")
         found = self.engine.find_vectors(vectors, k, modalities, served)
         return pb.BatchSearchResponse.FromString(found_to_results(found, [None] * len(vectors), served.generation.name))
 
