@@ -184,17 +184,14 @@ class Catalog:
 
 def _batch(pair: PairType, data: dict[str, ViewData], weights: np.ndarray, rows: np.ndarray,
            log_q: tuple[np.ndarray, np.ndarray] | None = None, catalog: Catalog | None = None) -> dict:
-    batch = {
-        "a": data[pair.a].take(rows),
-        "b": data[pair.b].take(rows),
-        "codes_a": data[pair.a].codes[rows],
-        "codes_b": data[pair.b].codes[rows],
-        "weight": weights[rows],
-    }
+    query = "a" if pair.catalog == "b" else "b"
+    # A catalog pair embeds its query side only: its targets are rows of the catalog.
+    sides = ("a", "b") if catalog is None else (query,)
+    batch: dict[str, Any] = {side: data[getattr(pair, side)].take(rows) for side in sides}
+    batch.update(codes_a=data[pair.a].codes[rows], codes_b=data[pair.b].codes[rows], weight=weights[rows])
     if log_q is not None:
         batch["log_q_a"], batch["log_q_b"] = log_q[0][rows], log_q[1][rows]
     if catalog is not None:  # the catalog's mask also leaves out a bag's members
-        query = "a" if pair.catalog == "b" else "b"
         batch.update(catalog.terms(batch[f"codes_{query}"], rows,
                                    batch[query]["index"] if pair.bags == query else None))
     elif pair.bags == "a":

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from jointspace.server.index.searching import Ranked
 
 
 def run(batches: Sequence[int] = (4, 16, 32, 64, 128, 256), k: int = 10, keys: int = 100_000,
@@ -46,8 +49,8 @@ def run(batches: Sequence[int] = (4, 16, 32, 64, 128, 256), k: int = 10, keys: i
             "arrays_cheaper_from_hits": min(cheaper) if cheaper else None}
 
 
-def _ways(found: Any) -> dict[str, Callable[[], Any]]:
-    """Each way of answering `found` (a `Ranked`), parsed as the service parses it."""
+def _ways(found: Ranked) -> dict[str, Callable[[], Any]]:
+    """Each way of answering `found`, parsed as the service parses it."""
     from jointspace.server.api.convert import messages_to_results, ranked_to_results
     from jointspace.v1 import jointspace_pb2 as pb
 

@@ -61,8 +61,9 @@ def ranked_results(rows: np.ndarray, scores: np.ndarray, keys: PackedKeys, modal
     if min_scores is not None:
         kept &= scores >= min_scores[:, None]
     hits, hit_lengths = _hits(rows[kept], scores[kept], keys, modality)
-    per_query = np.zeros(len(rows), np.int64)
-    np.add.at(per_query, np.nonzero(kept)[0], hit_lengths)
+    by_query = np.zeros(rows.shape, np.int64)
+    by_query[kept] = hit_lengths
+    per_query = by_query.sum(axis=1)
     generation_field = _repeated(length_delimited(GENERATION, generation.encode("utf-8")), len(rows))
     header = _headed_varints(RESULT, per_query + generation_field[0].shape[1])
     ends = np.cumsum(per_query)
