@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jointspace.server.api import answer_bytes
+from jointspace.server.api import answer_bytes, convert
 from jointspace.server.index.packed_keys import PackedKeys
+from jointspace.server.index.searching import Ranked
 from jointspace.v1 import jointspace_pb2 as pb
 
 
@@ -40,6 +41,22 @@ def test_answers_parse_into_the_messages_built_hit_by_hit(seed):
     answer = answer_bytes.ranked_results(rows, scores, PackedKeys.of(keys), modality, "gen-000042", min_scores)
     expected = _expected(keys, rows, scores, min_scores, modality, "gen-000042")
     assert list(pb.BatchSearchResponse.FromString(answer).results) == expected
+
+
+def test_both_ways_of_answering_give_the_same_messages():
+    """`found_to_results` below and above WIRE_FROM_HITS: messages hit by hit (with and without a
+    threshold, with and without -1 rows) and the arrays' bytes parse alike."""
+    rng = np.random.default_rng(5)
+    keys = np.asarray([f"k{i}" for i in range(500)], dtype=object)
+    rows = rng.integers(0, 500, (60, 10))
+    rows[1, 7:] = -1
+    scores = -np.sort(-rng.random(rows.shape).astype(np.float32), axis=1)
+    min_scores = [None, None, 0.5, *[None] * 57]
+    found = Ranked("id", keys, PackedKeys.of(keys), rows, scores)
+    expected = _expected(keys, rows, scores, [-np.inf if m is None else m for m in min_scores], "id", "g")
+    assert rows.size >= convert.WIRE_FROM_HITS
+    for answer in (convert.messages_to_results(found, min_scores, "g"), convert.found_to_results(found, min_scores, "g")):
+        assert list(pb.BatchSearchResponse.FromString(answer).results) == expected
 
 
 def test_without_thresholds_every_found_row_is_a_hit():

@@ -168,3 +168,14 @@ def test_batches_over_an_index_without_metadata_are_answered_as_each_query_alone
             pb.BatchSearchRequest(requests=plain), timeout=30).results)
         assert {hit.modality for hit in batch.results[0].hits} == {"vector"}
         assert all(hit.score >= 0.2 for hit in batch.results[2].hits)
+
+
+def test_rounds_give_each_figure_its_median_and_keep_every_rate() -> None:
+    rounds = [{"clients": 4, "batch": 1, "qps": q, "calls": c, "p50_ms": p, "p99_ms": 2 * p, "errors": 0,
+               "server_cpu_us_per_call": cpu}
+              for q, c, p, cpu in ((900.0, 4500, 1.0, 610), (700.0, 3500, 1.4, 700), (800.0, 4000, 1.2, 650))]
+    figures = serve.median_figures(rounds)
+    assert figures["qps"] == 800.0 and figures["server_cpu_us_per_call"] == 650 and figures["p99_ms"] == 2.4
+    assert figures["calls"] == 12_000 and figures["clients"] == 4 and figures["batch"] == 1
+    assert figures["qps_rounds"] == [900.0, 700.0, 800.0]
+    assert serve.median_figures(rounds[:1]) == rounds[0]  # one round: its figures as measured

@@ -52,14 +52,17 @@ UPPER_BOUNDS = ("p99", "rss", "search_cpu")  # targets met at or below their val
 
 def run(vectors: int = 1_000_000, dim: int = 32, work: Path | None = None, seconds: float = 10.0,
         target_recall: float = 0.95, clients: Sequence[int] = (1, 4, 16), batches: Sequence[int] = (64, 256),
-        peers: Sequence[str] = ("milvus", "chroma"), seed: int = 0, model: Path | None = None) -> dict[str, Any]:
+        peers: Sequence[str] = ("milvus", "chroma"), seed: int = 0, model: Path | None = None,
+        rounds: int = 1) -> dict[str, Any]:
     """The report (see `format_table`); `work` keeps the model, catalog, indexes and peers' data.
-    `model`: any exported model (its dimension replaces `dim`); by default a small one is trained."""
+    `model`: any exported model (its dimension replaces `dim`); by default a small one is trained.
+    `rounds`: how many times each server is measured on each workload (`_alternate`)."""
     if work is None:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="jointspace-bench-serve-") as scratch:
-            return run(vectors, dim, Path(scratch), seconds, target_recall, clients, batches, peers, seed, model)
+            return run(vectors, dim, Path(scratch), seconds, target_recall, clients, batches, peers, seed, model,
+                       rounds)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     model = model or _model(work, dim)
@@ -72,7 +75,7 @@ def run(vectors: int = 1_000_000, dim: int = 32, work: Path | None = None, secon
                         work / "base-catalog.jsonl", seed)
 
     report: dict[str, Any] = {"vectors": vectors, "dim": dim, "k": K, "queries": QUERIES, "seconds": seconds,
-                              "target_recall": target_recall, "cpu_cores": _cores()}
+                              "rounds": rounds, "target_recall": target_recall, "cpu_cores": _cores()}
     with _servers((SERVE, ["--model", str(model), "--index", str(index)]), (NOOP, ["--k", str(K)]),
                   (NOOP, ["--k", str(K), "--index", str(index)]),
                   (SERVE, ["--model", str(model), "--index", str(base_index)])) as (served, ceiling, searching, base):
@@ -80,7 +83,7 @@ def run(vectors: int = 1_000_000, dim: int = 32, work: Path | None = None, secon
         report["index"] = {"type": info.index_type, "file_bytes": _index_bytes(index)}
         report["recall"] = recall_at_k(search_all(served.target, queries, K), exact)
         report["jointspace"], report["ceiling"], report["ceiling_faiss"] = _alternate(
-            [served, ceiling, searching], queries, clients, batches, seconds)
+            [served, ceiling, searching], queries, clients, batches, seconds, rounds)
         search_all(base.target, queries, K)  # the same work once, so that lazy allocations are made
         report["memory"] = {"server_rss_bytes": rss_bytes(served.pid), "base_rss_bytes": rss_bytes(base.pid)}
         log(f"recall@{K} {report['recall']}, memory {json.dumps(report['memory'])}")
@@ -191,19 +194,38 @@ def _workloads(clients: Sequence[int], batches: Sequence[int]) -> list[tuple[str
 
 
 def _alternate(servers: list[_Running], queries: np.ndarray, clients: Sequence[int], batches: Sequence[int],
-               seconds: float) -> list[dict[str, Any]]:
-    """Each workload on each server in turn: one result dict per server, each workload's figures
-    with the server process's own CPU time per call (what the ratio of rates hides: on shared
-    cores the clients' CPU is in both rates)."""
+               seconds: float, rounds: int = 1) -> list[dict[str, Any]]:
+    """Each workload on each server in turn, `rounds` times: one result dict per server, each
+    workload's figures with the server process's own CPU time per call (what the ratio of rates
+    hides: on shared cores the clients' CPU is in both rates). With several rounds a figure is
+    the median of its rounds: one measurement of a few seconds on a shared machine moves a
+    server's rate by up to a tenth, and the median of alternated rounds keeps one unlucky
+    stretch from deciding a ratio."""
     results: list[dict[str, Any]] = [{} for _ in servers]
     for name, count, batch in _workloads(clients, batches):
-        for server, result in zip(servers, results):
-            before = cpu_seconds(server.pid)
-            figures = run_load(server.target, queries, K, count, seconds, batch).as_dict()
-            figures["server_cpu_us_per_call"] = round((cpu_seconds(server.pid) - before) / figures["calls"] * 1e6)
-            result[name] = figures
-            log(f"{name} against {server.address}: {json.dumps(figures)}")
+        measured: list[list[dict[str, Any]]] = [[] for _ in servers]
+        for _ in range(rounds):
+            for server, figures in zip(servers, measured):
+                before = cpu_seconds(server.pid)
+                figures.append(run_load(server.target, queries, K, count, seconds, batch).as_dict())
+                figures[-1]["server_cpu_us_per_call"] = round((cpu_seconds(server.pid) - before)
+                                                              / figures[-1]["calls"] * 1e6)
+                log(f"{name} against {server.address}: {json.dumps(figures[-1])}")
+        for result, figures in zip(results, measured):
+            result[name] = median_figures(figures)
     return results
+
+
+def median_figures(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One workload's figures over its rounds: each number's median (counts summed), and the
+    rates of every round beside it."""
+    if len(rounds) == 1:
+        return rounds[0]
+    summed = ("calls", "errors")
+    out = {key: sum(r[key] for r in rounds) if key in summed else
+           type(value)(np.median([r[key] for r in rounds])) for key, value in rounds[0].items()}
+    out["qps_rounds"] = [r["qps"] for r in rounds]
+    return out
 
 
 def _faiss_floor(index_dir: Path, queries: np.ndarray, batches: Sequence[int], seconds: float) -> dict[str, Any]:
@@ -338,7 +360,8 @@ def format_table(report: dict[str, Any]) -> str:
     peers = {n: p for n, p in report["peers"].items() if "skipped" not in p}
     lines = [f"{report['vectors']:,} vectors, d = {report['dim']}, {report['index']['type']}; recall@{K} "
              f"{report['recall']} (target {report['target_recall']}); {report['cpu_cores']} CPU cores shared by "
-             f"servers and client processes; {report['seconds']:g} s per measurement",
+             f"servers and client processes; {report['seconds']:g} s per measurement"
+             + (f", each the median of {report['rounds']} alternated rounds" if report["rounds"] > 1 else ""),
              ""]
     header = ["workload", "clients", "jointspace q/s", "p50 ms", "p99 ms", "server CPU us/call", "ceiling q/s",
               "ceiling CPU us/call", "vs ceiling", "ceiling+FAISS q/s", "ceiling+FAISS CPU us/call",

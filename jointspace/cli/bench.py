@@ -87,6 +87,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serving.add_argument("--clients", default="1,4,16", help="concurrent client processes (default: %(default)s)")
     serving.add_argument("--batches", default="64,256", help="BatchSearch sizes (default: %(default)s)")
     serving.add_argument("--peers", default="milvus,chroma", help="peers to compare, or none (default: %(default)s)")
+    serving.add_argument("--rounds", type=positive, default=1,
+                         help="measure each workload this many times, alternating the servers, and report "
+                              "medians (default: %(default)s)")
     serving.add_argument("--json", action="store_true", help="print the whole report as JSON")
     serving.set_defaults(func=cmd_bench_serve)
     swap = bench_commands.add_parser(
@@ -285,7 +288,8 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
 
     peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
     report = serve.run(args.vectors, args.dim, args.work, args.seconds, args.target_recall,
-                       positive_list(args.clients, "--clients"), positive_list(args.batches, "--batches"), peers)
+                       positive_list(args.clients, "--clients"), positive_list(args.batches, "--batches"), peers,
+                       rounds=args.rounds)
     print(json.dumps(report, indent=2) if args.json else serve.format_table(report))
     return 0
 
