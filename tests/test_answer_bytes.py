@@ -55,7 +55,8 @@ def test_both_ways_of_answering_give_the_same_messages():
     found = Ranked("id", keys, PackedKeys.of(keys), rows, scores)
     expected = _expected(keys, rows, scores, [-np.inf if m is None else m for m in min_scores], "id", "g")
     assert rows.size >= convert.WIRE_FROM_HITS
-    for answer in (convert.messages_to_results(found, min_scores, "g"), convert.found_to_results(found, min_scores, "g")):
+    for answer in (convert.messages_to_results(found, min_scores, "g"),
+                   convert.found_to_results(found, min_scores, "g")):
         assert list(pb.BatchSearchResponse.FromString(answer).results) == expected
 
 
