@@ -10,7 +10,12 @@ from jointspace.data.pairs import read_pairs
 from jointspace.encoders.base import tf
 from jointspace.encoders.training import trainer as training
 from jointspace.encoders.training.config import TrainConfig
-from jointspace.encoders.training.early_stopping import EarlyStopping, validation_score
+from jointspace.encoders.training.early_stopping import (
+    LEARNING_RATE_CUT,
+    EarlyStopping,
+    Verdict,
+    validation_score,
+)
 from jointspace.encoders.training.optimizers import LazyAdam
 from jointspace.encoders.training.trainer import train
 
@@ -43,28 +48,49 @@ def test_stops_after_patience_validations_without_a_better_score_and_restores_th
     model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
     model.build((None, 2))
     stopping = EarlyStopping(model, patience=2)
-    assert not stopping.check(1, _metrics(0.2))
+    assert stopping.check(1, _metrics(0.2)) is Verdict.GO_ON
     model.set_weights([w + 1.0 for w in model.get_weights()])
-    assert not stopping.check(2, _metrics(0.4))  # new best: these weights are kept
+    assert stopping.check(2, _metrics(0.4)) is Verdict.GO_ON  # new best: these weights are kept
     best = [w.copy() for w in model.get_weights()]
     model.set_weights([w + 1.0 for w in model.get_weights()])
-    assert not stopping.check(3, _metrics(0.4))  # equal is not better
-    assert stopping.check(4, _metrics(0.3))
+    assert stopping.check(3, _metrics(0.4)) is Verdict.GO_ON  # equal is not better
+    assert stopping.check(4, _metrics(0.3)) is Verdict.STOP
     stopping.restore()
     assert stopping.best_epoch == 2 and stopping.best_metrics == _metrics(0.4)
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), best))
 
 
-def test_training_stops_when_validation_recall_does_not_improve(tmp_path, monkeypatch):
+def test_a_plateau_first_cuts_the_learning_rate_from_the_best_weights():
+    """With one cut, the first plateau puts the best weights back and lowers the learning rate;
+    patience then counts afresh, and the next plateau stops."""
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    model.build((None, 2))
+    optimizer = LazyAdam(0.01)
+    stopping = EarlyStopping(model, patience=2, learning_rate_cuts=1)
+    stopping.check(1, _metrics(0.4))
+    best = [w.copy() for w in model.get_weights()]
+    model.set_weights([w + 1.0 for w in model.get_weights()])
+    assert stopping.check(2, _metrics(0.3)) is Verdict.GO_ON
+    assert stopping.check(3, _metrics(0.3)) is Verdict.CUT
+    stopping.cut(optimizer)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), best))
+    assert float(optimizer.learning_rate) == pytest.approx(0.01 * LEARNING_RATE_CUT)
+    assert stopping.check(4, _metrics(0.5)) is Verdict.GO_ON  # better at the lower rate: a new best
+    assert stopping.check(5, _metrics(0.5)) is Verdict.GO_ON
+    assert stopping.check(6, _metrics(0.5)) is Verdict.STOP and stopping.best_epoch == 4
+
+
+@pytest.mark.parametrize("cuts", [0, 1])
+def test_training_stops_when_validation_recall_does_not_improve(tmp_path, monkeypatch, cuts):
     """With a learning rate of 0 the first validation is never beaten: patience 2 ends the run
-    after three of its twenty epochs (validating after every epoch), and the figures reported
-    are the best validation's."""
+    after three of its twenty epochs (validating after every epoch), or two more with one cut of
+    the learning rate, and the figures reported are the best validation's."""
     monkeypatch.setattr(training, "VALIDATION_STEPS", 1)
     data = synthetic.generate(synthetic.SyntheticConfig(n_films=60, n_users=80, n_tastes=3, seed=1))
     synthetic.write_pairs(data, tmp_path / "pairs.jsonl", title_pairs=False)
-    config = TrainConfig(dim=8, epochs=20, batch_size=32, learning_rate=0.0, patience=2)
+    config = TrainConfig(dim=8, epochs=20, batch_size=32, learning_rate=0.0, patience=2, learning_rate_cuts=cuts)
     trained = train(read_pairs([tmp_path / "pairs.jsonl"]), config)
-    assert len(trained.history) == 3
+    assert len(trained.history) == 3 + 2 * cuts
     assert set(trained.metrics) == {"ids->id"}  # a history is a query, never a candidate
 
 

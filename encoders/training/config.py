@@ -40,6 +40,9 @@ class TrainConfig:
     # Early stopping: validations in a row without a better recall@1/@10/@100 that end training (the
     # best weights are kept); None validates only at the end. See encoders/training/early_stopping.py.
     patience: int | None = 3
+    # Plateaus that send training back to its best weights at a lower learning rate before the
+    # next one stops it (early_stopping.LEARNING_RATE_CUT).
+    learning_rate_cuts: int = 1
     validation_queries: int = 2000  # at most this many rows are held out (the validation's cost)
     max_steps: int | None = None  # stop after this many steps, whatever the epochs (benchmarks)
     seed: int = 0

@@ -24,7 +24,7 @@ from jointspace.data.text_augment import augment_text
 from jointspace.encoders import registry
 from jointspace.encoders.base import Arrays, Encoder, tf
 from jointspace.encoders.training.config import AUTO_STEPS, STOPPED_AUTO_EPOCHS, TrainConfig
-from jointspace.encoders.training.early_stopping import SCORE_KS, EarlyStopping
+from jointspace.encoders.training.early_stopping import SCORE_KS, EarlyStopping, Verdict
 from jointspace.encoders.training.model import JointModel, PairType
 from jointspace.encoders.training.optimizers import LazyAdam
 from jointspace.encoders.training.tensorboard import ScalarLog
@@ -454,7 +454,8 @@ def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], Non
         log(f"training for up to {epochs} epochs (auto: at least {AUTO_STEPS} steps)")
     history = []
     scalars = ScalarLog(config.logdir)
-    stopping = EarlyStopping(model, config.patience) if config.patience and val_count else None
+    stopping = (EarlyStopping(model, config.patience, config.learning_rate_cuts) if config.patience and val_count
+                else None)
     validate_every = -(-VALIDATION_STEPS // sum(_batch_counts(pair_rows, config.batch_size)))
     done_steps = done_examples = 0
     for epoch in range(1, epochs + 1):
@@ -481,7 +482,12 @@ def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], Non
         if stopping is not None and (epoch % validate_every == 0 or last):
             metrics = validation_metrics(model, pairs, data, val_rows)
             scalars.validation(epoch, metrics)
-            if stopping.check(epoch, metrics):
+            verdict = stopping.check(epoch, metrics)
+            if verdict is Verdict.CUT:
+                stopping.cut(optimizer)
+                log(f"no better validation recall for {config.patience} validations after epoch {epoch}: back to "
+                    f"epoch {stopping.best_epoch}'s weights, learning rate {float(optimizer.learning_rate):.2g}")
+            elif verdict is Verdict.STOP:
                 log(f"early stop after epoch {epoch}: no better validation recall for "
                     f"{config.patience} validations; keeping epoch {stopping.best_epoch}")
                 break

@@ -25,6 +25,7 @@ from jointspace.core.errors import InvalidInput
 from jointspace.encoders.impl.id_norms import DEFAULT_NORM, NORMS
 from jointspace.encoders.training.cluster import DEFAULT_MIN_SHARD_BYTES, read_cluster
 from jointspace.encoders.training.config import AUTO_STEPS, STOPPED_AUTO_EPOCHS, TrainConfig
+from jointspace.encoders.training.early_stopping import LEARNING_RATE_CUT
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,6 +103,10 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=non_negative, default=defaults.patience,
                         help="stop after this many validations without a better recall@1/@10/@100 and keep the "
                              "best weights; 0 = train all epochs (default: %(default)s)")
+    parser.add_argument("--learning-rate-cuts", type=non_negative, default=defaults.learning_rate_cuts,
+                        help="times a plateau sends training back to its best weights at "
+                             f"{LEARNING_RATE_CUT:g}× the learning rate before the next one stops it "
+                             "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="fixes the validation split, batches, augmentations and initial weights: "
                              "the same seed trains the same model (default: %(default)s)")
@@ -139,7 +144,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         learning_rate=args.learning_rate, temperature=args.temperature, logq=args.logq,
         catalog_softmax_max=args.catalog_softmax_max, catalog_temperature=args.catalog_temperature,
         augment_text=args.augment_text,
-        validation_split=args.validation_split, patience=args.patience or None, seed=args.seed,
+        validation_split=args.validation_split, patience=args.patience or None,
+        learning_rate_cuts=args.learning_rate_cuts, seed=args.seed,
         pairs=parse_pair_spec(args.pairs),
         pair_weights=parse_pair_weights(args.pair_weight), logdir=args.logdir,
         encoder_settings={"id": {"norm": args.id_norm},
