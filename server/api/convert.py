@@ -140,12 +140,7 @@ def found_to_proto(found: Found, query: int, min_score: float | None, generation
         return hits_to_proto(above(found[query], min_score), generation)
     response = pb.SearchResponse(generation=generation)
     add, modality, rows = response.hits.add, found.modality, found.rows[query]
-    keys, scores, row_list = found.keys[rows].tolist(), found.scores[query].tolist(), rows.tolist()
-    if min_score is None and -1 not in row_list:  # the usual answer: every hit, no test per hit
-        for key, score in zip(keys, scores):
-            add(key=key, score=score, modality=modality)
-        return response
-    for key, score, row in zip(keys, scores, row_list):
+    for key, score, row in zip(found.keys[rows].tolist(), found.scores[query].tolist(), rows.tolist()):
         if row >= 0 and (min_score is None or score >= min_score):  # -1: no hit (its key is the last row's)
             add(key=key, score=score, modality=modality)
     return response
