@@ -78,7 +78,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, clips: list[fsdd.Clip]) -> B
                               "metadata": {"kind": "raw"}}) + "\n")
 
     rows = read_pairs([root / "audio-pairs.jsonl", root / "film-pairs.jsonl"])
-    trained = train(rows, TrainConfig(dim=16, epochs=4, batch_size=64, validation_split=0.1))
+    trained = train(rows, TrainConfig(dim=16, epochs=4, batch_size=64, catalog_batch_size=64, validation_split=0.1))
     export_model(trained, root / "model")
     build_generation(EncoderSet(root / "model"), [catalog], root / "index")
     return Built(root, root / "model", root / "index", catalog, films, indexed, train_clips, trained.history)

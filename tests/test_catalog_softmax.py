@@ -103,7 +103,11 @@ def test_training_ranks_users_against_every_film_and_still_validates():
                 for view in views:
                     views[view].append(value if view == query else film if view == "id" else None)
     rows = PairRows(views, [1.0] * len(views["id"]))
-    trained = train(rows, TrainConfig(dim=8, epochs=2, batch_size=32, patience=None))
+    steps: list[tuple[int, int]] = []
+    trained = train(rows, TrainConfig(dim=8, epochs=2, batch_size=32, catalog_batch_size=64, patience=None),
+                    on_step=lambda done, examples: steps.append((done, examples)))
+    # every pair type here is a catalog pair: its batches are catalog_batch_size rows, not batch_size
+    assert steps and all(examples == 64 * done for done, examples in steps)
     assert {p.name: p.catalog for p in trained.pair_types} == {"id=id:user": "a", "id=ids": "a"}
     assert set(trained.metrics) == {"id->id:user", "id:user->id", "ids->id"}  # bags are never candidates
     off = train(rows, TrainConfig(dim=8, epochs=1, batch_size=32, patience=None, catalog_softmax_max=0))

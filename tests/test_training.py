@@ -35,7 +35,7 @@ def test_score_mask_hides_repeats_on_either_side_but_keeps_the_positive():
 def test_small_pair_types_get_a_fair_share_of_batches():
     rng = np.random.default_rng(0)
     big, small = np.arange(10_000), np.arange(10_000, 10_100)
-    batches = _epoch_batches([big, small], 100, rng)
+    batches = _epoch_batches([big, small], [100, 100], rng)
     counts = np.bincount([i for i, _ in batches])
     assert counts[0] == 100 and counts[1] == 25  # at least half of an equal share
     assert all(len(b) == 100 for _, b in batches)

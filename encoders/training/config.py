@@ -18,6 +18,10 @@ class TrainConfig:
     dim: int | None = None  # None: auto
     epochs: int | None = None  # None: auto_epochs
     batch_size: int = 128
+    # Batches of a catalog-softmax pair (`catalog_softmax_max`). Their negatives are the whole
+    # catalog whatever the batch, so the batch only sets how many steps a pass takes, and each step
+    # embeds and updates the whole catalog once: larger batches pay that less often.
+    catalog_batch_size: int = 256
     learning_rate: float = 0.003
     temperature: float = 0.2
     # Sampling-bias (logQ) correction: each candidate's logit loses logq × log(its share of the

@@ -123,6 +123,7 @@ def _write_model(members: list[TrainedModel], folder: Path) -> ModelManifest:
         training={
             "epochs": first.config.epochs,
             "batch_size": first.config.batch_size,
+            "catalog_batch_size": first.config.catalog_batch_size,
             "learning_rate": first.config.learning_rate,
             "temperature": first.config.temperature,
             "seed": first.config.seed,

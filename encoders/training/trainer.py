@@ -214,11 +214,11 @@ def bag_members(bags: np.ndarray, items: np.ndarray) -> np.ndarray:
     return members
 
 
-def _batch_counts(pair_rows: list[np.ndarray], batch_size: int) -> list[int]:
+def _batch_counts(pair_rows: list[np.ndarray], batch_sizes: list[int]) -> list[int]:
     """Batches per epoch of each pair type: its own share, but at least half of an equal share.
     A small pair type (600 spoken clips beside 100,000 watch histories) would otherwise get a
     handful of steps per epoch and never be learnt; its rows are then cycled more than once."""
-    own = [max(len(rows) // batch_size, 1) for rows in pair_rows]
+    own = [max(len(rows) // size, 1) for rows, size in zip(pair_rows, batch_sizes)]
     floor = sum(own) // (2 * len(pair_rows))
     return [max(count, floor) for count in own]
 
@@ -245,10 +245,11 @@ class Distribution(Protocol):
     def step(self, update: Callable[[dict], tf.Tensor]) -> Callable[[dict], tf.Tensor]: ...
 
 
-def _epoch_batches(pair_rows: list[np.ndarray], batch_size: int, rng: np.random.Generator) -> Batches:
+def _epoch_batches(pair_rows: list[np.ndarray], batch_sizes: list[int], rng: np.random.Generator) -> Batches:
     """One epoch's (pair type, rows) batches in random order (see `_batch_counts`)."""
     batches = []
-    for index, (rows, count) in enumerate(zip(pair_rows, _batch_counts(pair_rows, batch_size))):
+    counts = _batch_counts(pair_rows, batch_sizes)
+    for index, (rows, count, batch_size) in enumerate(zip(pair_rows, counts, batch_sizes)):
         passes = -(-count * batch_size // max(len(rows), 1))
         order = np.concatenate([rng.permutation(rows) for _ in range(passes)])
         size = min(batch_size, len(rows))
@@ -257,14 +258,14 @@ def _epoch_batches(pair_rows: list[np.ndarray], batch_size: int, rng: np.random.
     return [(i, b) for i, b in batches if len(b) >= 2]
 
 
-def check_steps(pair_rows: list[np.ndarray], batch_size: int, rows: int, held_out: int) -> None:
+def check_steps(pair_rows: list[np.ndarray], batch_sizes: list[int], rows: int, held_out: int) -> None:
     """Refuse a run that would take no step (one row, a batch of one, every row held out): it
     would write an untrained model as if it were trained. A step needs two rows of one pair type
     (each row's negatives are the batch's other rows)."""
-    if batch_size >= 2 and any(len(members) >= 2 for members in pair_rows):
+    if any(size >= 2 and len(members) >= 2 for members, size in zip(pair_rows, batch_sizes)):
         return
     raise InvalidInput(f"no training step: {rows - held_out} of {rows} rows left for training after "
-                       f"holding out {held_out} for validation, batch size {batch_size}; a step needs a "
+                       f"holding out {held_out} for validation, batch size {min(batch_sizes)}; a step needs a "
                        f"batch of at least 2 rows of one pair type")
 
 
@@ -438,7 +439,8 @@ def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], Non
         train_rows[(data[p.a].position[train_rows] >= 0) & (data[p.b].position[train_rows] >= 0)]
         for p in pairs
     ]
-    check_steps(pair_rows, config.batch_size, len(rows), val_count)
+    batch_sizes = [config.catalog_batch_size if p.catalog else config.batch_size for p in pairs]
+    check_steps(pair_rows, batch_sizes, len(rows), val_count)
     log_q = [(config.logq * log_frequencies(data[p.a].codes, members),
               config.logq * log_frequencies(data[p.b].codes, members)) if config.logq else None
              for p, members in zip(pairs, pair_rows)]
@@ -449,17 +451,17 @@ def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], Non
     steps = [_make_step(model, p, optimizer, distribution) for p in pairs]
     epochs = config.epochs
     if epochs is None:
-        epochs = auto_epochs(sum(_batch_counts(pair_rows, config.batch_size)), bool(config.patience and val_count))
+        epochs = auto_epochs(sum(_batch_counts(pair_rows, batch_sizes)), bool(config.patience and val_count))
         config = replace(config, epochs=epochs)
         log(f"training for up to {epochs} epochs (auto: at least {AUTO_STEPS} steps)")
     history = []
     scalars = ScalarLog(config.logdir)
     stopping = (EarlyStopping(model, config.patience, config.learning_rate_cuts) if config.patience and val_count
                 else None)
-    validate_every = -(-VALIDATION_STEPS // sum(_batch_counts(pair_rows, config.batch_size)))
+    validate_every = -(-VALIDATION_STEPS // sum(_batch_counts(pair_rows, batch_sizes)))
     done_steps = done_examples = 0
     for epoch in range(1, epochs + 1):
-        batches = _epoch_batches(pair_rows, config.batch_size, rng)
+        batches = _epoch_batches(pair_rows, batch_sizes, rng)
         if distribution is not None:
             batches = distribution.shard_batches(batches)
         if config.max_steps is not None:

@@ -78,6 +78,9 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         help=f"'auto' (default: enough for {AUTO_STEPS} steps, at least "
                              f"{STOPPED_AUTO_EPOCHS} with early stopping, which then ends the run) or a number")
     parser.add_argument("--batch-size", type=batch_size, default=defaults.batch_size)
+    parser.add_argument("--catalog-batch-size", type=batch_size, default=defaults.catalog_batch_size,
+                        help="batch of the pairs ranked against the whole catalog (--catalog-softmax-max), "
+                             "whose negatives do not depend on it (default: %(default)s)")
     parser.add_argument("--learning-rate", type=positive_number, default=defaults.learning_rate)
     parser.add_argument("--temperature", type=positive_number, default=defaults.temperature)
     parser.add_argument("--catalog-temperature", type=positive_number, default=defaults.catalog_temperature,
@@ -141,7 +144,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
     return TrainConfig(
         dim=getattr(args, "dim", None), epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, temperature=args.temperature, logq=args.logq,
+        catalog_batch_size=args.catalog_batch_size, learning_rate=args.learning_rate, temperature=args.temperature, logq=args.logq,
         catalog_softmax_max=args.catalog_softmax_max, catalog_temperature=args.catalog_temperature,
         augment_text=args.augment_text,
         validation_split=args.validation_split, patience=args.patience or None,
