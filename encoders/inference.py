@@ -24,7 +24,8 @@ VECTOR = "vector"
 
 def normalize_vectors(vectors: np.ndarray, dim: int, field: str = VECTOR) -> np.ndarray:
     """Validate raw vectors (length D, finite, not zero) and scale them to unit length."""
-    vectors = np.asarray(vectors, dtype=np.float32)
+    if not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32):  # a query's rows already are
+        vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[1] != dim:
         got = vectors.shape[-1] if vectors.ndim else 0
         raise InvalidInput(f"{field}: expected {dim} values, got {got}")
@@ -42,14 +43,16 @@ def normalize_vectors(vectors: np.ndarray, dim: int, field: str = VECTOR) -> np.
 
 
 def _normalize_row(vector: np.ndarray, field: str) -> np.ndarray:
-    """One row, as every vector query has: its norm from Python floats, a few numpy calls instead
-    of the batch path's dozen, each of which costs more than its arithmetic on one row.
-    math.hypot neither overflows nor underflows for float32 values and is non-finite exactly
-    when a value is, so the checks, the float64 division and the errors are the batch path's."""
-    norm = math.hypot(*vector[0].tolist())
+    """One row, as every vector query has, in Python floats: on one row each NumPy call costs
+    more than its arithmetic, and under concurrent searches far more (`unwrapped_search` in the
+    index layer says why). math.hypot neither overflows nor underflows for float32 values and is
+    non-finite exactly when a value is, and Python floats divide in float64, so the checks, the
+    division and the errors are the batch path's."""
+    values = vector[0].tolist()
+    norm = math.hypot(*values)
     if not 0 < norm < math.inf:  # NaN fails both
         _refuse(vector, field)
-    return (vector.astype(np.float64) / norm).astype(np.float32)
+    return np.array([[value / norm for value in values]], np.float32)
 
 
 def _refuse(vectors: np.ndarray, field: str) -> NoReturn:

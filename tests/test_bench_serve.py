@@ -6,6 +6,7 @@ hidden-row selector is reused."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -118,12 +119,18 @@ def test_the_searching_ceiling_runs_the_faiss_search_of_each_query(report: dict,
     from jointspace.bench.noop_server import NoopService
 
     class Recording:
+        """The index, with each search's (query count, width) and k recorded, by either FAISS call."""
+
         def __init__(self, index: faiss.Index) -> None:
-            self.index, self.calls = index, []
+            self.index, self.d, self.calls = index, index.d, []
 
         def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
             self.calls.append((vectors.shape, k))
             return self.index.search(vectors, k)
+
+        def search_c(self, count: int, vectors: Any, k: int, scores: Any, rows: Any, params: Any) -> None:
+            self.calls.append(((count, self.d), k))
+            self.index.search_c(count, vectors, k, scores, rows, params)
 
     service = NoopService(3, work / "index")
     assert service.index.ntotal == 2_000

@@ -12,7 +12,7 @@ from jointspace.core.errors import InvalidInput, NotReady
 from jointspace.server.index.generation import CorruptGeneration, Generation
 from jointspace.server.index.index_directory import IndexDirectory
 from jointspace.server.index.index_types import build_index, factory_string, make_index
-from jointspace.server.index.searching import search
+from jointspace.server.index.searching import search, unwrapped_search
 
 
 @pytest.mark.parametrize("spec, count, factory", [
@@ -32,6 +32,22 @@ def test_every_index_type_finds_near_duplicates():
         _, found = index.search(data[:50], 1)
         recall = (found[:, 0] == np.arange(50)).mean()
         assert recall >= (0.6 if spec == "ivfpq" else 0.95), spec
+
+
+@pytest.mark.parametrize("spec", ["flat", "hnsw", "IVF32,Flat"])
+def test_the_unwrapped_search_answers_as_faiss_own_wrapper(spec):
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(2000, 16)).astype(np.float32)
+    index = build_index(factory_string(spec, len(data), 16), [str(i) for i in range(len(data))], data)
+    queries = rng.normal(size=(7, 16)).astype(np.float32)
+    expected = index.search(queries, 10)
+    for given in (queries, queries[:1], queries.astype(np.float64), np.asfortranarray(queries)):
+        scores, rows = unwrapped_search(index, given, 10)
+        assert scores.dtype == np.float32 and rows.dtype == np.int64
+        np.testing.assert_array_equal(rows, expected[1][: len(given)])
+        np.testing.assert_array_equal(scores, expected[0][: len(given)])
+    with pytest.raises(AssertionError):  # the wrapper's own check, never FAISS reading past a row
+        unwrapped_search(index, queries[:, :8], 10)
 
 
 def test_bad_factory_string_is_invalid_input():

@@ -6,11 +6,11 @@ ceiling its own work leaves.
 
 With `--index DIR` it does instead the least work any server must do to answer each query from
 that index: read the query's packed vector, run its FAISS search (on the served generation's
-index, with its tuned search depth and jointspace's thread policy; a batch's queries in one
-call), and answer with the hits found, keys looked up by row, as jointspace's answer has them
-(key, score, modality, the generation's name). That is the ceiling of any server on this stack
-that searches this index, which splits jointspace's gap to the plain ceiling into the search's
-share and jointspace's own.
+index, with its tuned search depth, jointspace's thread policy and its call past FAISS's Python
+wrapper; a batch's queries in one call), and answer with the hits found, keys looked up by row,
+as jointspace's answer has them (key, score, modality, the generation's name). That is the
+ceiling of any server on this stack that searches this index, which splits jointspace's gap to
+the plain ceiling into the search's share and jointspace's own.
 
 Run as `python -m jointspace.bench.noop_server --k 10 --port 0`; it logs JSON lines like
 `jointspace serve --log-format json`, the port in the "listening on" record.
@@ -29,7 +29,7 @@ import numpy as np
 
 from jointspace.core.logs import configure_logging
 from jointspace.server.api.config import ServeConfig, default_workers
-from jointspace.server.index.searching import faiss_threads
+from jointspace.server.index.searching import faiss_threads, unwrapped_search
 from jointspace.v1 import jointspace_pb2 as pb
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class NoopService:
         packed = b"".join(r.query.vector.f32 for r in requests)
         vectors = np.frombuffer(packed, "<f4").reshape(len(requests), -1)
         with faiss_threads(len(vectors)):
-            scores, rows = self.index.search(vectors, self.k)
+            scores, rows = unwrapped_search(self.index, vectors, self.k)
         for response, keys, values in zip(responses, self.keys[rows].tolist(), scores.tolist()):
             response.generation = self.generation
             add = response.hits.add

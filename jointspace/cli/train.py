@@ -144,7 +144,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
     return TrainConfig(
         dim=getattr(args, "dim", None), epochs=args.epochs, batch_size=args.batch_size,
-        catalog_batch_size=args.catalog_batch_size, learning_rate=args.learning_rate, temperature=args.temperature, logq=args.logq,
+        catalog_batch_size=args.catalog_batch_size, learning_rate=args.learning_rate,
+        temperature=args.temperature, logq=args.logq,
         catalog_softmax_max=args.catalog_softmax_max, catalog_temperature=args.catalog_temperature,
         augment_text=args.augment_text,
         validation_split=args.validation_split, patience=args.patience or None,

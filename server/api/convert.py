@@ -75,7 +75,8 @@ def plain_vector_queries(requests: Sequence[pb.SearchRequest], dim: int) -> tupl
         if len(values) != row_bytes:
             return None
         packed.append(values)
-    return k, modalities, np.frombuffer(b"".join(packed), "<f4").reshape(len(requests), dim)
+    joined = packed[0] if len(packed) == 1 else b"".join(packed)  # a Search: no copy to make
+    return k, modalities, np.frombuffer(joined, "<f4").reshape(len(requests), dim)
 
 
 def catalog_entry_from_proto(entry: pb.CatalogEntry, field: str, limits: Limits) -> CatalogEntry:

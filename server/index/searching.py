@@ -55,7 +55,7 @@ class Lexical:
     words_only: frozenset[int] = frozenset()  # query rows the text tower could not embed
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is built four times slower, once per Search
 class Ranked:
     """The hits of a batch of queries as one modality's FAISS index ranked them, best first, as
     FAISS's arrays: an answer can be built from them without an object per hit (api/answer_bytes.py),
@@ -239,11 +239,26 @@ def _candidates(generation: Generation, changes: Changes, vectors: np.ndarray, k
     return found
 
 
+def unwrapped_search(index: faiss.Index, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`index.search(vectors, k)` without the Python wrapper's conversions, which matrices that are
+    already C-contiguous float32 rows of the index's width do not need (anything else takes the
+    wrapper). The search runs without the GIL; every Python step around it is a step a worker
+    coming back from its own search may wait for, and with two workers the wrapper's few NumPy
+    calls cost a single query several times their own time (docs/benchmarks.md, "Serving speed")."""
+    if (k <= 0 or vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != index.d
+            or not vectors.flags.c_contiguous):
+        return index.search(vectors, k)
+    count = len(vectors)
+    scores, rows = np.empty((count, k), np.float32), np.empty((count, k), np.int64)
+    index.search_c(count, faiss.swig_ptr(vectors), k, faiss.swig_ptr(scores), faiss.swig_ptr(rows), None)
+    return scores, rows
+
+
 def nearest(index: faiss.Index, vectors: np.ndarray, k: int, allowed: np.ndarray | None,
             hidden: set[int] | frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
     """FAISS top-k among the rows in `allowed` (None: all) that are not `hidden`; rows -1 pad."""
     if allowed is None and not hidden:
-        return index.search(vectors, min(k, index.ntotal))
+        return unwrapped_search(index, vectors, min(k, index.ntotal))
     none = np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
     if allowed is not None:
         hidden_rows = np.fromiter(hidden, np.int64, len(hidden))
