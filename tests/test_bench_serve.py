@@ -177,6 +177,14 @@ def test_batches_over_an_index_without_metadata_are_answered_as_each_query_alone
         assert all(hit.score >= 0.2 for hit in batch.results[2].hits)
 
 
+def test_faiss_in_process_is_measured_once_per_round(report: dict, work: Path) -> None:
+    queries = np.random.default_rng(0).normal(size=(50, report["dim"])).astype(np.float32)
+    floor = serve._faiss_floor(work / "index", queries, [8], 0.05, rounds=2)
+    assert set(floor) == {"threads", "search_1_clients", "batch_8"}
+    assert all(len(floor[name]["qps_rounds"]) == 2 and floor[name]["qps"] > 0
+               for name in ("search_1_clients", "batch_8"))
+
+
 def test_rounds_give_each_figure_its_median_and_keep_every_rate() -> None:
     rounds = [{"clients": 4, "batch": 1, "qps": q, "calls": c, "p50_ms": p, "p99_ms": 2 * p, "errors": 0,
                "server_cpu_us_per_call": cpu}

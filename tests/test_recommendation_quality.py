@@ -187,7 +187,8 @@ def test_clipped_id_vectors_grow_with_evidence_and_unit_ones_do_not(tmp_path: Pa
     for norm in ("clip", "unit"):
         model = tmp_path / norm
         assert main(["train", str(pairs), "--out", str(model), "--dim", "16", "--epochs", "1",
-                     "--batch-size", "128", "--learning-rate", "0.05", "--validation-split", "0",
+                     "--batch-size", "128", "--catalog-batch-size", "128", "--learning-rate", "0.05",
+                     "--validation-split", "0",
                      "--id-norm", norm]) == 0
         assert json.loads((model / "manifest.json").read_text())["encoders"]["id"]["norm"] == norm
         norms[norm] = np.linalg.norm(EncoderSet(model).embed("id", films), axis=1)

@@ -87,7 +87,7 @@ def run(vectors: int = 1_000_000, dim: int = 32, work: Path | None = None, secon
         search_all(base.target, queries, K)  # the same work once, so that lazy allocations are made
         report["memory"] = {"server_rss_bytes": rss_bytes(served.pid), "base_rss_bytes": rss_bytes(base.pid)}
         log(f"recall@{K} {report['recall']}, memory {json.dumps(report['memory'])}")
-    report["faiss"] = _faiss_floor(index, queries, batches, seconds)
+    report["faiss"] = _faiss_floor(index, queries, batches, seconds, rounds)
     report["peers"] = {name: _peer(name, work / name, catalog, queries, exact, target_recall, clients, seconds)
                        for name in peers}
     report["ratios"] = ratios(report)
@@ -228,19 +228,21 @@ def median_figures(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _faiss_floor(index_dir: Path, queries: np.ndarray, batches: Sequence[int], seconds: float) -> dict[str, Any]:
+def _faiss_floor(index_dir: Path, queries: np.ndarray, batches: Sequence[int], seconds: float,
+                 rounds: int = 1) -> dict[str, Any]:
     """FAISS in this process on the served generation's index, with its tuned search depth:
-    one query per call, then whole batches (FAISS spreads a batch over its OpenMP threads)."""
+    one query per call, then whole batches (FAISS spreads a batch over its OpenMP threads), each
+    the median of `rounds` measurements, as the servers' figures are."""
     import faiss
 
     from jointspace.bench.noop_server import served_generation
 
     log("FAISS in-process on the same index")
     index = served_generation(index_dir).indexes["vector"]
-    floor = {"threads": faiss.omp_get_max_threads(),
-             "search_1_clients": _timed(lambda q: index.search(q, K), queries, 1, seconds)}
-    for batch in batches:
-        floor[f"batch_{batch}"] = _timed(lambda q: index.search(q, K), queries, batch, seconds)
+    floor: dict[str, Any] = {"threads": faiss.omp_get_max_threads()}
+    for name, batch in [("search_1_clients", 1)] + [(f"batch_{batch}", batch) for batch in batches]:
+        floor[name] = median_figures([_timed(lambda q: index.search(q, K), queries, batch, seconds)
+                                      for _ in range(rounds)])
     log(f"FAISS: {json.dumps(floor)}")
     return floor
 
