@@ -55,7 +55,7 @@ class Lexical:
     words_only: frozenset[int] = frozenset()  # query rows the text tower could not embed
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass is built four times slower, once per Search
+@dataclass(slots=True)  # not frozen: a frozen one sets each field through object.__setattr__, per Search
 class Ranked:
     """The hits of a batch of queries as one modality's FAISS index ranked them, best first, as
     FAISS's arrays: an answer can be built from them without an object per hit (api/answer_bytes.py),
