@@ -44,8 +44,8 @@ def normalize_vectors(vectors: np.ndarray, dim: int, field: str = VECTOR) -> np.
 
 def _normalize_row(vector: np.ndarray, field: str) -> np.ndarray:
     """One row, as every vector query has, in Python floats: on one row each NumPy call costs
-    more than its arithmetic, and under concurrent searches far more (`unwrapped_search` in the
-    index layer says why). math.hypot neither overflows nor underflows for float32 values and is
+    more than its arithmetic, and under concurrent searches far more (docs/benchmarks.md,
+    "Serving speed"). math.hypot neither overflows nor underflows for float32 values and is
     non-finite exactly when a value is, and Python floats divide in float64, so the checks, the
     division and the errors are the batch path's."""
     values = vector[0].tolist()
