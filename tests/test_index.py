@@ -184,3 +184,35 @@ def test_the_common_query_comes_straight_from_faiss_as_the_general_path_would_an
         assert isinstance(direct, Ranked) and direct.modality == modality
         assert direct.hits() == general
         assert (first[0].key in [hit.key for hit in direct.hits()[0]]) is (changes is not hidden)
+
+
+def test_a_snapshot_keeps_its_direct_search_and_a_write_starts_the_next_without_it(built, tmp_path):
+    """The engine looks up the common query's direct search once per served snapshot; a delete
+    and an upsert make new snapshots, whose answers must show them (the deleted key gone, the
+    upserted one found, through the general path that merges upserted entries)."""
+    from jointspace.data.catalog import CatalogEntry
+    from jointspace.encoders.inference import EncoderSet
+    from jointspace.server.build.local_builder import build_generation
+    from jointspace.server.index.searching import Ranked
+    from jointspace.server.serving.engine import Engine
+
+    vectors = np.random.default_rng(3).standard_normal((50, 16)).astype(np.float32)
+    catalog = tmp_path / "vectors.jsonl"
+    catalog.write_text("".join(json.dumps({"key": f"v:{i}", "vector": v.tolist()}) + "\n"
+                               for i, v in enumerate(vectors)))
+    build_generation(EncoderSet(built.model), [catalog], tmp_path / "index")
+    engine = Engine(built.model, tmp_path / "index")
+
+    def top(query: np.ndarray) -> list[str]:
+        found = engine.find_vectors(query[None, :], 3, ["vector"])
+        return [hit.key for hit in (found.hits() if isinstance(found, Ranked) else found)[0]]
+
+    first = engine.served
+    assert top(vectors[7])[0] == "v:7"
+    assert first.direct_search(["vector"]) is first.direct_search(["vector"])
+    engine.delete(["v:7"])
+    assert "v:7" not in top(vectors[7])
+    assert engine.served.direct_search(["vector"]).hidden == frozenset({7})
+    engine.upsert([CatalogEntry("v:new", "vector", (-vectors[7]).tolist())])
+    assert engine.served.direct_search(["vector"]) is None  # upserted entries need the merge
+    assert top(-vectors[7])[0] == "v:new"

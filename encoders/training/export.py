@@ -128,6 +128,7 @@ def _write_model(members: list[TrainedModel], folder: Path) -> ModelManifest:
             "temperature": first.config.temperature,
             "seed": first.config.seed,
             "members": len(members),
+            "weights": [m.weights for m in members] if len(members) > 1 else first.weights,
             "final_loss": _mean([m.history[-1] for m in members if m.history]),
         },
         metrics=metrics,

@@ -24,10 +24,11 @@ from jointspace.data.text_augment import augment_text
 from jointspace.encoders import registry
 from jointspace.encoders.base import Arrays, Encoder, tf
 from jointspace.encoders.training.config import AUTO_STEPS, STOPPED_AUTO_EPOCHS, TrainConfig
-from jointspace.encoders.training.early_stopping import SCORE_KS, EarlyStopping, Verdict
+from jointspace.encoders.training.early_stopping import SCORE_KS, EarlyStopping, Verdict, validation_score
 from jointspace.encoders.training.model import JointModel, PairType
 from jointspace.encoders.training.optimizers import LazyAdam
 from jointspace.encoders.training.tensorboard import ScalarLog
+from jointspace.encoders.training.weight_average import WeightAverage, average_start, score_noise
 
 MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 300
 VALIDATION_STEPS = 100  # at least this many steps between two validations for early stopping
@@ -81,6 +82,7 @@ class TrainedModel:
     config: TrainConfig
     metrics: dict[str, dict[str, float]]
     history: list[float]
+    weights: str = ""  # which weights the run returns: "epoch 7", or "mean of epochs 6-12" (weight_average.py)
 
 
 def _value_key(value: Any) -> str:
@@ -458,6 +460,8 @@ def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], Non
     scalars = ScalarLog(config.logdir)
     stopping = (EarlyStopping(model, config.patience, config.learning_rate_cuts) if config.patience and val_count
                 else None)
+    # Without validation nothing could tell whether the mean is better, so it is never taken.
+    average = WeightAverage(model, average_start(epochs, config.average_from)) if stopping is not None else None
     validate_every = -(-VALIDATION_STEPS // sum(_batch_counts(pair_rows, batch_sizes)))
     done_steps = done_examples = 0
     for epoch in range(1, epochs + 1):
@@ -479,6 +483,8 @@ def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], Non
                 on_step(done_steps, done_examples)
         history.append(total / max(len(batches), 1))
         progress.close(loss=f"{history[-1]:.4f}")
+        if average is not None:
+            average.add(epoch)
         scalars.epoch(epoch, history[-1])
         last = epoch == config.epochs or done_steps == config.max_steps
         if stopping is not None and (epoch % validate_every == 0 or last):
@@ -499,14 +505,23 @@ def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], Non
     if stopping is not None:
         stopping.restore()
         metrics = stopping.best_metrics
+        kept = f"epoch {stopping.best_epoch}"
+        if average is not None and average.count > 1:
+            averaged = average.keep_unless_worse(metrics, lambda: validation_metrics(model, pairs, data, val_rows))
+            if averaged is not None:
+                metrics, kept = averaged, average.describe()
+            log(f"weights kept: {kept} (validation score {validation_score(metrics):.4f}; "
+                f"{average.describe()} {validation_score(average.scored):.4f}, epoch {stopping.best_epoch} "
+                f"{stopping.best_score:.4f} ± {score_noise(stopping.best_metrics):.4f})")
     else:
         metrics = validation_metrics(model, pairs, data, val_rows) if val_count else {}
         scalars.validation(epochs, metrics)
+        kept = f"epoch {len(history)}"
     check_finite_weights(model)
     for direction, values in metrics.items():
         log(f"validation {direction}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()
                                                      if k.startswith("recall@") or k == "mrr"))
-    return TrainedModel(encoders, towers, pairs, dim, config, metrics, history)
+    return TrainedModel(encoders, towers, pairs, dim, config, metrics, history, kept)
 
 
 def train_members(rows: PairRows, config: TrainConfig, members: int = 1) -> list[TrainedModel]:

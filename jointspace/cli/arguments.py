@@ -78,6 +78,14 @@ def held_out_share(text: str) -> float:
     return value
 
 
+def epoch_share(text: str) -> float:
+    """A share of a run's epochs, counted from its start: more than none, at most all."""
+    value = number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value:g}")
+    return value
+
+
 def batch_size(text: str) -> int:
     """The in-batch softmax needs another row of the batch as a negative."""
     value = positive(text)

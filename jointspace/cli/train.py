@@ -14,6 +14,7 @@ from pathlib import Path
 from jointspace.cli.arguments import (
     auto_or_positive,
     batch_size,
+    epoch_share,
     held_out_share,
     non_negative,
     non_negative_number,
@@ -110,6 +111,10 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="times a plateau sends training back to its best weights at "
                              f"{LEARNING_RATE_CUT:g}× the learning rate before the next one stops it "
                              "(default: %(default)s)")
+    parser.add_argument("--average-from", type=epoch_share, default=defaults.average_from, metavar="SHARE",
+                        help="average the weights after each epoch from this share of the epochs on and keep "
+                             "the mean if validation scores it above the best epoch; 1 = no average "
+                             "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="fixes the validation split, batches, augmentations and initial weights: "
                              "the same seed trains the same model (default: %(default)s)")
@@ -149,7 +154,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         catalog_softmax_max=args.catalog_softmax_max, catalog_temperature=args.catalog_temperature,
         augment_text=args.augment_text,
         validation_split=args.validation_split, patience=args.patience or None,
-        learning_rate_cuts=args.learning_rate_cuts, seed=args.seed,
+        learning_rate_cuts=args.learning_rate_cuts, average_from=args.average_from, seed=args.seed,
         pairs=parse_pair_spec(args.pairs),
         pair_weights=parse_pair_weights(args.pair_weight), logdir=args.logdir,
         encoder_settings={"id": {"norm": args.id_norm},

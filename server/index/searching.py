@@ -101,9 +101,7 @@ def find(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequen
     chosen = generation.check_modalities(modalities, also_present=changes.matrices)
     direct = direct_modality(generation, changes, chosen, excludes, filters, with_metadata, lexical)
     if direct is not None:
-        with faiss_threads(len(vectors)):
-            scores, rows = nearest(generation.indexes[direct], vectors, k, None, changes.hidden_rows(direct))
-        return Ranked(direct, generation.keys[direct], generation.packed_keys[direct], rows, scores)
+        return DirectSearch.of(generation, changes, direct)(vectors, k)
     count = len(vectors)
     excludes = excludes or [set()] * count
     filters = filters or [()] * count
@@ -131,6 +129,38 @@ def find(generation: Generation, vectors: np.ndarray, k: int, modalities: Sequen
                     generation, changes, lexical.texts[query], k, chosen, excluded, excluded_rows, query_filters)
                 results[query] = _fused_hits(generation, candidates, words, k, lexical, with_metadata)
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class DirectSearch:
+    """The search of one result modality whose FAISS answer is the whole answer
+    (`direct_modality`), with what it reads looked up: the engine keeps one per snapshot for
+    the common query (serving/engine.py, `Served.direct_search`), which then skips the checks
+    that `find` makes per call."""
+
+    modality: str
+    index: faiss.Index
+    keys: np.ndarray
+    packed_keys: PackedKeys
+    hidden: frozenset[int]
+
+    @classmethod
+    def of(cls, generation: Generation, changes: Changes, modality: str) -> DirectSearch:
+        return cls(modality, generation.indexes[modality], generation.keys[modality],
+                   generation.packed_keys[modality], changes.hidden_rows(modality))
+
+    def __call__(self, vectors: np.ndarray, k: int) -> Ranked:
+        with faiss_threads(len(vectors)):
+            scores, rows = nearest(self.index, vectors, k, None, self.hidden)
+        return Ranked(self.modality, self.keys, self.packed_keys, rows, scores)
+
+
+def direct_search(generation: Generation, changes: Changes, modalities: Sequence[str]) -> DirectSearch | None:
+    """The `DirectSearch` of plain vector queries for `modalities` (hits with metadata), or
+    None where `find`'s general path must answer; refuses an unknown modality as `find` does."""
+    chosen = generation.check_modalities(modalities, also_present=changes.matrices)
+    direct = direct_modality(generation, changes, chosen, None, None, True, None)
+    return None if direct is None else DirectSearch.of(generation, changes, direct)
 
 
 def direct_modality(generation: Generation, changes: Changes, chosen: list[str],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from jointspace.server.index.generation import Generation
 from jointspace.server.index.index_directory import IndexDirectory
 from jointspace.server.index.journal import DELETE, UPSERT, Change, Journal
 from jointspace.server.index.lexical_terms import document
-from jointspace.server.index.searching import Found, Lexical, as_hits, find
+from jointspace.server.index.searching import DirectSearch, Found, Lexical, as_hits, direct_search, find
 from jointspace.server.serving.encode_batcher import EncodeBatcher
 from jointspace.server.serving.operations import Operations
 from jointspace.server.serving.request_ids import RecentWrites, fingerprint, metadata_text
@@ -56,10 +56,25 @@ class Served:
     # The generation the online changes are journalled against: the one `CURRENT` names, which
     # is `generation` except while an older one stands in for a corrupt live one (fallback.py).
     journal_name: str = ""
+    # direct_search's answers by result modalities; not an init field, so that `replace` (every
+    # write, every swap) starts the new snapshot with none.
+    _direct: dict[tuple[str, ...], DirectSearch | None] = field(default_factory=dict, init=False, repr=False,
+                                                                compare=False)
 
     def __post_init__(self) -> None:
         if not self.journal_name:
             object.__setattr__(self, "journal_name", self.generation.name)
+
+    def direct_search(self, modalities: Sequence[str]) -> DirectSearch | None:
+        """searching.direct_search on this snapshot, looked up once per result modality (a
+        list of two or more is not kept: a client could send endless orders and repeats)."""
+        key = tuple(modalities)
+        if key in self._direct:
+            return self._direct[key]
+        found = direct_search(self.generation, self.changes, key)
+        if len(key) <= 1:
+            self._direct[key] = found
+        return found
 
     @property
     def fallback(self) -> bool:
@@ -187,7 +202,7 @@ class Engine:
         served = served or self._served
         with timed(EMBED):
             unit = served.encoders.embed(VECTOR, vectors)
-        return _find(served, unit, k, modalities)
+        return _find(served, unit, k, modalities, direct=served.direct_search(modalities))
 
     def info(self) -> dict[str, Any]:
         served = self._served
@@ -329,9 +344,12 @@ def _lexical(served: Served, queries: Sequence[Query], weight: float, fusion: st
 
 def _find(served: Served, vectors: np.ndarray, k: int, modalities: Sequence[str],
           excludes: Sequence[set[str]] | None = None, filters: Sequence[Sequence[MetadataFilter]] | None = None,
-          lexical: Lexical | None = None) -> Found:
+          lexical: Lexical | None = None, direct: DirectSearch | None = None) -> Found:
+    """`find`, or `direct` where the caller has one (Served.direct_search)."""
     check_deadline("searching the index")
     with timed(SEARCH):
+        if direct is not None:
+            return direct(vectors, k)
         return find(served.generation, vectors, k, modalities, excludes, filters, served.changes, lexical=lexical)
 
 
