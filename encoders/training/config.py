@@ -48,7 +48,8 @@ class TrainConfig:
     # next one stops it (early_stopping.LEARNING_RATE_CUT).
     learning_rate_cuts: int = 1
     # The weights after each epoch from this share of the epochs on are averaged, and the mean is
-    # kept if validation scores it above the best epoch (weight_average.py); 1.0: no average.
+    # kept unless validation scores it clearly below the best epoch (weight_average.py); 1.0: no
+    # average.
     average_from: float = 0.5
     validation_queries: int = 2000  # at most this many rows are held out (the validation's cost)
     max_steps: int | None = None  # stop after this many steps, whatever the epochs (benchmarks)

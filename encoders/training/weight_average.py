@@ -5,8 +5,8 @@ steps make around a minimum; their mean lies nearer its middle than any of them 
 stochastic weight averaging, Izmailov et al., 2018). It costs a copy of the weights per epoch and
 one more validation, no steps, where an ensemble of two seeds, which bought a similar gain,
 costs twice the training (docs/benchmarks.md, "Recommendation quality"). The mean is kept unless
-the held-out rows score it clearly below the run's best single epoch (`score_noise`), so a run it
-would harm (a tower whose batch normalisation statistics do not fit the mean of its weights,
+the held-out rows score it clearly below the run's best single epoch (`score_noise`,
+`MAX_SHORTFALL`), so a run it would harm (a tower whose batch normalisation statistics do not fit the mean of its weights,
 say) returns what it did before.
 
 The weights after every epoch from `start` on are summed as they are: a learning-rate cut that
@@ -40,7 +40,7 @@ def average_start(epochs: int, average_from: float) -> int:
 
 
 class WeightAverage:
-    """`add` after every epoch; `keep_if_better` at the end."""
+    """`add` after every epoch; `keep_unless_worse` at the end."""
 
     def __init__(self, model: Any, start: int) -> None:
         self.model = model

@@ -113,8 +113,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--average-from", type=epoch_share, default=defaults.average_from, metavar="SHARE",
                         help="average the weights after each epoch from this share of the epochs on and keep "
-                             "the mean if validation scores it above the best epoch; 1 = no average "
-                             "(default: %(default)s)")
+                             "the mean unless validation scores it clearly below the best epoch; 1 = no "
+                             "average (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="fixes the validation split, batches, augmentations and initial weights: "
                              "the same seed trains the same model (default: %(default)s)")
