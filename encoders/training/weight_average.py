@@ -6,8 +6,8 @@ stochastic weight averaging, Izmailov et al., 2018). It costs a copy of the weig
 one more validation, no steps, where an ensemble of two seeds, which bought a similar gain,
 costs twice the training (docs/benchmarks.md, "Recommendation quality"). The mean is kept unless
 the held-out rows score it clearly below the run's best single epoch (`score_noise`,
-`MAX_SHORTFALL`), so a run it would harm (a tower whose batch normalisation statistics do not fit the mean of its weights,
-say) returns what it did before.
+`MAX_SHORTFALL`), so a run it would harm (a tower whose batch normalisation statistics do not fit
+the mean of its weights, say) returns what it did before.
 
 The weights after every epoch from `start` on are summed as they are: a learning-rate cut that
 puts the best weights back (early_stopping.py) does not restart the sum, since validation decides
