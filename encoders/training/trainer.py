@@ -28,7 +28,7 @@ from jointspace.encoders.training.early_stopping import SCORE_KS, EarlyStopping,
 from jointspace.encoders.training.model import JointModel, PairType
 from jointspace.encoders.training.optimizers import LazyAdam
 from jointspace.encoders.training.tensorboard import ScalarLog
-from jointspace.encoders.training.weight_average import WeightAverage, average_start, score_noise
+from jointspace.encoders.training.weight_average import WeightAverage, allowed_shortfall, average_start
 
 MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 300
 VALIDATION_STEPS = 100  # at least this many steps between two validations for early stopping
@@ -510,9 +510,9 @@ def train(rows: PairRows, config: TrainConfig, on_step: Callable[[int, int], Non
             averaged = average.keep_unless_worse(metrics, lambda: validation_metrics(model, pairs, data, val_rows))
             if averaged is not None:
                 metrics, kept = averaged, average.describe()
-            log(f"weights kept: {kept} (validation score {validation_score(metrics):.4f}; "
-                f"{average.describe()} {validation_score(average.scored):.4f}, epoch {stopping.best_epoch} "
-                f"{stopping.best_score:.4f} ± {score_noise(stopping.best_metrics):.4f})")
+            log(f"weights kept: {kept} (validation: the {average.describe()} {validation_score(average.scored):.4f}, "
+                f"epoch {stopping.best_epoch} {stopping.best_score:.4f}; the mean is kept down to "
+                f"{allowed_shortfall(stopping.best_metrics):.4f} below the best epoch)")
     else:
         metrics = validation_metrics(model, pairs, data, val_rows) if val_count else {}
         scalars.validation(epochs, metrics)

@@ -69,19 +69,24 @@ class WeightAverage:
 
     def keep_unless_worse(self, best: Metrics, validate: Callable[[], Metrics]) -> Metrics | None:
         """Put the mean in the model and return its validation metrics unless they score below
-        the best epoch's (`best`) by more than that score's noise (`score_noise`) or more than
-        MAX_SHORTFALL of it; otherwise put the model's weights back and return None."""
+        the best epoch's (`best`) by more than `allowed_shortfall`; otherwise put the model's
+        weights back and return None."""
         current = self.model.get_weights()
         self.model.set_weights(self.mean())
         metrics = self.scored = validate()
-        best_score = validation_score(best)
-        if validation_score(metrics) >= best_score - min(score_noise(best), MAX_SHORTFALL * best_score):
+        if validation_score(metrics) >= validation_score(best) - allowed_shortfall(best):
             return metrics
         self.model.set_weights(current)
         return None
 
     def describe(self) -> str:
         return f"mean of epochs {self.start}-{self.last}"
+
+
+def allowed_shortfall(best: Metrics) -> float:
+    """How far below the best epoch's validation score the mean may score and still be kept:
+    the score's noise (`score_noise`), at most MAX_SHORTFALL of the score."""
+    return min(score_noise(best), MAX_SHORTFALL * validation_score(best))
 
 
 def score_noise(metrics: Metrics) -> float:
