@@ -138,8 +138,10 @@ def test_the_searching_ceiling_runs_the_faiss_search_of_each_query(report: dict,
     vector = np.ones(report["dim"], "<f4")
     request = pb.SearchRequest(query=pb.Query(vector=pb.Vector(f32=vector.tobytes())), k=3)
     answer = service.Search(request, None)
-    _, rows = recording.index.search(vector[None], 3)
+    scores, rows = recording.index.search(vector[None], 3)
     assert [hit.key for hit in answer.hits] == [f"v:{row}" for row in rows[0]]
+    # cosines, as jointspace answers: the query scaled to unit length first
+    assert [hit.score for hit in answer.hits] == pytest.approx(scores[0] / np.linalg.norm(vector), rel=1e-5)
     assert {hit.modality for hit in answer.hits} == {"vector"} and answer.generation.startswith("gen-")
     batch = service.BatchSearch(pb.BatchSearchRequest(requests=[request] * 5), None)
     assert [list(result.hits) for result in batch.results] == [list(answer.hits)] * 5
@@ -194,3 +196,67 @@ def test_rounds_give_each_figure_its_median_and_keep_every_rate() -> None:
     assert figures["calls"] == 12_000 and figures["clients"] == 4 and figures["batch"] == 1
     assert figures["qps_rounds"] == [900.0, 700.0, 800.0]
     assert serve.median_figures(rounds[:1]) == rounds[0]  # one round: its figures as measured
+
+
+def test_servers_are_compared_round_by_round() -> None:
+    """A ratio between two servers is the median of their ratios within each round: the first
+    server's fast round must not be set against the other's slow one."""
+    mine = serve.median_figures([{"qps": q, "server_cpu_us_per_call": c} for q, c in ((1000.0, 500), (600.0, 900),
+                                                                                      (800.0, 700))])
+    other = serve.median_figures([{"qps": q, "server_cpu_us_per_call": c} for q, c in ((1100.0, 450), (500.0, 1000),
+                                                                                       (900.0, 600))])
+    assert mine["cpu_rounds"] == [500, 900, 700]
+    assert serve.paired(mine, other, "qps") == pytest.approx(1000 / 1100)  # rounds: 0.909, 1.2, 0.889
+    assert serve.paired(mine, other, "server_cpu_us_per_call") == pytest.approx(1.111, abs=1e-3)
+    assert mine["qps"] / other["qps"] == pytest.approx(800 / 900)  # what the medians alone would say
+    assert serve.paired({"qps": 800.0}, {"qps": 1000.0}, "qps") == 0.8  # one round each: the plain ratio
+
+
+def test_each_server_opens_a_round_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+
+    def load(target: Any, *args: Any) -> Any:
+        order.append(target)
+        return serve.LoadResult(1, 1, 100.0, 10, 1.0, 2.0, 0)
+
+    class Server:
+        def __init__(self, name: str) -> None:
+            self.target, self.pid, self.address = name, 0, name
+
+    monkeypatch.setattr(serve, "run_load", load)
+    monkeypatch.setattr(serve, "cpu_seconds", lambda pid: float(len(order)))
+    results = serve._alternate([Server("a"), Server("b"), Server("c")], np.zeros((4, 2)), (1,), (), 1.0, rounds=3)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert [r["search_1_clients"]["qps_rounds"] for r in results] == [[100.0] * 3] * 3
+
+
+def test_the_searching_ceiling_checks_each_query_as_jointspace_does(report: dict, work: Path) -> None:
+    """The reference must do the work jointspace must: a query it cannot answer as asked is
+    refused, not searched."""
+    import grpc
+
+    from jointspace.bench.noop_server import NoopService
+
+    class Aborted(Exception):
+        pass
+
+    class Context:
+        def abort(self, code: grpc.StatusCode, message: str) -> None:
+            self.code, self.message = code, message
+            raise Aborted
+
+    service = NoopService(3, work / "index")
+    width = service.index.d
+    good = pb.Query(vector=pb.Vector(f32=np.ones(width, "<f4").tobytes()))
+    for request, words in [
+        (pb.SearchRequest(query=pb.Query(vector=pb.Vector(f32=np.zeros(width, "<f4").tobytes())), k=3), "zero"),
+        (pb.SearchRequest(query=pb.Query(vector=pb.Vector(f32=np.full(width, np.nan, "<f4").tobytes())), k=3),
+         "finite"),
+        (pb.SearchRequest(query=good, k=5_000), "over the limit"),
+        (pb.SearchRequest(query=good, k=3, exclude_keys=["v:1"]), "plain vector queries"),
+        (pb.SearchRequest(query=pb.Query(vector=pb.Vector(f32=b"1234")), k=3), "plain vector queries"),
+    ]:
+        context = Context()
+        with pytest.raises(Aborted):
+            service.Search(request, context)
+        assert context.code == grpc.StatusCode.INVALID_ARGUMENT and words in context.message

@@ -4,13 +4,17 @@ BatchSearch with a prebuilt response of k hits shaped like real ones, without em
 searching or converting anything. What jointspace reaches against this is the share of the
 ceiling its own work leaves.
 
-With `--index DIR` it does instead the least work any server must do to answer each query from
-that index: read the query's packed vector, run its FAISS search (on the served generation's
-index, with its tuned search depth, jointspace's thread policy and its call past FAISS's Python
-wrapper; a batch's queries in one call), and answer with the hits found, keys looked up by row,
-as jointspace's answer has them (key, score, modality, the generation's name). That is the
-ceiling of any server on this stack that searches this index, which splits jointspace's gap to
-the plain ceiling into the search's share and jointspace's own.
+With `--index DIR` it does instead the least work any server must do to give jointspace's answer
+to each query from that index: read the query's packed vector and check it as jointspace does
+(a plain vector query of the index's width, k within the limit, its values finite and not all
+zero), scale it to unit length (the scores are cosines), run its FAISS search (on the served
+generation's index, with its tuned search depth, jointspace's thread policy and its call past
+FAISS's Python wrapper; a batch's queries in one call), and answer with the hits found, keys
+looked up by row, as jointspace's answer has them (key, score, modality, the generation's name).
+The reading, checks and scaling are jointspace's own functions, the fastest it has; what the
+reference leaves out is the engine between them. That is the ceiling of any server on this
+stack that searches this index, which splits jointspace's gap to the plain ceiling into the
+search's share and jointspace's own.
 
 Run as `python -m jointspace.bench.noop_server --k 10 --port 0`; it logs JSON lines like
 `jointspace serve --log-format json`, the port in the "listening on" record.
@@ -25,10 +29,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+import grpc
 
+from jointspace.core.errors import InvalidInput, JointspaceError
+from jointspace.core.limits import DEFAULT_LIMITS
 from jointspace.core.logs import configure_logging
+from jointspace.encoders.inference import VECTOR, normalize_vectors
 from jointspace.server.api.config import ServeConfig, default_workers
+from jointspace.server.api.convert import plain_vector_queries
 from jointspace.server.index.searching import faiss_threads, unwrapped_search
 from jointspace.v1 import jointspace_pb2 as pb
 
@@ -59,7 +67,7 @@ class NoopService:
         if self.index is None:
             return self.response
         response = pb.SearchResponse()
-        self._answer([request], [response])
+        self._answer([request], [response], context)
         return response
 
     def BatchSearch(self, request: pb.BatchSearchRequest, context: Any) -> pb.BatchSearchResponse:
@@ -69,15 +77,24 @@ class NoopService:
                 self.batches[size] = pb.BatchSearchResponse(results=[self.response] * size)
             return self.batches[size]
         response = pb.BatchSearchResponse()
-        self._answer(request.requests, [response.results.add() for _ in range(size)])
+        self._answer(request.requests, [response.results.add() for _ in range(size)], context)
         return response
 
-    def _answer(self, requests: Sequence[pb.SearchRequest], responses: Sequence[pb.SearchResponse]) -> None:
-        """These queries' vectors searched in one FAISS call, each answer filled from its arrays."""
-        packed = b"".join(r.query.vector.f32 for r in requests)
-        vectors = np.frombuffer(packed, "<f4").reshape(len(requests), -1)
+    def _answer(self, requests: Sequence[pb.SearchRequest], responses: Sequence[pb.SearchResponse],
+                context: Any) -> None:
+        """These queries checked and scaled to unit length, searched in one FAISS call, each
+        answer filled from its arrays."""
+        plain = plain_vector_queries(requests, self.index.d)
+        try:
+            if plain is None or plain[1] not in ([], [VECTOR]):
+                raise InvalidInput("the reference answers plain vector queries only")
+            k, _, vectors = plain
+            DEFAULT_LIMITS.check_k(k)
+            vectors = normalize_vectors(vectors, self.index.d)
+        except JointspaceError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         with faiss_threads(len(vectors)):
-            scores, rows = unwrapped_search(self.index, vectors, self.k)
+            scores, rows = unwrapped_search(self.index, vectors, k)
         for response, keys, values in zip(responses, self.keys[rows].tolist(), scores.tolist()):
             response.generation = self.generation
             add = response.hits.add

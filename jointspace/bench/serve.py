@@ -11,7 +11,8 @@ is FAISS's share plus its own; the second ceiling isolates its own), (b) FAISS i
 on the same index file = the floor of work, and (c) milvus-lite and chromadb when installed
 (peers.py), loaded with the same vectors and tuned to the same recall. Clients are separate
 processes (load.py). jointspace and the ceilings are measured alternately, step by step, so that
-drift of a shared machine hits them alike; the figures that matter are the ratios between them.
+drift of a shared machine hits them alike; the figures that matter are the ratios between them,
+each taken within a round (`paired`).
 
 Server memory is the resident set (/proc) after the load, beside the index file's own size and a
 base: the same server serving a 1,000-vector index (Python, TensorFlow and the model loaded).
@@ -200,12 +201,15 @@ def _alternate(servers: list[_Running], queries: np.ndarray, clients: Sequence[i
     hides: on shared cores the clients' CPU is in both rates). With several rounds a figure is
     the median of its rounds: one measurement of a few seconds on a shared machine moves a
     server's rate by up to a tenth, and the median of alternated rounds keeps one unlucky
-    stretch from deciding a ratio."""
+    stretch from deciding a ratio. The servers take turns to open a round, so that none always
+    runs straight after the same other one (whose clients and caches it would inherit)."""
     results: list[dict[str, Any]] = [{} for _ in servers]
     for name, count, batch in _workloads(clients, batches):
         measured: list[list[dict[str, Any]]] = [[] for _ in servers]
-        for _ in range(rounds):
-            for server, figures in zip(servers, measured):
+        for turn in range(rounds):
+            first = turn % len(servers)  # each server opens a round in turn: none always follows another
+            for position in [*range(first, len(servers)), *range(first)]:
+                server, figures = servers[position], measured[position]
                 before = cpu_seconds(server.pid)
                 figures.append(run_load(server.target, queries, K, count, seconds, batch).as_dict())
                 figures[-1]["server_cpu_us_per_call"] = round((cpu_seconds(server.pid) - before)
@@ -216,16 +220,32 @@ def _alternate(servers: list[_Running], queries: np.ndarray, clients: Sequence[i
     return results
 
 
+ROUNDS_OF = {"qps": "qps_rounds", "server_cpu_us_per_call": "cpu_rounds"}  # figure: its value in each round
+
+
 def median_figures(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One workload's figures over its rounds: each number's median (counts summed), and the
-    rates of every round beside it."""
+    rate and server CPU of every round beside them (`paired` compares servers round by round)."""
     if len(rounds) == 1:
         return rounds[0]
     summed = ("calls", "errors")
     out = {key: sum(r[key] for r in rounds) if key in summed else
            type(value)(np.median([r[key] for r in rounds])) for key, value in rounds[0].items()}
-    out["qps_rounds"] = [r["qps"] for r in rounds]
+    for figure, per_round in ROUNDS_OF.items():
+        if figure in rounds[0]:
+            out[per_round] = [r[figure] for r in rounds]
     return out
+
+
+def paired(mine: dict[str, Any], other: dict[str, Any], figure: str) -> float:
+    """`figure` of `mine` over `other`'s: the median of the two servers' ratios round by round
+    where both were measured in rounds. The servers of one round ran within seconds of each
+    other, while a shared machine's speed drifts between rounds by more than the gaps measured;
+    a ratio of the two medians could pair one server's fast round with the other's slow one."""
+    per_round = ROUNDS_OF[figure]
+    if per_round in mine and per_round in other:
+        return float(np.median([a / b for a, b in zip(mine[per_round], other[per_round])]))
+    return mine[figure] / other[figure]
 
 
 def _faiss_floor(index_dir: Path, queries: np.ndarray, batches: Sequence[int], seconds: float,
@@ -293,14 +313,16 @@ def _peer(name: str, work: Path, catalog: np.ndarray, queries: np.ndarray, exact
 
 
 def ratios(report: dict[str, Any]) -> dict[str, Any]:
-    """Every ratio from the measured figures in the report."""
+    """Every ratio from the measured figures in the report; between servers, round by round
+    (`paired`)."""
     mine, ceiling, searching, floor = report["jointspace"], report["ceiling"], report["ceiling_faiss"], report["faiss"]
     out: dict[str, Any] = {
-        "vs_ceiling": {w: round(mine[w]["qps"] / ceiling[w]["qps"], 3) for w in mine},
-        "vs_ceiling_faiss": {w: round(mine[w]["qps"] / searching[w]["qps"], 3) for w in mine},
-        "ceiling_faiss_vs_ceiling": {w: round(searching[w]["qps"] / ceiling[w]["qps"], 3) for w in mine},
+        "vs_ceiling": {w: round(paired(mine[w], ceiling[w], "qps"), 3) for w in mine},
+        "vs_ceiling_faiss": {w: round(paired(mine[w], searching[w], "qps"), 3) for w in mine},
+        "ceiling_faiss_vs_ceiling": {w: round(paired(searching[w], ceiling[w], "qps"), 3) for w in mine},
+        # FAISS in-process runs after the servers, in rounds of its own: its medians are compared
         "vs_faiss": {w: round(mine[w]["qps"] / floor[w]["qps"], 3) for w in mine if w in floor},
-        "cpu_vs_ceiling_faiss": {w: round(mine[w]["server_cpu_us_per_call"] / searching[w]["server_cpu_us_per_call"], 3)
+        "cpu_vs_ceiling_faiss": {w: round(paired(mine[w], searching[w], "server_cpu_us_per_call"), 3)
                                  for w in mine},
     }
     for name, peer in report["peers"].items():
@@ -363,7 +385,8 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [f"{report['vectors']:,} vectors, d = {report['dim']}, {report['index']['type']}; recall@{K} "
              f"{report['recall']} (target {report['target_recall']}); {report['cpu_cores']} CPU cores shared by "
              f"servers and client processes; {report['seconds']:g} s per measurement"
-             + (f", each the median of {report['rounds']} alternated rounds" if report["rounds"] > 1 else ""),
+             + (f", each the median of {report['rounds']} alternated rounds (a ratio between servers: the "
+                f"median of the rounds' own)" if report["rounds"] > 1 else ""),
              ""]
     header = ["workload", "clients", "jointspace q/s", "p50 ms", "p99 ms", "server CPU us/call", "ceiling q/s",
               "ceiling CPU us/call", "vs ceiling", "ceiling+FAISS q/s", "ceiling+FAISS CPU us/call",

@@ -65,6 +65,12 @@ class Limits:
             converted[name] = value
         return replace(self, **converted)
 
+    def check_k(self, k: int) -> None:
+        if k <= 0:
+            raise InvalidInput(f"k: must be at least 1, got {k}")
+        if k > self.max_k:
+            raise LimitExceeded(f"k: {k} is over the limit of {self.max_k}")
+
     def check_count(self, count: int, limit: str, field: str, what: str = "items") -> None:
         """LimitExceeded (RESOURCE_EXHAUSTED) naming the request field and the limit's name."""
         allowed = getattr(self, limit)

@@ -149,12 +149,6 @@ class Engine:
     def served(self) -> Served:
         return self._served
 
-    def check_k(self, k: int) -> None:
-        if k <= 0:
-            raise InvalidInput(f"k: must be at least 1, got {k}")
-        if k > self.limits.max_k:
-            raise LimitExceeded(f"k: {k} is over the limit of {self.limits.max_k}")
-
     def check_batch(self, count: int, field: str) -> None:
         if count > self.limits.max_batch:
             raise LimitExceeded(f"{field}: {count} items, over the limit of {self.limits.max_batch}")
@@ -183,7 +177,7 @@ class Engine:
         current one if not given. `lexical_weight`: a hybrid search of text queries (fusion.py).
         `excludes`: keys never to return per query, bounded by the caller (the API checks them
         against max_exclude_keys, api/convert.py)."""
-        self.check_k(k)
+        self.limits.check_k(k)
         served = served or self._served  # one snapshot for the whole call
         lexical = None if lexical_weight is None else _lexical(served, queries, lexical_weight, fusion)
         if lexical is None or lexical.weight <= 0:
@@ -198,7 +192,7 @@ class Engine:
                      served: Served | None = None) -> Found:
         """`find` for raw vector queries given as one matrix (a row of D floats each), with
         nothing excluded or filtered: the common batch, without a value per query to gather."""
-        self.check_k(k)
+        self.limits.check_k(k)
         served = served or self._served
         with timed(EMBED):
             unit = served.encoders.embed(VECTOR, vectors)
