@@ -11,8 +11,8 @@ zero), scale it to unit length (the scores are cosines), run its FAISS search (o
 generation's index, with its tuned search depth, jointspace's thread policy and its call past
 FAISS's Python wrapper; a batch's queries in one call), and answer with the hits found, keys
 looked up by row, as jointspace's answer has them (key, score, modality, the generation's name).
-The reading, checks and scaling are jointspace's own functions, the fastest it has; what the
-reference leaves out is the engine between them. That is the ceiling of any server on this
+The reading, checks and scaling are jointspace's own functions; what the reference leaves out
+is the engine between them. That is the ceiling of any server on this
 stack that searches this index, which splits jointspace's gap to the plain ceiling into the
 search's share and jointspace's own.
 

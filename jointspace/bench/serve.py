@@ -197,8 +197,8 @@ def _workloads(clients: Sequence[int], batches: Sequence[int]) -> list[tuple[str
 
 def _settle(servers: list[_Running], queries: np.ndarray, clients: int, seconds: float) -> None:
     """A load on each server that is not measured: a server's first seconds under load after it
-    started ran at about half its later rate, with stalls (a p99 of 15 ms against 2 ms), and
-    would otherwise fall on whichever server opens the first round."""
+    started ran far slower than its later ones, with long stalls (docs/benchmarks.md, "Serving
+    speed"), and would otherwise fall on whichever server opens the first round."""
     for server in servers:
         run_load(server.target, queries, K, clients, seconds)
 
