@@ -216,7 +216,7 @@ def _alternate(servers: list[_Running], queries: np.ndarray, clients: Sequence[i
     for name, count, batch in _workloads(clients, batches):
         measured: list[list[dict[str, Any]]] = [[] for _ in servers]
         for turn in range(rounds):
-            first = turn % len(servers)  # each server opens a round in turn: none always follows another
+            first = turn % len(servers)
             for position in [*range(first, len(servers)), *range(first)]:
                 server, figures = servers[position], measured[position]
                 before = cpu_seconds(server.pid)
